@@ -1,0 +1,340 @@
+"""Shared plumbing of the GLMM estimators: checks, design, core call, attributes.
+
+Subclasses differ only in :meth:`_BaseGLMM._get_family`. The solve itself lives
+in :mod:`sklearn_glmm._core`, which never sees scikit-learn or pandas.
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted
+
+from ._core._laplace import LaplaceProblem
+from ._core._optimize import FitResult, fit_laplace
+from ._core._pirls import fit_glm
+from .design import DesignBuilder, parse_random_effects
+from .families import Family
+from .results import GLMMSummary, coefficient_table, varcorr_table
+from .results._varcorr import VARCORR_COLUMNS
+from .utils._param_validation import Interval, StrOptions, validate_data
+
+__all__ = ["_BaseGLMM"]
+
+
+def _check_vector(name: str, value, n_samples: int) -> np.ndarray:
+    """A finite float vector of length n_samples, or a clear error naming it."""
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be numeric; got {type(value).__name__} ({exc}).") from None
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional; got shape {array.shape}.")
+    if array.shape[0] != n_samples:
+        raise ValueError(f"{name} has {array.shape[0]} entries but X has {n_samples} rows.")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinity; remove or impute those rows.")
+    return array
+
+
+class _BaseGLMM(RegressorMixin, BaseEstimator):
+    """Base class of GLMM estimators (not public).
+
+    Subclasses implement ``_get_family()`` and may extend
+    ``_parameter_constraints``.
+    """
+
+    _parameter_constraints: dict = {
+        "random_effects": [str],
+        "se_method": [StrOptions({"hessian", "pirls"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0.0, None, closed="neither")],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, random_effects="1", *, se_method="hessian", max_iter=500, tol=1e-8, verbose=0):
+        self.random_effects = random_effects
+        self.se_method = se_method
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+
+    # -- hooks ----------------------------------------------------------------
+    def _get_family(self) -> Family:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- input checks ---------------------------------------------------------
+    def _feature_names(self) -> list[str]:
+        if hasattr(self, "feature_names_in_"):
+            return [str(c) for c in self.feature_names_in_]
+        return [f"x{j}" for j in range(self.n_features_in_)]
+
+    def _check_sample_weight(self, sample_weight, n_samples) -> np.ndarray:
+        if sample_weight is None:
+            return np.ones(n_samples)
+        w = _check_vector("sample_weight", sample_weight, n_samples)
+        if np.any(w < 0):
+            raise ValueError("sample_weight must be non-negative; found negative weights.")
+        if not np.any(w > 0):
+            raise ValueError("sample_weight is zero for every row; at least one row needs a positive weight.")
+        return w
+
+    def _check_offset(self, offset, n_samples) -> np.ndarray:
+        return np.zeros(n_samples) if offset is None else _check_vector("offset", offset, n_samples)
+
+    def _check_y(self, y, n_samples) -> np.ndarray:
+        y = _check_vector("y", y, n_samples)
+        self._family_.check_response(y)
+        return y
+
+    # -- fit ------------------------------------------------------------------
+    def fit(self, X, y, groups=None, sample_weight=None, offset=None):
+        """Fit the GLMM by maximum likelihood (Laplace approximation).
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            Fixed-effects covariates (an intercept is added). May have zero
+            columns for an intercept-only fixed part. Random-slope terms name
+            its columns.
+        y : array-like of shape (n_samples,)
+            Response.
+        groups : array-like, Series or one-column DataFrame of shape (n_samples,), default=None
+            Grouping factor (e.g. user id). ``None`` fits the plain GLM.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Prior weights (non-negative).
+        offset : array-like of shape (n_samples,), default=None
+            Known part of the linear predictor, e.g. ``log(exposure)``.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._validate_params()
+        parse_random_effects(self.random_effects)  # fail early on a bad spec
+        self._family_ = self._get_family()
+        self._y_name = str(y.name) if isinstance(y, pd.Series) and y.name is not None else "y"
+        X, y = validate_data(
+            self, X, y, reset=True, dtype=np.float64, ensure_min_features=0, y_numeric=True
+        )
+        n = X.shape[0]
+        self._family_.check_response(y)
+        w = self._check_sample_weight(sample_weight, n)
+        off = self._check_offset(offset, n)
+
+        self._builder = DesignBuilder(self.random_effects)
+        design = self._builder.fit(X, self._feature_names(), groups, w)
+        if self._builder.dropped_:
+            warnings.warn(
+                f"Fixed-effect column(s) {self._builder.dropped_} are linearly dependent on "
+                "earlier columns (constant, duplicated or collinear) and were dropped, as "
+                "lme4 does; their coefficients are reported as 0.",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.n_obs_ = int(np.sum(w > 0))
+        if design.term is None:
+            self._fit_glm(design.X, y, w, off)
+        else:
+            term = design.term
+            problem = LaplaceProblem(self._family_, design.X, y, w, off, term.codes, term.Z, term.n_levels)
+            result = fit_laplace(problem, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
+            self._set_mixed_attributes(problem, result, term)
+        self._set_criteria()
+        self._residuals = self._pearson_residuals(y, self._fitted_mu(design), w)
+        return self
+
+    def _fit_glm(self, Xd, y, w, off) -> None:
+        beta, converged, n_iter = fit_glm(self._family_, Xd, y, w, off)
+        eta = off + Xd @ beta
+        irls = self._family_.irls_quantities(y, eta, w)
+        vcov = np.linalg.inv(Xd.T @ (Xd * irls.weights[:, None]))
+        self._set_fixed(beta, vcov)
+        self.theta_ = np.empty(0)
+        self.ranef_ = {}
+        self.varcorr_ = pd.DataFrame(columns=VARCORR_COLUMNS)
+        self.group_levels_ = {}
+        self._b = None
+        self.loglik_ = self._family_.loglik(y, irls.mu, w)
+        self.n_iter_ = n_iter
+        self.converged_ = bool(converged)
+        self.singular_ = False
+        self.fit_summary_ = None
+        self._se_method_used = "GLM Fisher information"
+
+    def _set_mixed_attributes(self, problem: LaplaceProblem, result: FitResult, term) -> None:
+        vcov, self._se_method_used = self._fixed_vcov(problem, result)
+        self._set_fixed(result.beta, vcov)
+        self.theta_ = result.theta
+        self._b = result.b
+        levels = self._builder.levels_
+        self.group_levels_ = {term.factor: levels}
+        self.ranef_ = {
+            term.factor: pd.DataFrame(result.b, index=levels.rename(term.factor), columns=term.term_names)
+        }
+        self.varcorr_ = varcorr_table(term.factor, term.term_names, result.theta)
+        self.loglik_ = -0.5 * result.deviance
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.singular_ = result.singular
+        self.fit_summary_ = result
+        if not result.converged:
+            warnings.warn(
+                f"The GLMM fit did not converge ({result.message}). Try rescaling "
+                "the covariates, simplifying random_effects (e.g. '1' instead of a "
+                "random slope) or raising max_iter.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def _fixed_vcov(self, problem: LaplaceProblem, result: FitResult):
+        """lme4's default (Hessian in (theta, beta)) or the PIRLS-based vcov."""
+        nt = result.theta.size
+        if self.se_method == "hessian" and result.hessian is not None:
+            try:
+                vcov = 2.0 * np.linalg.inv(result.hessian)[nt:, nt:]
+                if np.all(np.diag(vcov) > 0) and np.all(np.isfinite(vcov)):
+                    return 0.5 * (vcov + vcov.T), "Hessian of the Laplace deviance in (theta, beta)"
+            except np.linalg.LinAlgError:
+                pass
+            warnings.warn(
+                "The Hessian of the deviance is not positive definite (a variance "
+                "at its boundary?); standard errors come from the PIRLS "
+                "information with theta held fixed instead.",
+                UserWarning,
+                stacklevel=4,
+            )
+        modes = problem.modes(result.theta, result.beta, result.u)
+        vcov = np.linalg.inv(problem.beta_information(result.theta, modes))
+        return 0.5 * (vcov + vcov.T), "PIRLS information with theta fixed"
+
+    def _set_fixed(self, beta, vcov) -> None:
+        names = self._builder.fixef_names_
+        self.fixef_ = pd.Series(beta, index=names, name="fixef")
+        # scikit-learn mirrors: every column of X gets a coefficient (0 if dropped)
+        full = np.zeros(self._builder.keep_.size)
+        full[self._builder.keep_] = beta
+        self.intercept_ = float(full[0])
+        self.coef_ = full[1:]
+        self.vcov_ = pd.DataFrame(vcov, index=names, columns=names)
+        self.fixef_se_ = pd.Series(np.sqrt(np.diag(vcov)), index=names, name="se")
+
+    def _set_criteria(self) -> None:
+        n_params = self.fixef_.size + self.theta_.size
+        self.deviance_ = -2.0 * self.loglik_
+        self.aic_ = self.deviance_ + 2.0 * n_params
+        self.bic_ = self.deviance_ + np.log(self.n_obs_) * n_params
+        self.df_resid_ = self.n_obs_ - n_params
+
+    # -- predict --------------------------------------------------------------
+    def _fitted_mu(self, design) -> np.ndarray:
+        return self._family_.link.inverse(self._linear_predictor(design, None))
+
+    def _linear_predictor(self, design, offset) -> np.ndarray:
+        eta = design.X @ self.fixef_.to_numpy()
+        if offset is not None:
+            eta = eta + offset
+        if design.term is not None and self._b is not None:
+            eta = eta + design.term.linear_predictor(self._b)
+        return eta
+
+    def _design_for(self, X, groups):
+        check_is_fitted(self, "fixef_")
+        X = validate_data(self, X, reset=False, dtype=np.float64, ensure_min_features=0)
+        return self._builder.transform(X, groups), X.shape[0]
+
+    def predict(self, X, groups=None, offset=None):
+        """Predicted mean response, including the random effects of known groups.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        groups : array-like of shape (n_samples,), default=None
+            Group labels. Rows of groups seen in fit use their conditional
+            modes; rows of new groups, and all rows when ``groups`` is None,
+            get population-level predictions (random effects 0).
+        offset : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        design, n = self._design_for(X, groups)
+        off = None if offset is None else _check_vector("offset", offset, n)
+        return self._family_.link.inverse(self._linear_predictor(design, off))
+
+    def score(self, X, y, groups=None, sample_weight=None, offset=None):
+        """D^2, the fraction of deviance explained (as ``PoissonRegressor.score``).
+
+        ``1 - D(y, predict(X, groups)) / D(y, weighted mean of y)``, with the
+        family's deviance. The best score is 1.0; it can be negative.
+        """
+        design, n = self._design_for(X, groups)
+        y = self._check_y(y, n)
+        w = self._check_sample_weight(sample_weight, n)
+        off = None if offset is None else _check_vector("offset", offset, n)
+        mu = self._family_.link.inverse(self._linear_predictor(design, off))
+        family = self._family_
+        dev = family.deviance(y, mu, w)
+        null = family.deviance(y, np.full(n, np.average(y, weights=w)), w)
+        return float(1.0 - dev / null) if null > 0 else float("nan")
+
+    # -- report ---------------------------------------------------------------
+    def _pearson_residuals(self, y, mu, w) -> np.ndarray:
+        return (y - mu) * np.sqrt(w / self._family_.variance(mu))
+
+    def summary(self) -> GLMMSummary:
+        """An lme4-style summary; ``print(model.summary())`` shows it."""
+        check_is_fitted(self, "fixef_")
+        coefs = coefficient_table(self.fixef_, self.vcov_.to_numpy())
+        se = np.sqrt(np.diag(self.vcov_.to_numpy()))
+        corr = self.vcov_.to_numpy() / np.outer(se, se)
+        names = list(self.fixef_.index)
+        q = np.quantile(self._residuals, [0, 0.25, 0.5, 0.75, 1.0])
+        stats = pd.Series(
+            [self.aic_, self.bic_, self.loglik_, self.deviance_, self.df_resid_],
+            index=["AIC", "BIC", "logLik", "deviance", "df.resid"],
+        )
+        messages = []
+        if self.singular_:
+            messages.append("boundary (singular) fit: a random-effect variance is (close to) zero")
+        if not self.converged_:
+            messages.append(f"convergence warning: {self.fit_summary_.message}")
+        mixed = bool(self.ranef_)
+        return GLMMSummary(
+            family=self._family_.name,
+            link=self._family_.link.name,
+            formula=self._builder.formula(self._y_name),
+            method=(
+                "Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)"
+                if mixed
+                else "Generalized linear model fit by maximum likelihood (no groups given)"
+            ),
+            coefficients=coefs,
+            correlation=pd.DataFrame(corr, index=names, columns=names),
+            varcorr=self.varcorr_,
+            fit_statistics=stats,
+            residual_quantiles=pd.Series(q, index=["Min", "1Q", "Median", "3Q", "Max"]),
+            n_obs=self.n_obs_,
+            n_groups={k: len(v) for k, v in self.group_levels_.items()},
+            se_method=self._se_method_used,
+            messages=messages,
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        family = self._get_family()
+        try:
+            family.check_response(np.array([-1.0]))
+        except ValueError:
+            tags.target_tags.positive_only = True
+        return tags
+

@@ -1,0 +1,335 @@
+"""The outer optimiser: maximum likelihood in (theta, beta) under the Laplace approximation.
+
+Step order of :func:`fit_laplace` (each step names what it sets on the result):
+
+1. **GLM start** -- IRLS for the plain GLM (``theta = 0``): ``beta_glm``. Its
+   Fisher information ``X^T W X = R^T R`` gives the preconditioner.
+2. **Scaling** -- the optimiser works in ``x = (s * theta, R beta)`` where ``s``
+   is the root-mean-square of each random-effect covariate's column. In these
+   coordinates the deviance's curvature is close to the identity, so
+   L-BFGS-B is not slowed by covariates on very different scales (a slope per
+   day next to an intercept), and predictors of magnitude 1e8 need no care.
+3. **Stage 1** -- ``theta`` alone, ``beta`` held at ``beta_glm``, loose
+   tolerance: a cheap start for the covariance parameters (the role of
+   ``nAGQ = 0`` in lme4's ``glmer``).
+4. **Stage 2** -- ``theta`` and ``beta`` jointly with L-BFGS-B, bounds
+   ``diag(Lambda) >= 0``, the exact gradient of :mod:`._laplace` and a tight
+   tolerance. Sets ``theta``, ``beta``, ``n_iter``.
+5. **Newton polish** -- the Hessian by central differences of the exact
+   gradient; Newton steps on the free coordinates while they lower the
+   deviance. Sets ``hessian`` (in (theta, beta), deviance scale; lme4's
+   ``vcov`` uses the same matrix), ``gradient`` and ``converged``.
+
+Every evaluation warm-starts PIRLS from the previous modes. The sequence of
+evaluations depends only on the data, so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+
+from ._laplace import LaplaceEvaluation, LaplaceProblem
+from ._pirls import fit_glm
+
+__all__ = ["FitResult", "fit_laplace", "SINGULAR_TOL"]
+
+#: a diagonal element of Lambda below this counts as a boundary (singular) fit, as lme4's isSingular
+SINGULAR_TOL = 1e-4
+#: restarts of stage 2 away from a boundary where the deviance decreases
+MAX_RESTARTS = 3
+#: largest |gradient| (deviance scale, whitened coordinates) accepted as converged
+GRADIENT_TOL = 1e-3
+
+
+@dataclass
+class FitResult:
+    """Plain record of a Laplace fit (no scikit-learn, no pandas).
+
+    Attributes
+    ----------
+    theta, beta : ndarray
+        Estimates.
+    u : ndarray of shape (G, q)
+        Spherical conditional modes; ``b = u @ Lambda.T`` are the random effects.
+    b : ndarray of shape (G, q)
+        Conditional modes of the random effects.
+    deviance : float
+        ``-2 log L`` at the estimates.
+    gradient : ndarray
+        Gradient of the deviance in (theta, beta) at the estimates.
+    hessian : ndarray or None
+        Hessian of the deviance in (theta, beta), or None when not computed.
+    n_iter : int
+        Outer iterations (both stages and the polish).
+    n_evals : int
+        Deviance evaluations.
+    converged : bool
+    message : str
+    singular : bool
+        Whether a variance is at its boundary.
+    glm_beta : ndarray
+        The plain GLM's estimates (``theta = 0``).
+    """
+
+    theta: np.ndarray
+    beta: np.ndarray
+    u: np.ndarray
+    b: np.ndarray
+    deviance: float
+    gradient: np.ndarray
+    hessian: np.ndarray | None
+    n_iter: int
+    n_evals: int
+    converged: bool
+    message: str
+    singular: bool
+    glm_beta: np.ndarray
+    timings: dict = field(default_factory=dict)
+
+
+class _Objective:
+    """The deviance in the optimiser's scaled coordinates, with warm starts."""
+
+    def __init__(self, problem: LaplaceProblem, theta_scale, R, verbose, start_time):
+        self.problem = problem
+        self.theta_scale = theta_scale
+        self.R = R
+        self.Rinv = np.linalg.inv(R)
+        self.n_theta = problem.n_theta
+        self.u = problem.zero_modes()
+        self.n_evals = 0
+        self.verbose = verbose
+        self.start_time = start_time
+        self.best: tuple[float, np.ndarray] | None = None
+
+    def params(self, x):
+        return x[: self.n_theta] / self.theta_scale, self.Rinv @ x[self.n_theta :]
+
+    def to_x(self, theta, beta):
+        return np.concatenate([theta * self.theta_scale, self.R @ beta])
+
+    def evaluate(self, x, gradient=True) -> LaplaceEvaluation:
+        theta, beta = self.params(x)
+        ev = self.problem.evaluate(theta, beta, self.u, gradient=gradient)
+        self.u = ev.modes.u
+        self.n_evals += 1
+        if self.verbose >= 2:
+            print(f"  eval {self.n_evals:4d}  deviance {ev.deviance:.8f}  "
+                  f"({time.perf_counter() - self.start_time:.2f}s)")
+        return ev
+
+    def __call__(self, x):
+        ev = self.evaluate(x)
+        g = np.concatenate([ev.grad_theta / self.theta_scale, self.Rinv.T @ ev.grad_beta])
+        return ev.deviance, g
+
+
+def _lbfgsb(fun, x0, bounds, gtol, max_iter):
+    res = minimize(
+        fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+        options={"maxiter": max_iter, "gtol": gtol, "ftol": 1e-15, "maxcor": 20},
+    )
+    return res.x, int(res.nit), res
+
+
+def _hessian(obj: _Objective, x, step=1e-4):
+    """Central differences of the exact gradient (symmetrised)."""
+    k = x.size
+    H = np.empty((k, k))
+    for j in range(k):
+        e = np.zeros(k)
+        e[j] = step * max(1.0, abs(x[j]))
+        gp = obj(x + e)[1]
+        gm = obj(x - e)[1]
+        H[:, j] = (gp - gm) / (2.0 * e[j])
+    return 0.5 * (H + H.T)
+
+
+def _free_mask(x, g, lower):
+    """Coordinates not pinned at a lower bound by a gradient pushing outward."""
+    return ~((x <= lower + 1e-10) & (g > 0))
+
+
+def fit_laplace(
+    problem: LaplaceProblem,
+    *,
+    max_iter: int = 500,
+    tol: float = 1e-8,
+    compute_hessian: bool = True,
+    verbose: int = 0,
+) -> FitResult:
+    """Maximise the Laplace log-likelihood of ``problem``.
+
+    Parameters
+    ----------
+    problem : LaplaceProblem
+    max_iter : int, default=500
+        Iteration limit of stage 2.
+    tol : float, default=1e-8
+        Projected-gradient tolerance of stage 2 (deviance scale, scaled
+        coordinates).
+    compute_hessian : bool, default=True
+        Whether to compute the Hessian for standard errors and the polish.
+    verbose : int, default=0
+        1 prints one line per stage, 2 one line per evaluation.
+
+    Returns
+    -------
+    FitResult
+    """
+    t0 = time.perf_counter()
+    timings = {}
+    family = problem.family
+    beta_glm, _, _ = fit_glm(family, problem.X, problem.y, problem.weights, problem.offset)
+    eta = problem.offset + problem.X @ beta_glm
+    W = family.irls_quantities(problem.y, eta, problem.weights).weights
+    info = problem.X.T @ (problem.X * W[:, None])
+    R = _cholesky_upper(info)
+    rms = np.sqrt(np.mean(problem.Z**2, axis=0))
+    rms = np.where(rms > 0, rms, 1.0)
+    theta_scale = rms[problem.theta_rows]
+    timings["glm"] = time.perf_counter() - t0
+
+    obj = _Objective(problem, theta_scale, R, verbose, t0)
+    nt = problem.n_theta
+    theta_lower = np.where(problem.theta_rows == problem.theta_cols, 0.0, -np.inf)
+    lower = np.concatenate([theta_lower * theta_scale, np.full(beta_glm.size, -np.inf)])
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+
+    # stage 1: theta alone, beta at the GLM estimate
+    theta0 = np.where(problem.theta_rows == problem.theta_cols, 1.0, 0.0)
+    gamma_glm = R @ beta_glm
+
+    def stage1(xt):
+        f, g = obj(np.concatenate([xt, gamma_glm]))
+        return f, g[:nt]
+
+    xt, it1, _ = _lbfgsb(stage1, theta0 * theta_scale, bounds[:nt], 1e-3, 200)
+    timings["stage1"] = time.perf_counter() - t0
+    _say(verbose, f"stage 1 (theta only): {it1} iterations, {obj.n_evals} evaluations", t0)
+
+    # stage 2: theta and beta jointly. The deviance is even in each column of
+    # Lambda, so a diagonal element at 0 is a stationary point L-BFGS-B cannot
+    # leave; restart from the best nearby interior point while one lowers it.
+    x = np.concatenate([xt, gamma_glm])
+    it2 = 0
+    for _ in range(1 + MAX_RESTARTS):
+        x, nit, _ = _lbfgsb(obj, x, bounds, tol, max_iter)
+        it2 += nit
+        f, g = obj(x)
+        escape = _escape_boundary(obj, x, f, problem.theta_rows == problem.theta_cols)
+        if escape is None:
+            break
+        _say(verbose, f"restart: leaving a boundary at deviance {f:.6f}", t0)
+        x = escape
+    f, g = obj(x)
+    timings["stage2"] = time.perf_counter() - t0
+    _say(verbose, f"stage 2 (theta, beta): {it2} iterations, deviance {f:.6f}", t0)
+
+    # Newton polish with the finite-difference Hessian of the exact gradient
+    H = None
+    n_polish = 0
+    if compute_hessian:
+        for n_polish in range(1, 6):
+            H = _hessian(obj, x)
+            f, g = obj(x)
+            free = _free_mask(x, g, lower)
+            if np.max(np.abs(g[free])) < 1e-9:
+                break
+            step = _newton_step(H, g, free)
+            if step is None:
+                break
+            x_new = np.maximum(x + step, lower)
+            f_new, g_new = obj(x_new)
+            if not f_new < f:
+                obj(x)  # restore the warm start at x
+                break
+            x, f, g = x_new, f_new, g_new
+        timings["polish"] = time.perf_counter() - t0
+        _say(verbose, f"Newton polish: {n_polish} Hessian(s), deviance {f:.8f}", t0)
+
+    ev = obj.evaluate(x, gradient=True)
+    f = ev.deviance
+    g_x = np.concatenate([ev.grad_theta / theta_scale, obj.Rinv.T @ ev.grad_beta])
+    free = _free_mask(x, g_x, lower)
+    max_grad = float(np.max(np.abs(g_x[free]))) if np.any(free) else 0.0
+    converged = bool(max_grad < GRADIENT_TOL and ev.modes.converged)
+    message = (
+        f"max|gradient| = {max_grad:.2e} in scaled coordinates"
+        + ("" if ev.modes.converged else "; PIRLS did not converge at the optimum")
+    )
+    theta, beta = obj.params(x)
+    lam = problem.lambda_(theta)
+    hessian = None
+    if H is not None:
+        # back from scaled coordinates x = D p to p = (theta, beta): H_p = D^T H_x D
+        D = np.zeros((x.size, x.size))
+        D[:nt, :nt] = np.diag(theta_scale)
+        D[nt:, nt:] = R
+        hessian = D.T @ H @ D
+    diag = problem.theta_rows == problem.theta_cols
+    timings["total"] = time.perf_counter() - t0
+    return FitResult(
+        theta=theta,
+        beta=beta,
+        u=ev.modes.u,
+        b=ev.modes.u @ lam.T,
+        deviance=f,
+        gradient=np.concatenate([ev.grad_theta, ev.grad_beta]),
+        hessian=hessian,
+        n_iter=it1 + it2 + n_polish,
+        n_evals=obj.n_evals,
+        converged=converged,
+        message=message,
+        singular=bool(np.any(np.abs(theta[diag]) < SINGULAR_TOL)),
+        glm_beta=beta_glm,
+        timings=timings,
+    )
+
+
+def _escape_boundary(obj: _Objective, x, f, diag):
+    """An interior point near x with a lower deviance, for diagonal thetas at 0.
+
+    Trial values are in scaled coordinates, where 1 means a random-effect SD
+    equal to the covariate's root-mean-square on the link scale.
+    """
+    best = None
+    for k in np.flatnonzero(diag):
+        if x[k] > 1e-8:
+            continue
+        for t in (0.3, 0.1, 0.03, 0.01, 0.003):
+            trial = x.copy()
+            trial[k] = t
+            f_trial = obj(trial)[0]
+            if f_trial < f - 1e-8 and (best is None or f_trial < best[0]):
+                best = (f_trial, trial)
+    obj(x)  # restore the warm start at x
+    return None if best is None else best[1]
+
+
+def _newton_step(H, g, free):
+    Hf = H[np.ix_(free, free)]
+    try:
+        L = np.linalg.cholesky(Hf)
+    except np.linalg.LinAlgError:
+        return None
+    step = np.zeros_like(g)
+    step[free] = -np.linalg.solve(L.T, np.linalg.solve(L, g[free]))
+    return step
+
+
+def _cholesky_upper(info):
+    """Upper factor R with R^T R = info; falls back to a scaled identity when singular."""
+    try:
+        return np.linalg.cholesky(info).T
+    except np.linalg.LinAlgError:
+        return np.diag(np.sqrt(np.maximum(np.diag(info), 1e-12)))
+
+
+def _say(verbose, text, t0):
+    if verbose:
+        print(f"[sklearn_glmm] {text} ({time.perf_counter() - t0:.2f}s)")

@@ -1,0 +1,120 @@
+"""Link functions ``eta = g(mu)`` and the derivatives the Laplace engine needs.
+
+Interface (informal)
+--------------------
+Every link implements, element-wise on float64 arrays:
+
+``link(mu)``               eta = g(mu)
+``inverse(eta)``           mu = g^{-1}(eta)
+``inverse_deriv(eta)``     d mu / d eta
+``inverse_deriv2(eta)``    d^2 mu / d eta^2 (used by the analytic gradient of the
+                           Laplace deviance, which differentiates the IRLS weights)
+
+Inverses clip ``eta`` where ``exp`` would overflow so that no ``inf`` or ``nan``
+leaves this module (lme4 clamps in the same places, ``src/glmFamily.cpp``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, logit
+
+__all__ = ["Link", "IdentityLink", "LogLink", "LogitLink", "get_link"]
+
+# exp(709) is the largest finite double power of e; stay a little below so that
+# products such as mu * mu_eta stay finite as well.
+_MAX_ETA = 700.0
+
+
+class Link:
+    """Base class of link functions (see the module docstring for the interface)."""
+
+    name: str = "link"
+
+    def link(self, mu: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def inverse(self, eta: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def inverse_deriv(self, eta: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def inverse_deriv2(self, eta: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class IdentityLink(Link):
+    """``g(mu) = mu``."""
+
+    name = "identity"
+
+    def link(self, mu):
+        return np.asarray(mu, dtype=float)
+
+    def inverse(self, eta):
+        return np.asarray(eta, dtype=float)
+
+    def inverse_deriv(self, eta):
+        return np.ones_like(eta, dtype=float)
+
+    def inverse_deriv2(self, eta):
+        return np.zeros_like(eta, dtype=float)
+
+
+class LogLink(Link):
+    """``g(mu) = log(mu)``; the canonical link of the Poisson family."""
+
+    name = "log"
+
+    def link(self, mu):
+        return np.log(mu)
+
+    def inverse(self, eta):
+        return np.exp(np.minimum(eta, _MAX_ETA))
+
+    inverse_deriv = inverse
+    inverse_deriv2 = inverse
+
+
+class LogitLink(Link):
+    """``g(mu) = log(mu / (1 - mu))``; the canonical link of the binomial family."""
+
+    name = "logit"
+
+    def link(self, mu):
+        return logit(mu)
+
+    def inverse(self, eta):
+        return expit(eta)
+
+    def inverse_deriv(self, eta):
+        p = expit(eta)
+        return p * (1.0 - p)
+
+    def inverse_deriv2(self, eta):
+        p = expit(eta)
+        return p * (1.0 - p) * (1.0 - 2.0 * p)
+
+
+_LINKS = {cls.name: cls for cls in (IdentityLink, LogLink, LogitLink)}
+
+
+def get_link(link: str | Link) -> Link:
+    """Return a :class:`Link` instance for a name or pass an instance through.
+
+    Raises
+    ------
+    ValueError
+        If ``link`` names no known link.
+    """
+    if isinstance(link, Link):
+        return link
+    if isinstance(link, str) and link in _LINKS:
+        return _LINKS[link]()
+    raise ValueError(
+        f"Unknown link {link!r}; expected one of {sorted(_LINKS)} or a Link instance."
+    )

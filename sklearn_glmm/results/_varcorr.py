@@ -1,0 +1,53 @@
+"""Variance components in the layout of R's ``as.data.frame(VarCorr(m))``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..design import lambda_from_theta
+
+__all__ = ["VARCORR_COLUMNS", "varcorr_table"]
+
+VARCORR_COLUMNS = ["group", "var1", "var2", "vcov", "sdcor"]
+
+
+def varcorr_table(
+    factor: str, term_names: list[str], theta: np.ndarray, scale: float = 1.0, sigma: float | None = None
+) -> pd.DataFrame:
+    """One row per variance, then one per covariance, as lme4 orders them.
+
+    Parameters
+    ----------
+    factor : str
+        Grouping factor's name (the ``group`` column).
+    term_names : list of str
+        Random-effect term names (``var1``/``var2``).
+    theta : ndarray
+        Relative Cholesky factor, lme4's order.
+    scale : float, default=1.0
+        Dispersion that multiplies ``Lambda Lambda^T`` (sigma^2 for Gaussian).
+    sigma : float or None
+        Residual SD; adds a ``Residual`` row when given.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``group, var1, var2, vcov, sdcor``: variances with their SDs
+        (``var2`` NaN), covariances with their correlations.
+    """
+    q = len(term_names)
+    lam = lambda_from_theta(np.asarray(theta, dtype=float), q)
+    cov = scale * lam @ lam.T
+    sd = np.sqrt(np.diag(cov))
+    rows = [(factor, term_names[j], np.nan, cov[j, j], sd[j]) for j in range(q)]
+    for j in range(q):
+        for k in range(j + 1, q):
+            denom = sd[j] * sd[k]
+            corr = cov[k, j] / denom if denom > 0 else np.nan
+            rows.append((factor, term_names[j], term_names[k], cov[k, j], corr))
+    if sigma is not None:
+        rows.append(("Residual", np.nan, np.nan, sigma**2, sigma))
+    table = pd.DataFrame(rows, columns=VARCORR_COLUMNS)
+    table["var2"] = table["var2"].astype(object)
+    return table
