@@ -44,6 +44,16 @@ def _check_vector(name: str, value, n_samples: int) -> np.ndarray:
     return array
 
 
+def _empty_frame_to_array(X):
+    """A DataFrame with no columns (intercept-only model) as an (n, 0) array.
+
+    scikit-learn's ``check_array`` cannot infer a dtype from zero columns.
+    """
+    if isinstance(X, pd.DataFrame) and X.shape[1] == 0:
+        return np.empty((X.shape[0], 0))
+    return X
+
+
 class _BaseGLMM(RegressorMixin, BaseEstimator):
     """Base class of GLMM estimators (not public).
 
@@ -59,7 +69,7 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, random_effects="1", *, se_method="hessian", max_iter=500, tol=1e-8, verbose=0):
+    def __init__(self, random_effects="1", *, se_method="hessian", max_iter=500, tol=1e-10, verbose=0):
         self.random_effects = random_effects
         self.se_method = se_method
         self.max_iter = max_iter
@@ -123,7 +133,7 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
         self._family_ = self._get_family()
         self._y_name = str(y.name) if isinstance(y, pd.Series) and y.name is not None else "y"
         X, y = validate_data(
-            self, X, y, reset=True, dtype=np.float64, ensure_min_features=0, y_numeric=True
+            self, _empty_frame_to_array(X), y, reset=True, dtype=np.float64, ensure_min_features=0, y_numeric=True
         )
         n = X.shape[0]
         self._family_.check_response(y)
@@ -248,7 +258,7 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
 
     def _design_for(self, X, groups):
         check_is_fitted(self, "fixef_")
-        X = validate_data(self, X, reset=False, dtype=np.float64, ensure_min_features=0)
+        X = validate_data(self, _empty_frame_to_array(X), reset=False, dtype=np.float64, ensure_min_features=0)
         return self._builder.transform(X, groups), X.shape[0]
 
     def predict(self, X, groups=None, offset=None):

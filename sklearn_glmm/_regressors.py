@@ -35,8 +35,10 @@ class PoissonGLMMRegressor(_BaseGLMM):
         (``vcov(m, use.hessian = FALSE)``).
     max_iter : int, default=500
         Iteration limit of the joint (theta, beta) optimisation; must be >= 1.
-    tol : float, default=1e-8
-        Gradient tolerance of that optimisation; must be > 0.
+    tol : float, default=1e-10
+        That optimisation stops when the predicted further decrease of the
+        deviance (the Newton decrement ``g^T H^{-1} g``) is below ``tol``;
+        must be > 0.
     verbose : int, default=0
         1 prints progress per stage, 2 per deviance evaluation.
 

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..design import lambda_from_theta, theta_index
 from ..families import Family
-from ._linalg import BlockCholesky, group_outer_sums, group_sums
+from ._linalg import BlockCholesky, GroupIndex, rowdot
 from ._pirls import PIRLSResult, pirls
 
 __all__ = ["LaplaceProblem", "LaplaceEvaluation"]
@@ -88,16 +88,34 @@ class LaplaceProblem:
     """
 
     def __init__(self, family: Family, X, y, weights, offset, codes, Z, n_levels: int):
+        # Sort rows by group once, so that every group sum is a contiguous
+        # reduction (see GroupIndex); nothing returned is per row, so the
+        # order never leaks out.
+        # Per-row matrices are stored transposed (XT is p x n, ZT is q x n) so
+        # that each covariate is one contiguous row.
+        order = np.argsort(codes, kind="stable")
         self.family = family
-        self.X = X
-        self.y = y
-        self.weights = weights
-        self.offset = offset
-        self.codes = codes
-        self.Z = Z
+        self.XT = np.ascontiguousarray(X[order].T)
+        self.y = y[order]
+        self.weights = weights[order]
+        self.offset = offset[order]
+        self.codes = codes[order]
+        self.ZT = np.ascontiguousarray(Z[order].T)
         self.n_levels = n_levels
+        self.groups = GroupIndex(self.codes, n_levels)
         self.q = Z.shape[1]
         self.theta_rows, self.theta_cols = theta_index(self.q)
+        self.loglik_constant = family.loglik_constant(self.y, self.weights)
+
+    @property
+    def X(self) -> np.ndarray:
+        """Fixed-effects design in row order of the sorted data, (n, p)."""
+        return self.XT.T
+
+    @property
+    def Z(self) -> np.ndarray:
+        """Term covariates in row order of the sorted data, (n, q)."""
+        return self.ZT.T
 
     @property
     def n_theta(self) -> int:
@@ -111,50 +129,50 @@ class LaplaceProblem:
 
     def modes(self, theta, beta, u0) -> PIRLSResult:
         """Conditional modes at (theta, beta), warm-started from ``u0``."""
-        Zl = self.Z @ self.lambda_(theta)
-        return pirls(self.family, self.y, self.weights, self.offset + self.X @ beta, self.codes, Zl, u0)
+        ZlT = self.lambda_(theta).T @ self.ZT
+        return pirls(self.family, self.y, self.weights, self.offset + beta @ self.XT, self.groups, ZlT, u0)
 
     def evaluate(self, theta, beta, u0, gradient: bool = True) -> LaplaceEvaluation:
         """Laplace deviance (and gradient) at (theta, beta)."""
         lam = self.lambda_(theta)
-        Zl = self.Z @ lam
-        fit = pirls(self.family, self.y, self.weights, self.offset + self.X @ beta, self.codes, Zl, u0)
-        irls = fit.irls
-        deviance = (
-            -2.0 * self.family.loglik(self.y, irls.mu, self.weights)
-            + float(np.sum(fit.u * fit.u))
-            + fit.chol.logdet()
-        )
+        ZlT = lam.T @ self.ZT
+        fit = pirls(self.family, self.y, self.weights, self.offset + beta @ self.XT, self.groups, ZlT, u0)
+        # pdev = -2 loglik kernel + ||u||^2; add the constant back for the full scale
+        deviance = fit.pdev - 2.0 * self.loglik_constant + fit.chol.logdet()
         if not gradient:
             return LaplaceEvaluation(deviance, None, None, fit)
-        grad_theta, grad_beta = self._gradient(lam, Zl, fit)
+        grad_theta, grad_beta = self._gradient(lam, ZlT, fit)
         return LaplaceEvaluation(deviance, grad_theta, grad_beta, fit)
 
-    def _gradient(self, lam, Zl, fit: PIRLSResult):
-        codes, Z, G, q = self.codes, self.Z, self.n_levels, self.q
+    def _gradient(self, lam, ZlT, fit: PIRLSResult):
+        groups, ZT, q = self.groups, self.ZT, self.q
         irls, U = fit.irls, fit.u
         Ainv = fit.chol.inverse()  # (G, q, q)
-        # h_i = zl_i^T A_g^{-1} zl_i, accumulated pair by pair so no (n, q, q) array is formed
-        h = np.zeros(codes.shape[0])
-        for j in range(q):
-            for k in range(q):
-                h += Zl[:, j] * Zl[:, k] * Ainv[codes, j, k]
+        # h_i = zl_i^T A_g^{-1} zl_i = rowdot(zl_i, (A_g^{-1} zl_i)); expanding the
+        # (G, q, q) blocks pair by pair avoids an (n, q, q) array
+        if q == 1:
+            h = ZlT[0] ** 2 * groups.expand(Ainv[:, 0, 0])
+        else:
+            h = np.zeros(ZlT.shape[1])
+            for j in range(q):
+                for k in range(q):
+                    h += ZlT[j] * ZlT[k] * groups.expand(Ainv[:, j, k])
         c = irls.weights_deriv * h
-        T = group_sums(codes, Z * irls.score[:, None], G)
-        C = group_sums(codes, Z * c[:, None], G)
-        M = group_outer_sums(codes, irls.weights, Z, None, G)
+        T = groups.sum(ZT * irls.score)
+        C = groups.sum(ZT * c)
+        M = groups.outer_sums(irls.weights, ZT)
         if irls.hessian_weights is irls.weights:
             Mo, Hchol = M, fit.chol  # canonical link: observed = Fisher information
         else:
-            Mo = group_outer_sums(codes, irls.hessian_weights, Z, None, G)
+            Mo = groups.outer_sums(irls.hessian_weights, ZT)
             Hchol = BlockCholesky(np.eye(q) + np.einsum("ba,gbc,cd->gad", lam, Mo, lam))
         V = Hchol.solve(C @ lam)  # rows: H_g^{-1} Lambda^T C_g
         R = np.einsum("gab,bc,gc->ga", Mo, lam, V)
         S = np.einsum("gab,cb,gcd->ad", Ainv, lam, M)
         dlam = -2.0 * T.T @ U + 2.0 * S.T + C.T @ U + T.T @ V - R.T @ U
         grad_theta = dlam[self.theta_rows, self.theta_cols]
-        zv = np.einsum("ij,ij->i", Zl, V[codes])
-        grad_beta = self.X.T @ (-2.0 * irls.score + c - irls.hessian_weights * zv)
+        zv = rowdot(ZlT, groups.expand(V))
+        grad_beta = self.XT @ (-2.0 * irls.score + c - irls.hessian_weights * zv)
         return grad_theta, grad_beta
 
     def beta_information(self, theta, modes: PIRLSResult) -> np.ndarray:
@@ -165,8 +183,8 @@ class LaplaceProblem:
         ``vcov(m, use.hessian = FALSE)`` (the ``RX`` factor of PIRLS).
         """
         W = modes.irls.weights
-        Zl = self.Z @ self.lambda_(theta)
-        info = self.X.T @ (self.X * W[:, None])
-        K = group_outer_sums(self.codes, W, Zl, self.X, self.n_levels)  # (G, q, p)
+        ZlT = self.lambda_(theta).T @ self.ZT
+        info = (self.XT * W) @ self.XT.T
+        K = self.groups.outer_sums(W, ZlT, self.XT)  # (G, q, p)
         AinvK = np.stack([modes.chol.solve(K[:, :, j]) for j in range(K.shape[2])], axis=2)
         return info - np.einsum("gqa,gqb->ab", K, AinvK)

@@ -16,44 +16,80 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BlockCholesky", "group_sums", "group_outer_sums"]
+__all__ = ["BlockCholesky", "GroupIndex", "rowdot"]
 
 
-def group_sums(codes: np.ndarray, values: np.ndarray, n_levels: int) -> np.ndarray:
-    """Sum rows of ``values`` (n, k) within groups: returns (n_levels, k).
+class GroupIndex:
+    """Row-to-group bookkeeping: sums within groups and expansion back to rows.
 
-    ``np.bincount`` is linear in n and needs no sorting, which keeps fits on
-    millions of rows cheap.
+    Per-row vectors are stored transposed, as ``(k, n)`` arrays whose rows are
+    contiguous, so every operation streams through memory once. When rows are
+    sorted by group and no group is empty (the engine sorts its rows once, at
+    set-up), sums are ``np.add.reduceat`` over contiguous slices and expansion
+    is ``np.repeat``; both are several times faster than ``np.bincount`` and
+    fancy indexing on millions of rows. Otherwise it falls back to those.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n,)
+        Group of each row, in ``0 .. n_levels - 1``.
+    n_levels : int
     """
-    values = np.asarray(values)
-    if values.ndim == 1:
-        return np.bincount(codes, weights=values, minlength=n_levels)
-    out = np.empty((n_levels, values.shape[1]))
-    for j in range(values.shape[1]):
-        out[:, j] = np.bincount(codes, weights=values[:, j], minlength=n_levels)
-    return out
 
+    def __init__(self, codes: np.ndarray, n_levels: int):
+        self.codes = np.asarray(codes, dtype=np.intp)
+        self.n_levels = int(n_levels)
+        self.counts = np.bincount(self.codes, minlength=self.n_levels)
+        ordered = self.codes.size == 0 or bool(np.all(self.codes[1:] >= self.codes[:-1]))
+        self.contiguous = ordered and bool(np.all(self.counts > 0))
+        if self.contiguous:
+            self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
 
-def group_outer_sums(
-    codes: np.ndarray, weights: np.ndarray, left: np.ndarray, right: np.ndarray | None, n_levels: int
-) -> np.ndarray:
-    """``sum_{i in g} w_i left_i right_i^T`` for every group g: (n_levels, a, b).
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """Sums within groups: (n,) -> (G,), or (k, n) -> (G, k)."""
+        values = np.asarray(values)
+        if self.contiguous:
+            out = np.add.reduceat(values, self.starts, axis=-1)
+        elif values.ndim == 1:
+            out = np.bincount(self.codes, weights=values, minlength=self.n_levels)
+        else:
+            out = np.stack([np.bincount(self.codes, weights=row, minlength=self.n_levels) for row in values])
+        return out if values.ndim == 1 else out.T
 
-    When ``right`` is None the result is symmetric and only the lower triangle is
-    accumulated.
-    """
-    symmetric = right is None
-    right = left if symmetric else right
-    a, b = left.shape[1], right.shape[1]
-    out = np.empty((n_levels, a, b))
-    for j in range(a):
-        wl = weights * left[:, j]
-        for k in range(b):
-            if symmetric and k > j:
-                continue
-            out[:, j, k] = np.bincount(codes, weights=wl * right[:, k], minlength=n_levels)
+    def expand(self, values: np.ndarray) -> np.ndarray:
+        """Each row's copy of its group's entry: (G,) -> (n,), or (G, k) -> (k, n)."""
+        values = values if values.ndim == 1 else values.T
+        if self.contiguous:
+            return np.repeat(values, self.counts, axis=-1)
+        return values[..., self.codes]
+
+    def outer_sums(self, weights: np.ndarray, left: np.ndarray, right: np.ndarray | None = None) -> np.ndarray:
+        """``sum_{i in g} w_i left_i right_i^T`` for every group: (G, a, b).
+
+        ``left`` is (a, n) and ``right`` (b, n). With ``right=None`` the result is
+        symmetric and each pair is summed once.
+        """
+        symmetric = right is None
+        right = left if symmetric else right
+        a, b = left.shape[0], right.shape[0]
+        pairs = [(j, k) for j in range(a) for k in range(b) if not (symmetric and k > j)]
+        products = np.empty((len(pairs), left.shape[1]))
+        for row, (j, k) in enumerate(pairs):
+            np.multiply(weights * left[j], right[k], out=products[row])
+        sums = self.sum(products)
+        out = np.empty((self.n_levels, a, b))
+        for row, (j, k) in enumerate(pairs):
+            out[:, j, k] = sums[:, row]
             if symmetric:
-                out[:, k, j] = out[:, j, k]
+                out[:, k, j] = sums[:, row]
+        return out
+
+
+def rowdot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Per-row dot products of two transposed (q, n) arrays: (n,)."""
+    out = A[0] * B[0]
+    for j in range(1, A.shape[0]):
+        out += A[j] * B[j]
     return out
 
 

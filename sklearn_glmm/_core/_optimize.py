@@ -12,12 +12,15 @@ Step order of :func:`fit_laplace` (each step names what it sets on the result):
 3. **Stage 1** -- ``theta`` alone, ``beta`` held at ``beta_glm``, loose
    tolerance: a cheap start for the covariance parameters (the role of
    ``nAGQ = 0`` in lme4's ``glmer``).
-4. **Stage 2** -- ``theta`` and ``beta`` jointly with L-BFGS-B, bounds
-   ``diag(Lambda) >= 0``, the exact gradient of :mod:`._laplace` and a tight
-   tolerance. Sets ``theta``, ``beta``, ``n_iter``.
-5. **Newton polish** -- the Hessian by central differences of the exact
-   gradient; Newton steps on the free coordinates while they lower the
-   deviance. Sets ``hessian`` (in (theta, beta), deviance scale; lme4's
+4. **Stage 2** -- ``theta`` and ``beta`` jointly: projected quasi-Newton
+   (BFGS) steps seeded with the Hessian from central differences of the exact
+   gradient of :mod:`._laplace`, bounds ``diag(Lambda) >= 0``, to a tight
+   gradient tolerance; L-BFGS-B takes over if those steps stall. A variance
+   stuck at 0 where the deviance decreases away from it is left by a restart.
+   Sets ``theta``, ``beta``, ``n_iter``.
+5. **Hessian** -- the Hessian at the optimum (the stage-2 one when the
+   optimum lies within a small fraction of a standard error of where it was
+   taken). Sets ``hessian`` (in (theta, beta), deviance scale; lme4's
    ``vcov`` uses the same matrix), ``gradient`` and ``converged``.
 
 Every evaluation warm-starts PIRLS from the previous modes. The sequence of
@@ -43,6 +46,8 @@ SINGULAR_TOL = 1e-4
 MAX_RESTARTS = 3
 #: largest |gradient| (deviance scale, whitened coordinates) accepted as converged
 GRADIENT_TOL = 1e-3
+#: largest Newton decrement g^T H^{-1} g (deviance units) accepted as converged
+DECREMENT_TOL = 1e-6
 
 
 @dataclass
@@ -128,10 +133,10 @@ class _Objective:
         return ev.deviance, g
 
 
-def _lbfgsb(fun, x0, bounds, gtol, max_iter):
+def _lbfgsb(fun, x0, bounds, gtol, max_iter, ftol=1e-15):
     res = minimize(
         fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-        options={"maxiter": max_iter, "gtol": gtol, "ftol": 1e-15, "maxcor": 20},
+        options={"maxiter": max_iter, "gtol": gtol, "ftol": ftol, "maxcor": 20},
     )
     return res.x, int(res.nit), res
 
@@ -158,7 +163,7 @@ def fit_laplace(
     problem: LaplaceProblem,
     *,
     max_iter: int = 500,
-    tol: float = 1e-8,
+    tol: float = 1e-10,
     compute_hessian: bool = True,
     verbose: int = 0,
 ) -> FitResult:
@@ -169,9 +174,9 @@ def fit_laplace(
     problem : LaplaceProblem
     max_iter : int, default=500
         Iteration limit of stage 2.
-    tol : float, default=1e-8
-        Projected-gradient tolerance of stage 2 (deviance scale, scaled
-        coordinates).
+    tol : float, default=1e-10
+        Stage 2 stops when the Newton decrement ``g^T H^{-1} g`` (twice the
+        predicted further decrease of the deviance) falls below ``tol``.
     compute_hessian : bool, default=True
         Whether to compute the Hessian for standard errors and the polish.
     verbose : int, default=0
@@ -208,64 +213,72 @@ def fit_laplace(
         f, g = obj(np.concatenate([xt, gamma_glm]))
         return f, g[:nt]
 
-    xt, it1, _ = _lbfgsb(stage1, theta0 * theta_scale, bounds[:nt], 1e-3, 200)
+    # a start only: stop once the relative decrease is below 1e-10
+    xt, it1, _ = _lbfgsb(stage1, theta0 * theta_scale, bounds[:nt], 1e-3, 200, ftol=1e-10)
     timings["stage1"] = time.perf_counter() - t0
     _say(verbose, f"stage 1 (theta only): {it1} iterations, {obj.n_evals} evaluations", t0)
 
-    # stage 2: theta and beta jointly. The deviance is even in each column of
-    # Lambda, so a diagonal element at 0 is a stationary point L-BFGS-B cannot
-    # leave; restart from the best nearby interior point while one lowers it.
+    # stage 2: theta and beta jointly, by quasi-Newton steps that start from
+    # the finite-difference Hessian of the exact gradient (few evaluations when
+    # stage 1 ended near the optimum); L-BFGS-B takes over if they stall. The
+    # deviance is even in each column of Lambda, so a diagonal element at 0 is
+    # a stationary point no descent method leaves: restart from the best nearby
+    # interior point while one lowers the deviance.
     x = np.concatenate([xt, gamma_glm])
     it2 = 0
+    H = x_hessian = None
     for _ in range(1 + MAX_RESTARTS):
-        x, nit, _ = _lbfgsb(obj, x, bounds, tol, max_iter)
+        H = _hessian(obj, x)
+        x_hessian = x.copy()
+        x, nit, ok = _quasi_newton(obj, x, lower, H, max_iter, tol)
         it2 += nit
+        if not ok:
+            # far from the optimum the Hessian can be indefinite: let L-BFGS-B
+            # get close, then polish with a fresh Hessian
+            _say(verbose, "quasi-Newton stalled; continuing with L-BFGS-B", t0)
+            x, nit, _ = _lbfgsb(obj, x, bounds, 1e-6, max_iter)
+            H = _hessian(obj, x)
+            x_hessian = x.copy()
+            x, nit2, _ = _quasi_newton(obj, x, lower, H, max_iter, tol)
+            it2 += nit + nit2
         f, g = obj(x)
         escape = _escape_boundary(obj, x, f, problem.theta_rows == problem.theta_cols)
         if escape is None:
             break
         _say(verbose, f"restart: leaving a boundary at deviance {f:.6f}", t0)
         x = escape
-    f, g = obj(x)
     timings["stage2"] = time.perf_counter() - t0
-    _say(verbose, f"stage 2 (theta, beta): {it2} iterations, deviance {f:.6f}", t0)
+    _say(verbose, f"stage 2 (theta, beta): {it2} iterations, deviance {f:.8f}", t0)
 
-    # Newton polish with the finite-difference Hessian of the exact gradient
-    H = None
-    n_polish = 0
-    if compute_hessian:
-        for n_polish in range(1, 6):
-            H = _hessian(obj, x)
-            f, g = obj(x)
-            free = _free_mask(x, g, lower)
-            if np.max(np.abs(g[free])) < 1e-9:
-                break
-            step = _newton_step(H, g, free)
-            if step is None:
-                break
-            x_new = np.maximum(x + step, lower)
-            f_new, g_new = obj(x_new)
-            if not f_new < f:
-                obj(x)  # restore the warm start at x
-                break
-            x, f, g = x_new, f_new, g_new
-        timings["polish"] = time.perf_counter() - t0
-        _say(verbose, f"Newton polish: {n_polish} Hessian(s), deviance {f:.8f}", t0)
+    # The Hessian for standard errors (lme4's vcov uses the same matrix): the
+    # stage-2 one if the optimum is within a small fraction of a standard error
+    # of where it was computed, else a fresh one.
+    step = x - x_hessian
+    if compute_hessian and not 0.0 <= float(step @ H @ step) < 1e-4:
+        H = _hessian(obj, x)
+    timings["hessian"] = time.perf_counter() - t0
 
     ev = obj.evaluate(x, gradient=True)
     f = ev.deviance
     g_x = np.concatenate([ev.grad_theta / theta_scale, obj.Rinv.T @ ev.grad_beta])
     free = _free_mask(x, g_x, lower)
     max_grad = float(np.max(np.abs(g_x[free]))) if np.any(free) else 0.0
-    converged = bool(max_grad < GRADIENT_TOL and ev.modes.converged)
-    message = (
-        f"max|gradient| = {max_grad:.2e} in scaled coordinates"
-        + ("" if ev.modes.converged else "; PIRLS did not converge at the optimum")
-    )
+    # converged: the deviance cannot drop by more than ~1e-6 (Newton model), or,
+    # without a usable Hessian, a small gradient in the scaled coordinates
+    direction = _newton_step(H, g_x, free) if compute_hessian else None
+    if direction is not None:
+        decrement = -float(g_x @ direction)
+        converged = decrement < DECREMENT_TOL
+        detail = f"Newton decrement {decrement:.2e}, max|gradient| {max_grad:.2e}"
+    else:
+        converged = max_grad < GRADIENT_TOL
+        detail = f"max|gradient| {max_grad:.2e} (the Hessian is not positive definite)"
+    converged = bool(converged and ev.modes.converged)
+    message = detail + ("" if ev.modes.converged else "; PIRLS did not converge at the optimum")
     theta, beta = obj.params(x)
     lam = problem.lambda_(theta)
     hessian = None
-    if H is not None:
+    if compute_hessian:
         # back from scaled coordinates x = D p to p = (theta, beta): H_p = D^T H_x D
         D = np.zeros((x.size, x.size))
         D[:nt, :nt] = np.diag(theta_scale)
@@ -281,7 +294,7 @@ def fit_laplace(
         deviance=f,
         gradient=np.concatenate([ev.grad_theta, ev.grad_beta]),
         hessian=hessian,
-        n_iter=it1 + it2 + n_polish,
+        n_iter=it1 + it2,
         n_evals=obj.n_evals,
         converged=converged,
         message=message,
@@ -309,6 +322,48 @@ def _escape_boundary(obj: _Objective, x, f, diag):
                 best = (f_trial, trial)
     obj(x)  # restore the warm start at x
     return None if best is None else best[1]
+
+
+def _quasi_newton(obj: _Objective, x, lower, H, max_iter, decrement_tol):
+    """Projected quasi-Newton descent with BFGS updates, starting from Hessian ``H``.
+
+    Coordinates at a lower bound whose gradient points outward are held fixed.
+    Returns ``(x, n_iter, ok)``; ``ok`` is False when a step cannot be made
+    (an indefinite Hessian, or no decrease along a descent direction before
+    the gradient is small).
+    """
+    f, g = obj(x)
+    H = H.copy()
+    for it in range(1, max_iter + 1):
+        free = _free_mask(x, g, lower)
+        if not np.any(free):
+            return x, it - 1, True
+        direction = _newton_step(H, g, free)
+        if direction is None:
+            return x, it - 1, False
+        # the Newton decrement g^T H^{-1} g is twice the predicted decrease of
+        # the deviance: a scale-free stopping rule that rounding noise in the
+        # gradient of a deviance of 1e6 cannot defeat
+        if -float(g @ direction) < decrement_tol:
+            return x, it - 1, True
+        t = 1.0
+        for _ in range(30):
+            x_new = np.maximum(x + t * direction, lower)
+            f_new, g_new = obj(x_new)
+            if f_new <= f + 1e-4 * float(g @ (x_new - x)):
+                break
+            t *= 0.5
+        else:
+            obj(x)  # restore the warm start at x
+            # no decrease: at the optimum to rounding noise, or a bad model
+            return x, it, bool(np.max(np.abs(g[free])) < GRADIENT_TOL)
+        s, yk = x_new - x, g_new - g
+        sy = float(s @ yk)
+        if sy > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(yk)):
+            Hs = H @ s
+            H += np.outer(yk, yk) / sy - np.outer(Hs, Hs) / float(s @ Hs)
+        x, f, g = x_new, f_new, g_new
+    return x, max_iter, False
 
 
 def _newton_step(H, g, free):

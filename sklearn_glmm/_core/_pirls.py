@@ -9,6 +9,9 @@ penalised deviance (eq. 2 of the theory page)::
 
     pdev(u) = sum_i w_i d(y_i, mu_i) + ||u||^2
 
+(computed as ``-2 * loglik kernel + ||u||^2``, which differs by a constant in y
+and avoids the logarithms of the unit deviance).
+
 Each PIRLS step is a Fisher-scoring step on this objective. With one grouping
 factor the system is block diagonal, one ``q x q`` block per level::
 
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..families import Family, IRLSQuantities
-from ._linalg import BlockCholesky, group_outer_sums, group_sums
+from ._linalg import BlockCholesky, GroupIndex, rowdot
 
 __all__ = ["PIRLSResult", "pirls", "fit_glm"]
 
@@ -56,7 +59,7 @@ class PIRLSResult:
     chol : BlockCholesky
         Factor of ``A_g = I + sum W zl zl^T`` with Fisher weights at the modes.
     pdev : float
-        Penalised deviance at the modes.
+        Penalised deviance at the modes, up to a constant in y.
     n_iter : int
         Number of PIRLS steps taken.
     converged : bool
@@ -72,8 +75,9 @@ class PIRLSResult:
     converged: bool
 
 
-def _penalised_deviance(family, y, w, eta, u) -> float:
-    return family.deviance(y, family.link.inverse(eta), w) + float(np.sum(u * u))
+def _objective(family, y, w, eta, mu, u) -> float:
+    """``pdev`` up to a constant in y: -2 * loglik kernel + ||u||^2 (eq. 2)."""
+    return -2.0 * family.loglik_kernel(y, eta, mu, w) + float(np.sum(u * u))
 
 
 def pirls(
@@ -81,8 +85,8 @@ def pirls(
     y: np.ndarray,
     w: np.ndarray,
     eta_fixed: np.ndarray,
-    codes: np.ndarray,
-    Zl: np.ndarray,
+    groups: GroupIndex,
+    ZlT: np.ndarray,
     u0: np.ndarray,
     tol: float = PIRLS_TOL,
     max_iter: int = PIRLS_MAX_ITER,
@@ -96,10 +100,10 @@ def pirls(
         Response and prior weights.
     eta_fixed : ndarray of shape (n,)
         ``offset + X beta``.
-    codes : ndarray of shape (n,)
+    groups : GroupIndex
         Level of each row (all in ``0 .. G-1``).
-    Zl : ndarray of shape (n, q)
-        Rows ``z_i^T Lambda``.
+    ZlT : ndarray of shape (q, n)
+        Columns ``zl_i = Lambda^T z_i`` (stored transposed, see GroupIndex).
     u0 : ndarray of shape (G, q)
         Starting modes (a warm start from the previous evaluation).
     tol, max_iter : float, int
@@ -109,40 +113,44 @@ def pirls(
     -------
     PIRLSResult
     """
-    n_levels, q = u0.shape
+    q = u0.shape[1]
     eye = np.eye(q)
+    inverse = family.link.inverse
     u = u0.copy()
-    eta = eta_fixed + np.einsum("ij,ij->i", Zl, u[codes])
-    pdev = _penalised_deviance(family, y, w, eta, u)
+    eta = eta_fixed + rowdot(ZlT, groups.expand(u))
+    mu = inverse(eta)
+    pdev = _objective(family, y, w, eta, mu, u)
     converged = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        irls = family.irls_quantities(y, eta, w)
-        chol = BlockCholesky(eye + group_outer_sums(codes, irls.weights, Zl, None, n_levels))
-        delta = chol.solve(group_sums(codes, Zl * irls.score[:, None], n_levels) - u)
-        step_eta = np.einsum("ij,ij->i", Zl, delta[codes])
+        irls = family.irls_quantities(y, eta, w, mu)
+        chol = BlockCholesky(eye + groups.outer_sums(irls.weights, ZlT))
+        delta = chol.solve(groups.sum(ZlT * irls.score) - u)
+        step_eta = rowdot(ZlT, groups.expand(delta))
         step = 1.0
         for _ in range(MAX_HALVINGS):
             u_new = u + step * delta
             eta_new = eta + step * step_eta
-            pdev_new = _penalised_deviance(family, y, w, eta_new, u_new)
+            mu_new = inverse(eta_new)
+            pdev_new = _objective(family, y, w, eta_new, mu_new, u_new)
             # a relative slack of 1e-14 lets rounding noise pass at the optimum
             if pdev_new <= pdev + 1e-14 * abs(pdev):
                 break
             step *= 0.5
         else:
             break  # no decrease possible: u is at the mode to rounding precision
-        u, eta, pdev = u_new, eta_new, pdev_new
+        u, eta, mu, pdev = u_new, eta_new, mu_new, pdev_new
         if np.max(np.abs(step * delta)) < tol:
             converged = True
             break
-    irls = family.irls_quantities(y, eta, w)
-    chol = BlockCholesky(eye + group_outer_sums(codes, irls.weights, Zl, None, n_levels))
+    irls = family.irls_quantities(y, eta, w, mu)
+    chol = BlockCholesky(eye + groups.outer_sums(irls.weights, ZlT))
     if not converged:
         # the halving loop gave up because no step decreased pdev: that only
         # happens at the mode, where rounding noise dominates the decrease
-        converged = np.max(np.abs(chol.solve(group_sums(codes, Zl * irls.score[:, None], n_levels) - u))) < 1e-6
-    return PIRLSResult(u, eta, irls, chol, pdev, n_iter, bool(converged))
+        residual = chol.solve(groups.sum(ZlT * irls.score) - u)
+        converged = bool(np.max(np.abs(residual)) < 1e-6)
+    return PIRLSResult(u, eta, irls, chol, pdev, n_iter, converged)
 
 
 def fit_glm(

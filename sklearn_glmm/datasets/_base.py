@@ -6,7 +6,17 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["load_app_engagement"]
+__all__ = ["load_app_engagement", "read_exact_csv"]
+
+
+def read_exact_csv(path, dtype=None) -> pd.DataFrame:
+    """Read a CSV whose numbers must come back as the exact doubles written.
+
+    pandas >= 3 parses floats exactly by default; older versions need
+    ``float_precision="round_trip"`` (which pandas 3 deprecates).
+    """
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    return pd.read_csv(path, dtype=dtype, **exact)
 
 
 def load_app_engagement() -> pd.DataFrame:
@@ -30,5 +40,4 @@ def load_app_engagement() -> pd.DataFrame:
     """
     path = resources.files("sklearn_glmm.datasets") / "data" / "app_engagement.csv"
     with resources.as_file(path) as csv:
-        # round_trip: the file holds R's doubles exactly; read them back bit for bit
-        return pd.read_csv(csv, dtype={"user_id": str}, float_precision="round_trip")
+        return read_exact_csv(csv, dtype={"user_id": str})

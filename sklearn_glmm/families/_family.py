@@ -8,6 +8,9 @@ and offers, element-wise on float64 arrays (``w`` are prior weights):
 ``variance(mu)``, ``variance_deriv(mu)``  V(mu) and dV/dmu
 ``unit_deviance(y, mu)``                  d(y, mu) >= 0, with d(y, y) = 0
 ``loglik(y, mu, w)``                      sum of w * log p(y | mu), all constants kept
+``loglik_kernel(y, eta, mu, w)``          the part of ``loglik`` that depends on mu;
+``loglik_constant(y, w)``                 the rest (computed once per fit), so
+                                          ``loglik = kernel + constant``
 ``check_response(y)``                     raises ``ValueError`` for impossible y
 ``irls_quantities(y, eta, w)``            everything PIRLS and the Laplace gradient
                                           need, computed once per evaluation
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammaln, xlogy
 
-from ._link import Link, LogLink, get_link
+from ._link import _MAX_ETA, Link, LogLink, get_link
 
 __all__ = ["Family", "PoissonFamily", "IRLSQuantities", "get_family"]
 
@@ -79,6 +82,14 @@ class Family:
     def loglik(self, y, mu, w):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def loglik_constant(self, y, w) -> float:
+        """The part of ``loglik`` that does not depend on mu (0 unless overridden)."""
+        return 0.0
+
+    def loglik_kernel(self, y, eta, mu, w) -> float:
+        """``loglik(y, mu, w) - loglik_constant(y, w)``; PIRLS minimises ``-2`` times it."""
+        return self.loglik(y, mu, w) - self.loglik_constant(y, w)
+
     def check_response(self, y: np.ndarray) -> None:
         """Raise ``ValueError`` when ``y`` is outside the family's support."""
 
@@ -91,10 +102,13 @@ class Family:
         """Weighted sum of unit deviances."""
         return float(np.dot(w, self.unit_deviance(y, mu)))
 
-    def irls_quantities(self, y, eta, w) -> IRLSQuantities:
-        """Quantities used by PIRLS and the Laplace gradient at ``eta``."""
+    def irls_quantities(self, y, eta, w, mu=None) -> IRLSQuantities:
+        """Quantities used by PIRLS and the Laplace gradient at ``eta``.
+
+        ``mu`` may be passed when the caller already has ``g^{-1}(eta)``.
+        """
         link = self.link
-        mu = link.inverse(eta)
+        mu = link.inverse(eta) if mu is None else mu
         mu_eta = link.inverse_deriv(eta)
         mu_eta2 = link.inverse_deriv2(eta)
         var = self.variance(mu)
@@ -131,6 +145,15 @@ class PoissonFamily(Family):
     def loglik(self, y, mu, w) -> float:
         return float(np.dot(w, xlogy(y, mu) - mu - gammaln(y + 1.0)))
 
+    def loglik_constant(self, y, w) -> float:
+        return -float(np.dot(w, gammaln(y + 1.0)))
+
+    def loglik_kernel(self, y, eta, mu, w) -> float:
+        if isinstance(self.link, LogLink):
+            # y log(mu) - mu with log(mu) = eta: no logarithm, no 0 * log(0)
+            return float(np.dot(w, y * np.minimum(eta, _MAX_ETA) - mu))
+        return float(np.dot(w, xlogy(y, mu) - mu))
+
     def check_response(self, y):
         if np.any(y < 0):
             raise ValueError(
@@ -142,11 +165,11 @@ class PoissonFamily(Family):
         # As R's poisson()$initialize: y + 0.1 keeps log(mu) finite for zeros.
         return y + 0.1
 
-    def irls_quantities(self, y, eta, w):
+    def irls_quantities(self, y, eta, w, mu=None):
         # Canonical log link: every weight is w * mu (faster than the general form).
         if not isinstance(self.link, LogLink):
-            return super().irls_quantities(y, eta, w)
-        mu = self.link.inverse(eta)
+            return super().irls_quantities(y, eta, w, mu)
+        mu = self.link.inverse(eta) if mu is None else mu
         wmu = w * mu
         return IRLSQuantities(mu, w * (y - mu), wmu, wmu, wmu)
 

@@ -1,0 +1,38 @@
+"""Shared fixtures: lme4 reference answers and small data sets.
+
+The reference JSON and CSV files in ``tests/data`` are copies of lme4 1.1.31 /
+glmmTMB 1.1.5 outputs (R 4.2.2); ``tests/data/README.md`` says how they were made.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_glmm.datasets._base import read_exact_csv
+
+DATA = Path(__file__).parent / "data"
+
+
+def load_reference(case: str) -> dict:
+    """The lme4 reference answer ``tests/data/<case>.json``."""
+    return json.loads((DATA / f"{case}.json").read_text())
+
+
+def load_reference_data(name: str, factors=()) -> pd.DataFrame:
+    """A reference CSV, factor columns read as strings and doubles read exactly."""
+    return read_exact_csv(DATA / name, dtype={f: str for f in factors})
+
+
+@pytest.fixture(scope="session")
+def app_engagement() -> pd.DataFrame:
+    return load_reference_data("app_engagement.csv", factors=["user_id"])
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261130)
