@@ -61,6 +61,9 @@ class LaplaceEvaluation:
         ``-2 log L`` under the Laplace approximation.
     grad_theta, grad_beta : ndarray or None
         Its gradient, when asked for.
+    grad_param : float or None
+        Its derivative in the family's extra parameter (NB size, Gamma
+        shape), when the family has one and the gradient was asked for.
     modes : PIRLSResult
         The conditional modes and quantities at them.
     """
@@ -69,6 +72,7 @@ class LaplaceEvaluation:
     grad_theta: np.ndarray | None
     grad_beta: np.ndarray | None
     modes: PIRLSResult
+    grad_param: float | None = None
 
 
 class LaplaceProblem:
@@ -105,7 +109,7 @@ class LaplaceProblem:
         self.groups = GroupIndex(self.codes, n_levels)
         self.q = Z.shape[1]
         self.theta_rows, self.theta_cols = theta_index(self.q)
-        self.loglik_constant = family.loglik_constant(self.y, self.weights)
+        self._constant = family.loglik_constant(self.y, self.weights)
 
     @property
     def X(self) -> np.ndarray:
@@ -127,24 +131,31 @@ class LaplaceProblem:
     def zero_modes(self) -> np.ndarray:
         return np.zeros((self.n_levels, self.q))
 
-    def modes(self, theta, beta, u0) -> PIRLSResult:
-        """Conditional modes at (theta, beta), warm-started from ``u0``."""
-        ZlT = self.lambda_(theta).T @ self.ZT
-        return pirls(self.family, self.y, self.weights, self.offset + beta @ self.XT, self.groups, ZlT, u0)
+    def family_at(self, param: float | None) -> Family:
+        """The family with its extra parameter set (itself when ``param`` is None)."""
+        return self.family if param is None else self.family.with_param(param)
 
-    def evaluate(self, theta, beta, u0, gradient: bool = True) -> LaplaceEvaluation:
-        """Laplace deviance (and gradient) at (theta, beta)."""
+    def modes(self, theta, beta, u0, param: float | None = None) -> PIRLSResult:
+        """Conditional modes at (theta, beta[, param]), warm-started from ``u0``."""
+        ZlT = self.lambda_(theta).T @ self.ZT
+        family = self.family_at(param)
+        return pirls(family, self.y, self.weights, self.offset + beta @ self.XT, self.groups, ZlT, u0)
+
+    def evaluate(self, theta, beta, u0, gradient: bool = True, param: float | None = None) -> LaplaceEvaluation:
+        """Laplace deviance (and gradient) at (theta, beta[, param])."""
+        family = self.family_at(param)
+        constant = self._constant if param is None else family.loglik_constant(self.y, self.weights)
         lam = self.lambda_(theta)
         ZlT = lam.T @ self.ZT
-        fit = pirls(self.family, self.y, self.weights, self.offset + beta @ self.XT, self.groups, ZlT, u0)
+        fit = pirls(family, self.y, self.weights, self.offset + beta @ self.XT, self.groups, ZlT, u0)
         # pdev = -2 loglik kernel + ||u||^2; add the constant back for the full scale
-        deviance = fit.pdev - 2.0 * self.loglik_constant + fit.chol.logdet()
+        deviance = fit.pdev - 2.0 * constant + fit.chol.logdet()
         if not gradient:
             return LaplaceEvaluation(deviance, None, None, fit)
-        grad_theta, grad_beta = self._gradient(lam, ZlT, fit)
-        return LaplaceEvaluation(deviance, grad_theta, grad_beta, fit)
+        grad_theta, grad_beta, grad_param = self._gradient(lam, ZlT, fit, family)
+        return LaplaceEvaluation(deviance, grad_theta, grad_beta, fit, grad_param)
 
-    def _gradient(self, lam, ZlT, fit: PIRLSResult):
+    def _gradient(self, lam, ZlT, fit: PIRLSResult, family: Family):
         groups, ZT, q = self.groups, self.ZT, self.q
         irls, U = fit.irls, fit.u
         Ainv = fit.chol.inverse()  # (G, q, q)
@@ -157,12 +168,14 @@ class LaplaceProblem:
             for j in range(q):
                 for k in range(q):
                     h += ZlT[j] * ZlT[k] * groups.expand(Ainv[:, j, k])
-        c = irls.weights_deriv * h
+        c = irls.laplace_weights_deriv * h
         T = groups.sum(ZT * irls.score)
         C = groups.sum(ZT * c)
-        M = groups.outer_sums(irls.weights, ZT)
-        if irls.hessian_weights is irls.weights:
-            Mo, Hchol = M, fit.chol  # canonical link: observed = Fisher information
+        M = groups.outer_sums(irls.laplace_weights, ZT)
+        if irls.hessian_weights is irls.laplace_weights:
+            # the log-determinant uses the observed information (canonical link,
+            # or an exact Laplace): the implicit-derivative system is A itself
+            Mo, Hchol = M, fit.chol
         else:
             Mo = groups.outer_sums(irls.hessian_weights, ZT)
             Hchol = BlockCholesky(np.eye(q) + np.einsum("ba,gbc,cd->gad", lam, Mo, lam))
@@ -173,7 +186,19 @@ class LaplaceProblem:
         grad_theta = dlam[self.theta_rows, self.theta_cols]
         zv = rowdot(ZlT, groups.expand(V))
         grad_beta = self.XT @ (-2.0 * irls.score + c - irls.hessian_weights * zv)
-        return grad_theta, grad_beta
+        grad_param = None
+        if family.has_param:
+            # eq. 6b: the shape enters the likelihood directly, and the score and
+            # weights through V: d s / d phi = -s V_phi / V, d W / d phi = -W V_phi / V
+            mu = irls.mu
+            rel = family.variance_param_deriv(mu) / np.maximum(family.variance(mu), 1e-300)
+            dlaplace = family.laplace_weights_param_deriv(self.y, fit.eta, self.weights, irls)
+            grad_param = (
+                -2.0 * family.loglik_param_deriv(self.y, mu, self.weights)
+                + float(np.dot(dlaplace, h))
+                - float(np.dot(irls.score * rel, zv))
+            )
+        return grad_theta, grad_beta, grad_param
 
     def beta_information(self, theta, modes: PIRLSResult) -> np.ndarray:
         """Fisher information of beta with theta held fixed, at the modes.

@@ -78,6 +78,9 @@ class FitResult:
         Whether a variance is at its boundary.
     glm_beta : ndarray
         The plain GLM's estimates (``theta = 0``).
+    param : float or None
+        The family's extra parameter (NB size, Gamma shape), if it has one.
+        ``gradient`` and ``hessian`` then end with its log.
     """
 
     theta: np.ndarray
@@ -93,11 +96,16 @@ class FitResult:
     message: str
     singular: bool
     glm_beta: np.ndarray
+    param: float | None = None
     timings: dict = field(default_factory=dict)
 
 
 class _Objective:
-    """The deviance in the optimiser's scaled coordinates, with warm starts."""
+    """The deviance in the optimiser's scaled coordinates, with warm starts.
+
+    ``x = (theta * theta_scale, R beta[, log param])``: the family's extra
+    parameter (NB size, Gamma shape), if any, is optimised on the log scale.
+    """
 
     def __init__(self, problem: LaplaceProblem, theta_scale, R, verbose, start_time):
         self.problem = problem
@@ -105,21 +113,25 @@ class _Objective:
         self.R = R
         self.Rinv = np.linalg.inv(R)
         self.n_theta = problem.n_theta
+        self.n_beta = R.shape[0]
+        self.has_param = problem.family.has_param
         self.u = problem.zero_modes()
         self.n_evals = 0
         self.verbose = verbose
         self.start_time = start_time
-        self.best: tuple[float, np.ndarray] | None = None
 
     def params(self, x):
-        return x[: self.n_theta] / self.theta_scale, self.Rinv @ x[self.n_theta :]
+        nt, nb = self.n_theta, self.n_beta
+        param = float(np.exp(x[nt + nb])) if self.has_param else None
+        return x[:nt] / self.theta_scale, self.Rinv @ x[nt : nt + nb], param
 
-    def to_x(self, theta, beta):
-        return np.concatenate([theta * self.theta_scale, self.R @ beta])
+    def to_x(self, theta, beta, param=None):
+        tail = [np.log([param])] if self.has_param else []
+        return np.concatenate([theta * self.theta_scale, self.R @ beta, *tail])
 
     def evaluate(self, x, gradient=True) -> LaplaceEvaluation:
-        theta, beta = self.params(x)
-        ev = self.problem.evaluate(theta, beta, self.u, gradient=gradient)
+        theta, beta, param = self.params(x)
+        ev = self.problem.evaluate(theta, beta, self.u, gradient=gradient, param=param)
         self.u = ev.modes.u
         self.n_evals += 1
         if self.verbose >= 2:
@@ -127,10 +139,16 @@ class _Objective:
                   f"({time.perf_counter() - self.start_time:.2f}s)")
         return ev
 
+    def gradient(self, ev: LaplaceEvaluation, x) -> np.ndarray:
+        """The gradient in scaled coordinates (chain rule from (theta, beta, param))."""
+        parts = [ev.grad_theta / self.theta_scale, self.Rinv.T @ ev.grad_beta]
+        if self.has_param:
+            parts.append([ev.grad_param * float(np.exp(x[-1]))])
+        return np.concatenate(parts)
+
     def __call__(self, x):
         ev = self.evaluate(x)
-        g = np.concatenate([ev.grad_theta / self.theta_scale, self.Rinv.T @ ev.grad_beta])
-        return ev.deviance, g
+        return ev.deviance, self.gradient(ev, x)
 
 
 def _lbfgsb(fun, x0, bounds, gtol, max_iter, ftol=1e-15):
@@ -154,9 +172,9 @@ def _hessian(obj: _Objective, x, step=1e-4):
     return 0.5 * (H + H.T)
 
 
-def _free_mask(x, g, lower):
-    """Coordinates not pinned at a lower bound by a gradient pushing outward."""
-    return ~((x <= lower + 1e-10) & (g > 0))
+def _free_mask(x, g, lower, upper):
+    """Coordinates not pinned at a bound by a gradient pushing outward."""
+    return ~(((x <= lower + 1e-10) & (g > 0)) | ((x >= upper - 1e-10) & (g < 0)))
 
 
 def fit_laplace(
@@ -189,11 +207,17 @@ def fit_laplace(
     t0 = time.perf_counter()
     timings = {}
     family = problem.family
-    beta_glm, _, _ = fit_glm(family, problem.X, problem.y, problem.weights, problem.offset)
-    eta = problem.offset + problem.X @ beta_glm
-    W = family.irls_quantities(problem.y, eta, problem.weights).weights
-    info = problem.X.T @ (problem.X * W[:, None])
-    R = _cholesky_upper(info)
+    X, y, w, offset = problem.X, problem.y, problem.weights, problem.offset
+    beta_glm, _, _ = fit_glm(family, X, y, w, offset)
+    param0 = None
+    if family.has_param:
+        # the extra parameter's start from the GLM fit, then the GLM at that value
+        mu = family.link.inverse(offset + X @ beta_glm)
+        param0 = family.starting_param(y, mu, w, max(int(np.sum(w > 0)) - X.shape[1], 1))
+        beta_glm, _, _ = fit_glm(family.with_param(param0), X, y, w, offset)
+    eta = offset + X @ beta_glm
+    W = problem.family_at(param0).irls_quantities(y, eta, w).weights
+    R = _cholesky_upper(X.T @ (X * W[:, None]))
     rms = np.sqrt(np.mean(problem.Z**2, axis=0))
     rms = np.where(rms > 0, rms, 1.0)
     theta_scale = rms[problem.theta_rows]
@@ -203,14 +227,21 @@ def fit_laplace(
     nt = problem.n_theta
     theta_lower = np.where(problem.theta_rows == problem.theta_cols, 0.0, -np.inf)
     lower = np.concatenate([theta_lower * theta_scale, np.full(beta_glm.size, -np.inf)])
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    upper = np.full(lower.size, np.inf)
+    if family.has_param:
+        lo, hi = family.param_bounds
+        lower = np.append(lower, -np.inf if lo is None else lo)
+        upper = np.append(upper, np.inf if hi is None else hi)
+    bounds = [
+        (lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper)
+    ]
 
     # stage 1: theta alone, beta at the GLM estimate
     theta0 = np.where(problem.theta_rows == problem.theta_cols, 1.0, 0.0)
-    gamma_glm = R @ beta_glm
+    rest = obj.to_x(np.zeros(nt), beta_glm, param0)[nt:]  # (R beta_glm[, log param0])
 
     def stage1(xt):
-        f, g = obj(np.concatenate([xt, gamma_glm]))
+        f, g = obj(np.concatenate([xt, rest]))
         return f, g[:nt]
 
     # a start only: stop once the relative decrease is below 1e-10
@@ -224,13 +255,13 @@ def fit_laplace(
     # deviance is even in each column of Lambda, so a diagonal element at 0 is
     # a stationary point no descent method leaves: restart from the best nearby
     # interior point while one lowers the deviance.
-    x = np.concatenate([xt, gamma_glm])
+    x = np.concatenate([xt, rest])
     it2 = 0
     H = x_hessian = None
     for _ in range(1 + MAX_RESTARTS):
         H = _hessian(obj, x)
         x_hessian = x.copy()
-        x, nit, ok = _quasi_newton(obj, x, lower, H, max_iter, tol)
+        x, nit, ok = _quasi_newton(obj, x, lower, upper, H, max_iter, tol)
         it2 += nit
         if not ok:
             # far from the optimum the Hessian can be indefinite: let L-BFGS-B
@@ -239,7 +270,7 @@ def fit_laplace(
             x, nit, _ = _lbfgsb(obj, x, bounds, 1e-6, max_iter)
             H = _hessian(obj, x)
             x_hessian = x.copy()
-            x, nit2, _ = _quasi_newton(obj, x, lower, H, max_iter, tol)
+            x, nit2, _ = _quasi_newton(obj, x, lower, upper, H, max_iter, tol)
             it2 += nit + nit2
         f, g = obj(x)
         escape = _escape_boundary(obj, x, f, problem.theta_rows == problem.theta_cols)
@@ -260,8 +291,8 @@ def fit_laplace(
 
     ev = obj.evaluate(x, gradient=True)
     f = ev.deviance
-    g_x = np.concatenate([ev.grad_theta / theta_scale, obj.Rinv.T @ ev.grad_beta])
-    free = _free_mask(x, g_x, lower)
+    g_x = obj.gradient(ev, x)
+    free = _free_mask(x, g_x, lower, upper)
     max_grad = float(np.max(np.abs(g_x[free]))) if np.any(free) else 0.0
     # converged: the deviance cannot drop by more than ~1e-6 (Newton model), or,
     # without a usable Hessian, a small gradient in the scaled coordinates
@@ -275,14 +306,16 @@ def fit_laplace(
         detail = f"max|gradient| {max_grad:.2e} (the Hessian is not positive definite)"
     converged = bool(converged and ev.modes.converged)
     message = detail + ("" if ev.modes.converged else "; PIRLS did not converge at the optimum")
-    theta, beta = obj.params(x)
+    theta, beta, param = obj.params(x)
     lam = problem.lambda_(theta)
     hessian = None
     if compute_hessian:
-        # back from scaled coordinates x = D p to p = (theta, beta): H_p = D^T H_x D
-        D = np.zeros((x.size, x.size))
+        # back from scaled coordinates x = D p to p = (theta, beta[, log param]):
+        # H_p = D^T H_x D
+        nb = beta.size
+        D = np.eye(x.size)
         D[:nt, :nt] = np.diag(theta_scale)
-        D[nt:, nt:] = R
+        D[nt : nt + nb, nt : nt + nb] = R
         hessian = D.T @ H @ D
     diag = problem.theta_rows == problem.theta_cols
     timings["total"] = time.perf_counter() - t0
@@ -292,7 +325,8 @@ def fit_laplace(
         u=ev.modes.u,
         b=ev.modes.u @ lam.T,
         deviance=f,
-        gradient=np.concatenate([ev.grad_theta, ev.grad_beta]),
+        gradient=np.concatenate([ev.grad_theta, ev.grad_beta] + ([[ev.grad_param]] if param is not None else [])),
+        param=param,
         hessian=hessian,
         n_iter=it1 + it2,
         n_evals=obj.n_evals,
@@ -324,7 +358,7 @@ def _escape_boundary(obj: _Objective, x, f, diag):
     return None if best is None else best[1]
 
 
-def _quasi_newton(obj: _Objective, x, lower, H, max_iter, decrement_tol):
+def _quasi_newton(obj: _Objective, x, lower, upper, H, max_iter, decrement_tol):
     """Projected quasi-Newton descent with BFGS updates, starting from Hessian ``H``.
 
     Coordinates at a lower bound whose gradient points outward are held fixed.
@@ -335,7 +369,7 @@ def _quasi_newton(obj: _Objective, x, lower, H, max_iter, decrement_tol):
     f, g = obj(x)
     H = H.copy()
     for it in range(1, max_iter + 1):
-        free = _free_mask(x, g, lower)
+        free = _free_mask(x, g, lower, upper)
         if not np.any(free):
             return x, it - 1, True
         direction = _newton_step(H, g, free)
@@ -348,7 +382,7 @@ def _quasi_newton(obj: _Objective, x, lower, H, max_iter, decrement_tol):
             return x, it - 1, True
         t = 1.0
         for _ in range(30):
-            x_new = np.maximum(x + t * direction, lower)
+            x_new = np.clip(x + t * direction, lower, upper)
             f_new, g_new = obj(x_new)
             if f_new <= f + 1e-4 * float(g @ (x_new - x)):
                 break

@@ -57,7 +57,8 @@ class PIRLSResult:
     irls : IRLSQuantities
         Family quantities at ``eta``.
     chol : BlockCholesky
-        Factor of ``A_g = I + sum W zl zl^T`` with Fisher weights at the modes.
+        Factor of ``A_g = I + sum W zl zl^T`` at the modes, with the family's
+        Laplace weights (Fisher, or observed for an exact Laplace).
     pdev : float
         Penalised deviance at the modes, up to a constant in y.
     n_iter : int
@@ -144,11 +145,12 @@ def pirls(
             converged = True
             break
     irls = family.irls_quantities(y, eta, w, mu)
-    chol = BlockCholesky(eye + groups.outer_sums(irls.weights, ZlT))
+    chol = BlockCholesky(eye + groups.outer_sums(irls.laplace_weights, ZlT))
     if not converged:
         # the halving loop gave up because no step decreased pdev: that only
         # happens at the mode, where rounding noise dominates the decrease
-        residual = chol.solve(groups.sum(ZlT * irls.score) - u)
+        step_chol = BlockCholesky(eye + groups.outer_sums(irls.weights, ZlT))
+        residual = step_chol.solve(groups.sum(ZlT * irls.score) - u)
         converged = bool(np.max(np.abs(residual)) < 1e-6)
     return PIRLSResult(u, eta, irls, chol, pdev, n_iter, converged)
 

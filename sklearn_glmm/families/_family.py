@@ -5,15 +5,25 @@ Interface (informal)
 A :class:`Family` couples a distribution with a :class:`~sklearn_glmm.families.Link`
 and offers, element-wise on float64 arrays (``w`` are prior weights):
 
-``variance(mu)``, ``variance_deriv(mu)``  V(mu) and dV/dmu
+``variance(mu)``, ``variance_deriv(mu)``  Var(y | mu) / w-free, and its d/dmu; for
+                                          families with a shape (NB size, Gamma
+                                          shape, Gaussian sigma^2) it includes it
+``unit_variance(mu)``                     V(mu) without the dispersion (Pearson
+                                          residuals as lme4 defines them)
 ``unit_deviance(y, mu)``                  d(y, mu) >= 0, with d(y, y) = 0
 ``loglik(y, mu, w)``                      sum of w * log p(y | mu), all constants kept
 ``loglik_kernel(y, eta, mu, w)``          the part of ``loglik`` that depends on mu;
-``loglik_constant(y, w)``                 the rest (computed once per fit), so
-                                          ``loglik = kernel + constant``
+``loglik_constant(y, w)``                 the rest (once per fit, or per value of
+                                          the shape), so ``loglik = kernel + constant``
 ``check_response(y)``                     raises ``ValueError`` for impossible y
 ``irls_quantities(y, eta, w)``            everything PIRLS and the Laplace gradient
                                           need, computed once per evaluation
+
+Families with one extra parameter (``has_param``; NB size, Gamma shape, Gaussian
+variance) also give ``param``, ``with_param(value)``, ``starting_param(...)``,
+``param_bounds`` (on the log scale), ``loglik_param_deriv(y, mu, w)`` (d loglik
+/ d param, summed) and ``variance_param_deriv(mu)`` (d variance / d param). The
+Laplace engine estimates the parameter jointly with the others, as glmmTMB does.
 
 The log-likelihood keeps every normalising constant (``gammaln``) so that the
 Laplace deviance is on lme4's scale: ``-2 * loglik`` is what ``glmer`` reports.
@@ -24,11 +34,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaln, xlogy
+from scipy.special import betaln, digamma, gammaln, xlogy
 
-from ._link import _MAX_ETA, Link, LogLink, get_link
+from ._link import _MAX_ETA, Link, LogitLink, LogLink, get_link
 
-__all__ = ["Family", "PoissonFamily", "IRLSQuantities", "get_family"]
+__all__ = [
+    "Family",
+    "PoissonFamily",
+    "BinomialFamily",
+    "NegativeBinomialFamily",
+    "GammaFamily",
+    "GaussianFamily",
+    "IRLSQuantities",
+    "get_family",
+]
+
+# keeps V(mu) away from 0 where mu rounds to a boundary (lme4 clamps mu likewise)
+_TINY = 1e-300
 
 
 @dataclass(frozen=True)
@@ -47,8 +69,13 @@ class IRLSQuantities:
     weights_deriv : ndarray
         ``d weights / d eta``.
     hessian_weights : ndarray
-        Observed information ``-d score / d eta``; equals ``weights`` for
-        canonical links.
+        Observed information ``-d score / d eta``; the same array as
+        ``weights`` for canonical links.
+    laplace_weights, laplace_weights_deriv : ndarray
+        The weights in the log-determinant of the Laplace approximation and
+        their d/deta: ``weights`` (Fisher, lme4's choice) or
+        ``hessian_weights`` (observed, the exact Laplace of glmmTMB), as the
+        family's ``laplace`` attribute says.
     """
 
     mu: np.ndarray
@@ -56,6 +83,13 @@ class IRLSQuantities:
     weights: np.ndarray
     weights_deriv: np.ndarray
     hessian_weights: np.ndarray
+    laplace_weights: np.ndarray | None = None
+    laplace_weights_deriv: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.laplace_weights is None:
+            object.__setattr__(self, "laplace_weights", self.weights)
+            object.__setattr__(self, "laplace_weights_deriv", self.weights_deriv)
 
 
 class Family:
@@ -63,11 +97,26 @@ class Family:
 
     name: str = "family"
     default_link: str = "identity"
-    #: whether the family has a free dispersion parameter (Gaussian, Gamma, ...)
-    has_dispersion: bool = False
+    links: tuple[str, ...] = ("identity",)
+    #: whether the family has one extra parameter estimated with the others
+    has_param: bool = False
+    #: its name, e.g. "nb_size"
+    param_name: str | None = None
+    #: bounds of log(param) for the optimiser
+    param_bounds: tuple[float | None, float | None] = (None, None)
+    #: information in the Laplace log-determinant: "fisher" (expected, lme4's
+    #: glmer) or "observed" (the exact second derivative, glmmTMB); the two
+    #: agree for canonical links
+    laplace: str = "fisher"
 
     def __init__(self, link: str | Link | None = None):
-        self.link = get_link(self.default_link if link is None else link)
+        link = self.default_link if link is None else link
+        name = link.name if isinstance(link, Link) else link
+        if name not in self.links:
+            raise ValueError(
+                f"The {self.name} family supports the links {list(self.links)}; got {name!r}."
+            )
+        self.link = get_link(link)
 
     # -- distribution ---------------------------------------------------------
     def variance(self, mu):  # pragma: no cover - abstract
@@ -76,19 +125,25 @@ class Family:
     def variance_deriv(self, mu):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def unit_variance(self, mu):
+        """V(mu) without a dispersion parameter (for Pearson residuals)."""
+        return self.variance(mu)
+
     def unit_deviance(self, y, mu):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def loglik(self, y, mu, w):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def loglik(self, y, mu, w) -> float:
+        """``sum w log p(y | mu)`` with every constant."""
+        eta = self.link.link(mu)
+        return self.loglik_kernel(y, eta, mu, w) + self.loglik_constant(y, w)
 
     def loglik_constant(self, y, w) -> float:
-        """The part of ``loglik`` that does not depend on mu (0 unless overridden)."""
+        """The part of ``loglik`` that does not depend on mu."""
         return 0.0
 
-    def loglik_kernel(self, y, eta, mu, w) -> float:
-        """``loglik(y, mu, w) - loglik_constant(y, w)``; PIRLS minimises ``-2`` times it."""
-        return self.loglik(y, mu, w) - self.loglik_constant(y, w)
+    def loglik_kernel(self, y, eta, mu, w) -> float:  # pragma: no cover - abstract
+        """The part of ``loglik`` that depends on mu; PIRLS minimises ``-2`` times it."""
+        raise NotImplementedError
 
     def check_response(self, y: np.ndarray) -> None:
         """Raise ``ValueError`` when ``y`` is outside the family's support."""
@@ -96,6 +151,39 @@ class Family:
     def starting_mu(self, y: np.ndarray) -> np.ndarray:
         """A safe first guess of ``mu`` from ``y`` (as R's ``mustart``)."""
         return np.asarray(y, dtype=float)
+
+    # -- extra parameter (NB size, Gamma shape, Gaussian variance) -------------
+    @property
+    def param(self) -> float | None:
+        return None
+
+    def with_param(self, value: float) -> Family:  # pragma: no cover - only with has_param
+        raise NotImplementedError
+
+    def starting_param(self, y, mu, w, df_resid) -> float:  # pragma: no cover
+        raise NotImplementedError
+
+    def loglik_param_deriv(self, y, mu, w) -> float:  # pragma: no cover
+        raise NotImplementedError
+
+    def variance_param_deriv(self, mu):  # pragma: no cover
+        raise NotImplementedError
+
+    def laplace_weights_param_deriv(self, y, eta, w, irls: IRLSQuantities) -> np.ndarray:
+        """d(laplace weights)/d param at fixed eta, per row."""
+        mu = irls.mu
+        rel = self.variance_param_deriv(mu) / np.maximum(self.variance(mu), _TINY)
+        if self.laplace == "fisher":
+            return -irls.weights * rel  # W = w mu_eta^2 / V
+        # observed information: a central difference in the parameter, row by
+        # row at fixed eta (cheap: no PIRLS), exact to ~1e-10 relative
+        h = 1e-5 * self.param
+        up = self.with_param(self.param + h)._hessian_weights(y, eta, w)
+        down = self.with_param(self.param - h)._hessian_weights(y, eta, w)
+        return (up - down) / (2.0 * h)
+
+    def _hessian_weights(self, y, eta, w) -> np.ndarray:
+        return Family._observed_weights(self, y, eta, w)
 
     # -- derived --------------------------------------------------------------
     def deviance(self, y, mu, w) -> float:
@@ -111,7 +199,7 @@ class Family:
         mu = link.inverse(eta) if mu is None else mu
         mu_eta = link.inverse_deriv(eta)
         mu_eta2 = link.inverse_deriv2(eta)
-        var = self.variance(mu)
+        var = np.maximum(self.variance(mu), _TINY)
         dvar = self.variance_deriv(mu)
         resid = y - mu
         score = w * resid * mu_eta / var
@@ -120,10 +208,30 @@ class Family:
         weights_deriv = w * (2.0 * mu_eta * mu_eta2 / var - mu_eta**3 * dvar / var**2)
         # -d score / d eta
         hessian_weights = weights - w * resid * (mu_eta2 / var - mu_eta**2 * dvar / var**2)
-        return IRLSQuantities(mu, score, weights, weights_deriv, hessian_weights)
+        if self.laplace == "fisher":
+            return IRLSQuantities(mu, score, weights, weights_deriv, hessian_weights)
+        # observed information in the log-determinant: its d/deta by a central
+        # difference on each row (exact to ~1e-10; spares every link a third
+        # derivative)
+        step = 1e-5 * np.maximum(1.0, np.abs(eta))
+        up = Family._observed_weights(self, y, eta + step, w)
+        down = Family._observed_weights(self, y, eta - step, w)
+        return IRLSQuantities(
+            mu, score, weights, weights_deriv, hessian_weights, hessian_weights, (up - down) / (2.0 * step)
+        )
+
+    def _observed_weights(self, y, eta, w):
+        link = self.link
+        mu = link.inverse(eta)
+        mu_eta = link.inverse_deriv(eta)
+        mu_eta2 = link.inverse_deriv2(eta)
+        var = np.maximum(self.variance(mu), _TINY)
+        dvar = self.variance_deriv(mu)
+        return w * mu_eta**2 / var - w * (y - mu) * (mu_eta2 / var - mu_eta**2 * dvar / var**2)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(link={self.link.name!r})"
+        extra = f", {self.param_name}={self.param!r}" if self.has_param else ""
+        return f"{type(self).__name__}(link={self.link.name!r}{extra})"
 
 
 class PoissonFamily(Family):
@@ -131,6 +239,7 @@ class PoissonFamily(Family):
 
     name = "poisson"
     default_link = "log"
+    links = ("log",)
 
     def variance(self, mu):
         return mu
@@ -149,10 +258,8 @@ class PoissonFamily(Family):
         return -float(np.dot(w, gammaln(y + 1.0)))
 
     def loglik_kernel(self, y, eta, mu, w) -> float:
-        if isinstance(self.link, LogLink):
-            # y log(mu) - mu with log(mu) = eta: no logarithm, no 0 * log(0)
-            return float(np.dot(w, y * np.minimum(eta, _MAX_ETA) - mu))
-        return float(np.dot(w, xlogy(y, mu) - mu))
+        # y log(mu) - mu with log(mu) = eta: no logarithm, no 0 * log(0)
+        return float(np.dot(w, y * np.minimum(eta, _MAX_ETA) - mu))
 
     def check_response(self, y):
         if np.any(y < 0):
@@ -167,14 +274,261 @@ class PoissonFamily(Family):
 
     def irls_quantities(self, y, eta, w, mu=None):
         # Canonical log link: every weight is w * mu (faster than the general form).
-        if not isinstance(self.link, LogLink):
-            return super().irls_quantities(y, eta, w, mu)
         mu = self.link.inverse(eta) if mu is None else mu
         wmu = w * mu
         return IRLSQuantities(mu, w * (y - mu), wmu, wmu, wmu)
 
 
-_FAMILIES = {cls.name: cls for cls in (PoissonFamily,)}
+class BinomialFamily(Family):
+    """Binomial proportions: ``y`` in [0, 1] with ``w`` trials; V(mu) = mu (1 - mu).
+
+    With ``w = 1`` and ``y`` in {0, 1} this is the Bernoulli model of a binary
+    response; with ``y = successes / trials`` and ``w = trials`` it is lme4's
+    ``cbind(successes, trials - successes)``.
+    """
+
+    name = "binomial"
+    default_link = "logit"
+    links = ("logit", "probit", "cloglog")
+
+    def variance(self, mu):
+        return mu * (1.0 - mu)
+
+    def variance_deriv(self, mu):
+        return 1.0 - 2.0 * mu
+
+    def unit_deviance(self, y, mu):
+        mu = np.clip(mu, _TINY, 1.0 - 1e-16)
+        return 2.0 * (xlogy(y, y) - xlogy(y, mu) + xlogy(1.0 - y, 1.0 - y) - xlogy(1.0 - y, 1.0 - mu))
+
+    def loglik_kernel(self, y, eta, mu, w) -> float:
+        # log(mu) and log(1 - mu) straight from eta: finite when mu rounds to 0 or 1
+        log_mu = self.link.log_inverse(eta)
+        log1m_mu = self.link.log1m_inverse(eta)
+        return float(np.dot(w, y * log_mu + (1.0 - y) * log1m_mu))
+
+    def loglik_constant(self, y, w) -> float:
+        # log choose(trials, successes); zero for binary data
+        successes = w * y
+        return float(np.sum(gammaln(w + 1.0) - gammaln(successes + 1.0) - gammaln(w - successes + 1.0)))
+
+    def check_response(self, y):
+        bad = (y < 0) | (y > 1)
+        if np.any(bad):
+            raise ValueError(
+                "Binomial y must be a proportion in [0, 1] (successes / trials, with the "
+                f"trials as sample_weight); found {int(bad.sum())} value(s) outside, e.g. {y[bad][0]!r}."
+            )
+
+    def starting_mu(self, y):
+        # As R's binomial()$initialize with one trial: (y + 0.5) / 2
+        return (y + 0.5) / 2.0
+
+    def irls_quantities(self, y, eta, w, mu=None):
+        if not isinstance(self.link, LogitLink):
+            return super().irls_quantities(y, eta, w, mu)
+        mu = self.link.inverse(eta) if mu is None else mu
+        weights = w * mu * (1.0 - mu)
+        return IRLSQuantities(mu, w * (y - mu), weights, weights * (1.0 - 2.0 * mu), weights)
+
+
+class NegativeBinomialFamily(Family):
+    """Negative binomial NB2: ``V(mu) = mu + mu^2 / size``, log link.
+
+    ``size`` (glmmTMB's ``sigma()``, lme4's ``theta`` of ``glmer.nb``) is the
+    extra parameter; as ``size`` grows the family tends to the Poisson.
+    """
+
+    name = "negative_binomial"
+    default_link = "log"
+    links = ("log",)
+    has_param = True
+    laplace = "observed"
+    param_name = "nb_size"
+    # size <= 1e8: beyond it the NB log-likelihood equals the Poisson one to ~1e-6
+    param_bounds = (np.log(1e-6), np.log(1e8))
+
+    def __init__(self, link=None, size: float = 1.0):
+        super().__init__(link)
+        self.size = float(size)
+
+    @property
+    def param(self):
+        return self.size
+
+    def with_param(self, value):
+        return type(self)(self.link, size=value)
+
+    def variance(self, mu):
+        return mu + mu * mu / self.size
+
+    def variance_deriv(self, mu):
+        return 1.0 + 2.0 * mu / self.size
+
+    def variance_param_deriv(self, mu):
+        return -((mu / self.size) ** 2)
+
+    def unit_deviance(self, y, mu):
+        k = self.size
+        return 2.0 * (xlogy(y, y) - xlogy(y, mu) - (y + k) * (np.log1p(y / k) - np.log1p(mu / k)))
+
+    def loglik_kernel(self, y, eta, mu, w) -> float:
+        k = self.size
+        # y log(mu / (k + mu)) + k log(k / (k + mu)), written to stay exact for huge k
+        return float(np.dot(w, y * (np.minimum(eta, _MAX_ETA) - np.log(k + mu)) - k * np.log1p(mu / k)))
+
+    def loglik_constant(self, y, w) -> float:
+        k = self.size
+        # log Gamma(y + k) - log Gamma(k) = log Gamma(y) - log B(k, y) for y > 0: betaln
+        # stays accurate where the two gammas cancel (k of 1e6 and more)
+        positive = y > 0
+        lg = np.zeros_like(y)
+        lg[positive] = gammaln(y[positive]) - betaln(k, y[positive])
+        return float(np.dot(w, lg - gammaln(y + 1.0)))
+
+    def loglik_param_deriv(self, y, mu, w) -> float:
+        k = self.size
+        return float(np.dot(w, digamma(y + k) - digamma(k) - np.log1p(mu / k) + (mu - y) / (k + mu)))
+
+    def check_response(self, y):
+        PoissonFamily.check_response(self, y)
+
+    def starting_mu(self, y):
+        return y + 0.1
+
+    def starting_param(self, y, mu, w, df_resid):
+        # method of moments on the Poisson GLM fit: E(y - mu)^2 = mu + mu^2 / k
+        excess = float(np.dot(w, (y - mu) ** 2 - mu))
+        if excess <= 0:
+            return 1e4  # no overdispersion visible: start near the Poisson limit
+        return float(np.clip(np.dot(w, mu**2) / excess, 1e-3, 1e6))
+
+
+class GammaFamily(Family):
+    """Gamma with mean mu and shape ``shape``: ``Var(y) = mu^2 / shape``, log link.
+
+    The shape is estimated by maximum likelihood with the other parameters (as
+    glmmTMB), not by lme4's moment estimate of the dispersion.
+    """
+
+    name = "gamma"
+    default_link = "log"
+    links = ("log", "identity")
+    has_param = True
+    laplace = "observed"
+    param_name = "gamma_shape"
+    param_bounds = (np.log(1e-6), np.log(1e10))
+
+    def __init__(self, link=None, shape: float = 1.0):
+        super().__init__(link)
+        self.shape = float(shape)
+
+    @property
+    def param(self):
+        return self.shape
+
+    def with_param(self, value):
+        return type(self)(self.link, shape=value)
+
+    def variance(self, mu):
+        return mu * mu / self.shape
+
+    def variance_deriv(self, mu):
+        return 2.0 * mu / self.shape
+
+    def variance_param_deriv(self, mu):
+        return -mu * mu / self.shape**2
+
+    def unit_variance(self, mu):
+        return mu * mu
+
+    def unit_deviance(self, y, mu):
+        return 2.0 * (-np.log(y / mu) + (y - mu) / mu)
+
+    def loglik_kernel(self, y, eta, mu, w) -> float:
+        log_mu = np.minimum(eta, _MAX_ETA) if isinstance(self.link, LogLink) else np.log(mu)
+        return float(np.dot(w, -self.shape * (log_mu + y / mu)))
+
+    def loglik_constant(self, y, w) -> float:
+        nu = self.shape
+        return float(np.dot(w, nu * np.log(nu) + (nu - 1.0) * np.log(y) - gammaln(nu)))
+
+    def loglik_param_deriv(self, y, mu, w) -> float:
+        nu = self.shape
+        return float(np.dot(w, np.log(nu) + 1.0 + np.log(y / mu) - y / mu - digamma(nu)))
+
+    def check_response(self, y):
+        if np.any(y <= 0):
+            raise ValueError(
+                f"Gamma y must be positive; found {int(np.sum(y <= 0))} value(s) <= 0, e.g. {y[y <= 0][0]!r}."
+            )
+
+    def starting_param(self, y, mu, w, df_resid):
+        # moment estimate of 1 / dispersion from the Pearson statistic of the GLM
+        pearson = float(np.dot(w, ((y - mu) / mu) ** 2)) / max(df_resid, 1)
+        return float(np.clip(1.0 / max(pearson, 1e-8), 1e-3, 1e8))
+
+
+class GaussianFamily(Family):
+    """Gaussian with variance ``variance_``: identity link.
+
+    The Gaussian LMM is fitted with its exact profiled likelihood
+    (:mod:`sklearn_glmm._core._lmm`); this family serves the Laplace path, where
+    the approximation is exact, and checks of it.
+    """
+
+    name = "gaussian"
+    default_link = "identity"
+    links = ("identity", "log")
+    has_param = True
+    param_name = "sigma2"
+    param_bounds = (None, None)
+
+    def __init__(self, link=None, sigma2: float = 1.0):
+        super().__init__(link)
+        self.sigma2 = float(sigma2)
+
+    @property
+    def param(self):
+        return self.sigma2
+
+    def with_param(self, value):
+        return type(self)(self.link, sigma2=value)
+
+    def variance(self, mu):
+        return np.full_like(mu, self.sigma2)
+
+    def variance_deriv(self, mu):
+        return np.zeros_like(mu)
+
+    def variance_param_deriv(self, mu):
+        return np.ones_like(mu)
+
+    def unit_variance(self, mu):
+        return np.ones_like(mu)
+
+    def unit_deviance(self, y, mu):
+        return (y - mu) ** 2
+
+    def loglik_kernel(self, y, eta, mu, w) -> float:
+        return -0.5 * float(np.dot(w, (y - mu) ** 2)) / self.sigma2
+
+    def loglik_constant(self, y, w) -> float:
+        positive = w > 0
+        return -0.5 * float(np.sum(np.log(2.0 * np.pi * self.sigma2 / w[positive])))
+
+    def loglik_param_deriv(self, y, mu, w) -> float:
+        s2 = self.sigma2
+        return float(-0.5 * np.sum(w > 0) / s2 + 0.5 * np.dot(w, (y - mu) ** 2) / s2**2)
+
+    def starting_param(self, y, mu, w, df_resid):
+        return float(max(np.dot(w, (y - mu) ** 2) / max(df_resid, 1), 1e-12))
+
+
+_FAMILIES = {
+    cls.name: cls
+    for cls in (PoissonFamily, BinomialFamily, NegativeBinomialFamily, GammaFamily, GaussianFamily)
+}
 
 
 def get_family(family: str | Family, link: str | Link | None = None) -> Family:
@@ -183,7 +537,7 @@ def get_family(family: str | Family, link: str | Link | None = None) -> Family:
     Raises
     ------
     ValueError
-        If ``family`` names no known family.
+        If ``family`` names no known family, or the link does not fit it.
     """
     if isinstance(family, Family):
         return family

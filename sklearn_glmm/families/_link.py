@@ -10,6 +10,10 @@ Every link implements, element-wise on float64 arrays:
 ``inverse_deriv2(eta)``    d^2 mu / d eta^2 (used by the analytic gradient of the
                            Laplace deviance, which differentiates the IRLS weights)
 
+Links for probabilities also give ``log_inverse(eta)`` = log(mu) and
+``log1m_inverse(eta)`` = log(1 - mu), computed without forming mu, so that the
+binomial log-likelihood stays finite when mu rounds to 0 or 1.
+
 Inverses clip ``eta`` where ``exp`` would overflow so that no ``inf`` or ``nan``
 leaves this module (lme4 clamps in the same places, ``src/glmFamily.cpp``).
 """
@@ -17,9 +21,9 @@ leaves this module (lme4 clamps in the same places, ``src/glmFamily.cpp``).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, logit
+from scipy.special import expit, log_ndtr, logit, ndtr, ndtri
 
-__all__ = ["Link", "IdentityLink", "LogLink", "LogitLink", "get_link"]
+__all__ = ["Link", "IdentityLink", "LogLink", "LogitLink", "ProbitLink", "CloglogLink", "get_link"]
 
 # exp(709) is the largest finite double power of e; stay a little below so that
 # products such as mu * mu_eta stay finite as well.
@@ -99,8 +103,67 @@ class LogitLink(Link):
         p = expit(eta)
         return p * (1.0 - p) * (1.0 - 2.0 * p)
 
+    def log_inverse(self, eta):
+        return -np.logaddexp(0.0, -eta)
 
-_LINKS = {cls.name: cls for cls in (IdentityLink, LogLink, LogitLink)}
+    def log1m_inverse(self, eta):
+        return -np.logaddexp(0.0, eta)
+
+
+class ProbitLink(Link):
+    """``g(mu) = Phi^{-1}(mu)``, the standard normal quantile function."""
+
+    name = "probit"
+
+    def link(self, mu):
+        return ndtri(mu)
+
+    def inverse(self, eta):
+        return ndtr(eta)
+
+    def inverse_deriv(self, eta):
+        return np.exp(-0.5 * eta**2) / np.sqrt(2.0 * np.pi)
+
+    def inverse_deriv2(self, eta):
+        return -eta * self.inverse_deriv(eta)
+
+    def log_inverse(self, eta):
+        return log_ndtr(eta)
+
+    def log1m_inverse(self, eta):
+        return log_ndtr(-eta)
+
+
+class CloglogLink(Link):
+    """``g(mu) = log(-log(1 - mu))``, the complementary log-log link."""
+
+    name = "cloglog"
+
+    def link(self, mu):
+        return np.log(-np.log1p(-mu))
+
+    def inverse(self, eta):
+        return -np.expm1(-np.exp(np.minimum(eta, _MAX_CLOGLOG_ETA)))
+
+    def inverse_deriv(self, eta):
+        eta = np.minimum(eta, _MAX_CLOGLOG_ETA)
+        return np.exp(eta - np.exp(eta))
+
+    def inverse_deriv2(self, eta):
+        eta = np.minimum(eta, _MAX_CLOGLOG_ETA)
+        return np.exp(eta - np.exp(eta)) * (1.0 - np.exp(eta))
+
+    def log_inverse(self, eta):
+        return np.log(-np.expm1(-np.exp(np.minimum(eta, _MAX_CLOGLOG_ETA))))
+
+    def log1m_inverse(self, eta):
+        return -np.exp(np.minimum(eta, _MAX_CLOGLOG_ETA))
+
+
+# exp(exp(6.5)) overflows nothing, and 1 - mu < 1e-290 beyond it anyway
+_MAX_CLOGLOG_ETA = 6.5
+
+_LINKS = {cls.name: cls for cls in (IdentityLink, LogLink, LogitLink, ProbitLink, CloglogLink)}
 
 
 def get_link(link: str | Link) -> Link:
