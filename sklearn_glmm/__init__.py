@@ -5,7 +5,9 @@ lme4's ``glmer``, with the scikit-learn API (``fit(X, y, groups=...)``).
 """
 
 from ._regressors import PoissonGLMMRegressor
+from .results._compare import compare_models  # issue 8
+from .results._diagnostics import overdispersion, simulate  # issue 8
 
 __version__ = "0.1.0"
 
-__all__ = ["PoissonGLMMRegressor", "__version__"]
+__all__ = ["PoissonGLMMRegressor", "compare_models", "overdispersion", "simulate", "__version__"]

@@ -196,6 +196,7 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
         self.converged_ = result.converged
         self.singular_ = result.singular
         self.fit_summary_ = result
+        self._laplace_problem = problem  # issue 8: profiles, bootstrap and condVar reuse it
         if not result.converged:
             warnings.warn(
                 f"The GLMM fit did not converge ({result.message}). Try rescaling "
@@ -348,3 +349,54 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
             tags.target_tags.positive_only = True
         return tags
 
+    # -- inference (issue 8) --
+    @property
+    def ranef_condsd_(self) -> dict:
+        """Conditional SDs of the random effects (lme4's ``condVar``), shaped like ``ranef_``."""
+        from .results._intervals import ranef_condsd
+
+        check_is_fitted(self, "fixef_")
+        return ranef_condsd(self)
+
+    def confint(
+        self, method="wald", level=0.95, *, parm=None, n_boot=200, random_state=None, n_jobs=None, progress=False
+    ) -> pd.DataFrame:
+        """Confidence intervals, as lme4's ``confint`` (see :mod:`sklearn_glmm.results._intervals`).
+
+        Parameters
+        ----------
+        method : {"wald", "profile", "bootstrap"}, default="wald"
+        level : float, default=0.95
+        parm : str or list of str, default=None
+            Rows to compute (``".sig01"``, fixed-effect names); all when None.
+        n_boot, random_state, n_jobs, progress
+            Parametric bootstrap: replicates, seed, joblib workers, a progress bar on stderr.
+
+        Returns
+        -------
+        DataFrame
+            Rows ``.sig01 ...`` (SDs and correlations) then the fixed effects;
+            columns ``"2.5 %"``, ``"97.5 %"``.
+        """
+        from .results._intervals import confint
+
+        return confint(self, method, level, parm, n_boot, random_state, n_jobs, progress)
+
+    def residuals(self, X, y, groups=None, kind="deviance", sample_weight=None, offset=None) -> np.ndarray:
+        """Residuals ``"response"``, ``"pearson"`` or ``"deviance"`` (lme4's default), as lme4."""
+        from .results._diagnostics import residuals
+
+        return residuals(self, X, y, groups, kind, sample_weight, offset)
+
+    def simulate(self, X, groups=None, n_simulations=1, random_state=None, conditional=True, offset=None):
+        """Simulated responses, shape (n_samples, n_simulations); see :func:`sklearn_glmm.simulate`."""
+        from .results._diagnostics import simulate
+
+        return simulate(self, X, groups, n_simulations, random_state, conditional, offset)
+
+    @classmethod
+    def from_formula(cls, formula, data, **params):
+        """Fit from an lme4 formula and a DataFrame; see :func:`sklearn_glmm.glmer`."""
+        from ._formula import fit_formula
+
+        return fit_formula(cls, formula, data, **params)
