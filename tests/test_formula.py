@@ -1,0 +1,101 @@
+"""glmer(formula, data): lme4 syntax, R's column names, and the same fits as the estimator API."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("formulaic")
+
+from sklearn_glmm import PoissonGLMMRegressor, glmer  # noqa: E402
+from sklearn_glmm._formula import FAMILY_REGISTRY, formula_design, parse_formula  # noqa: E402
+
+from .conftest import load_reference, load_reference_data  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_reference_data("app_engagement.csv", factors=["user_id"])
+
+
+@pytest.mark.parametrize("case", ["app_engagement_ri", "app_engagement_rs"])
+def test_reference_formulas_reproduce_lme4(data, case):
+    ref = load_reference(case)
+    model = glmer(ref["formula"], data, family=ref["family"])
+    assert isinstance(model, PoissonGLMMRegressor)
+    assert list(model.fixef_.index) == list(ref["fixef"])
+    np.testing.assert_allclose(model.fixef_, list(ref["fixef"].values()), rtol=1e-3)
+    assert model.loglik_ == pytest.approx(ref["loglik"], abs=2e-3)
+    summary = str(model.summary())
+    assert ref["formula"].split("~")[1].split("+")[-1].strip() in summary  # the bar, as lme4 prints it
+    assert model.formula_ == ref["formula"]
+
+
+def test_from_formula_classmethod_equals_estimator_api(data):
+    a = PoissonGLMMRegressor.from_formula("logins ~ day_centered + (1 | user_id)", data)
+    b = PoissonGLMMRegressor("(1 | user_id)").fit(data[["day_centered"]], data["logins"], groups=data["user_id"])
+    np.testing.assert_allclose(a.fixef_, b.fixef_, rtol=1e-10)
+    np.testing.assert_allclose(a.theta_, b.theta_, rtol=1e-10)
+
+
+def test_r_column_names_for_factors_interactions_and_I():
+    # names as lme4 gives them for contraception_rs and owls_nb (fitted here as Poisson GLMMs:
+    # only the design is compared)
+    contra = load_reference_data("contraception.csv", factors=["district", "livch", "urban", "woman"])
+    ref = load_reference("contraception_rs")
+    m = glmer("use ~ age + I(age^2) + urban + livch + (urban | district)", contra, family="poisson", max_iter=50)
+    assert list(m.fixef_.index) == list(ref["fixef"])
+    assert list(m.ranef_["district"].columns) == ["(Intercept)", "urbanY"]
+    X, y, groups, offset = formula_design(m, contra)
+    np.testing.assert_allclose(X["I(age^2)"], contra["age2"], rtol=1e-12)
+    assert offset is None and y.name == "use" and groups.name == "district"
+
+    owls = load_reference_data("owls.csv", factors=["Nest", "FoodTreatment", "SexParent"])
+    ref = load_reference("owls_nb")
+    m = glmer(
+        "SiblingNegotiation ~ FoodTreatment * SexParent + offset(log(BroodSize)) + (1 | Nest)", owls, family="poisson"
+    )
+    assert list(m.fixef_.index) == list(ref["fixef"])
+    same = glmer("SiblingNegotiation ~ FoodTreatment * SexParent + (1 | Nest)", owls, offset=np.log(owls["BroodSize"]))
+    np.testing.assert_allclose(m.fixef_, same.fixef_, rtol=1e-8)
+
+
+def test_logical_columns_are_factors_and_missing_rows_are_dropped(data):
+    d = data.assign(weekend=(data["day"] % 7).isin([6, 0]))
+    d.loc[3, "day_centered"] = np.nan
+    with pytest.warns(UserWarning, match="1 row"):
+        m = glmer("logins ~ day_centered + weekend + (day_centered | user_id)", d)
+    assert list(m.fixef_.index) == ["(Intercept)", "day_centered", "weekendTRUE"]
+    assert m.n_obs_ == len(d) - 1
+
+
+def test_parse_formula():
+    p = parse_formula("y ~ a * b + offset(log(t)) + (1 + x | g)")
+    assert p.response == "y" and p.fixed == "a * b" and p.bars == (("1 + x", "g"),) and p.offsets == ("log(t)",)
+    assert parse_formula("y ~ (1 | g)").fixed == "1"
+    assert FAMILY_REGISTRY["poisson"] == "PoissonGLMMRegressor"
+
+
+@pytest.mark.parametrize(
+    ("formula", "error", "match"),
+    [
+        ("logins day_centered", ValueError, "exactly one '~'"),
+        ("log(logins) ~ day_centered", ValueError, "must be a column name"),
+        ("nope ~ day_centered + (1 | user_id)", ValueError, "not a column of data"),
+        ("logins ~ day_centered + (1 | nobody)", ValueError, "grouping factor 'nobody'"),
+        ("logins ~ day_centered + (1 || user_id)", ValueError, "'||'"),
+        ("logins ~ (day | user_id)", ValueError, "must also be fixed effects"),
+        ("logins ~ 0 + day_centered + (1 | user_id)", ValueError, "without a fixed intercept"),
+        ("logins ~ missing_column + (1 | user_id)", ValueError, "fixed part"),
+        ("logins ~ (day_centered + (1 | user_id)", ValueError, "unbalanced"),
+        (3, TypeError, "must be a string"),
+    ],
+)
+def test_bad_formulas(data, formula, error, match):
+    with pytest.raises(error, match=match):
+        glmer(formula, data)
+
+
+def test_bad_family_and_data(data):
+    with pytest.raises(ValueError, match="family must be one of"):
+        glmer("logins ~ day_centered + (1 | user_id)", data, family="tweedie")
+    with pytest.raises(TypeError, match="DataFrame"):
+        glmer("logins ~ day_centered + (1 | user_id)", data.to_numpy())
