@@ -4,11 +4,30 @@ Estimators fitted by maximum likelihood under the Laplace approximation, as
 lme4's ``glmer``, with the scikit-learn API (``fit(X, y, groups=...)``).
 """
 
-from ._regressors import PoissonGLMMRegressor
+from ._classifier import BinomialGLMMClassifier
+from ._regressors import (
+    BinomialGLMMRegressor,
+    GammaGLMMRegressor,
+    GaussianLMMRegressor,
+    NegativeBinomialGLMMRegressor,
+    PoissonGLMMRegressor,
+)
 from ._formula import glmer  # issue 8
 from .results._compare import compare_models  # issue 8
 from .results._diagnostics import overdispersion, simulate  # issue 8
 
 __version__ = "0.1.0"
 
-__all__ = ["PoissonGLMMRegressor", "compare_models", "overdispersion", "simulate", "glmer", "__version__"]
+__all__ = [
+    "PoissonGLMMRegressor",
+    "NegativeBinomialGLMMRegressor",
+    "GammaGLMMRegressor",
+    "BinomialGLMMRegressor",
+    "BinomialGLMMClassifier",
+    "GaussianLMMRegressor",
+    "compare_models",
+    "glmer",
+    "overdispersion",
+    "simulate",
+    "__version__",
+]

@@ -11,13 +11,12 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from ._core._laplace import LaplaceProblem
-from ._core._optimize import FitResult, fit_laplace
-from ._core._pirls import fit_glm
+from ._core._optimize import FitResult, fit_glm_ml, fit_laplace
 from .design import DesignBuilder, parse_random_effects
 from .families import Family
 from .results import GLMMSummary, coefficient_table, varcorr_table
@@ -54,7 +53,7 @@ def _empty_frame_to_array(X):
     return X
 
 
-class _BaseGLMM(RegressorMixin, BaseEstimator):
+class _BaseGLMM(BaseEstimator):
     """Base class of GLMM estimators (not public).
 
     Subclasses implement ``_get_family()`` and may extend
@@ -79,6 +78,26 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
     # -- hooks ----------------------------------------------------------------
     def _get_family(self) -> Family:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _prepare_y(self, y: np.ndarray) -> np.ndarray:
+        """The response as the family sees it (the classifier encodes labels here)."""
+        y = np.asarray(y, dtype=np.float64)
+        self._family_.check_response(y)
+        return y
+
+    def _set_param_attributes(self, family: Family) -> None:
+        """Public attributes for the family's extra parameter (NB size, ...)."""
+
+    #: whether y must be numeric (the classifier takes labels)
+    _y_numeric = True
+
+    #: the Wald ratio's name in the summary: "z" (GLMM) or "t" (LMM, no p-values)
+    _wald_statistic = "z"
+
+    def _method_description(self, mixed: bool) -> str:
+        if mixed:
+            return "Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)"
+        return "Generalized linear model fit by maximum likelihood (no groups given)"
 
     # -- input checks ---------------------------------------------------------
     def _feature_names(self) -> list[str]:
@@ -133,10 +152,11 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
         self._family_ = self._get_family()
         self._y_name = str(y.name) if isinstance(y, pd.Series) and y.name is not None else "y"
         X, y = validate_data(
-            self, _empty_frame_to_array(X), y, reset=True, dtype=np.float64, ensure_min_features=0, y_numeric=True
+            self, _empty_frame_to_array(X), y, reset=True, dtype=np.float64, ensure_min_features=0,
+            y_numeric=self._y_numeric,
         )
         n = X.shape[0]
-        self._family_.check_response(y)
+        y = self._prepare_y(y)
         w = self._check_sample_weight(sample_weight, n)
         off = self._check_offset(offset, n)
 
@@ -154,16 +174,22 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
         if design.term is None:
             self._fit_glm(design.X, y, w, off)
         else:
-            term = design.term
-            problem = LaplaceProblem(self._family_, design.X, y, w, off, term.codes, term.Z, term.n_levels)
-            result = fit_laplace(problem, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
-            self._set_mixed_attributes(problem, result, term)
+            self._fit_mixed(design, y, w, off)
+        self._set_param_attributes(self._family_)
         self._set_criteria()
         self._residuals = self._pearson_residuals(y, self._fitted_mu(design), w)
         return self
 
+    def _fit_mixed(self, design, y, w, off) -> None:
+        term = design.term
+        problem = LaplaceProblem(self._family_, design.X, y, w, off, term.codes, term.Z, term.n_levels)
+        result = fit_laplace(problem, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
+        if result.param is not None:
+            self._family_ = self._family_.with_param(result.param)
+        self._set_mixed_attributes(problem, result, term)
+
     def _fit_glm(self, Xd, y, w, off) -> None:
-        beta, converged, n_iter = fit_glm(self._family_, Xd, y, w, off)
+        beta, self._family_, converged, n_iter = fit_glm_ml(self._family_, Xd, y, w, off)
         eta = off + Xd @ beta
         irls = self._family_.irls_quantities(y, eta, w)
         vcov = np.linalg.inv(Xd.T @ (Xd * irls.weights[:, None]))
@@ -208,10 +234,10 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
 
     def _fixed_vcov(self, problem: LaplaceProblem, result: FitResult):
         """lme4's default (Hessian in (theta, beta)) or the PIRLS-based vcov."""
-        nt = result.theta.size
+        nt, nb = result.theta.size, result.beta.size
         if self.se_method == "hessian" and result.hessian is not None:
             try:
-                vcov = 2.0 * np.linalg.inv(result.hessian)[nt:, nt:]
+                vcov = 2.0 * np.linalg.inv(result.hessian)[nt : nt + nb, nt : nt + nb]
                 if np.all(np.diag(vcov) > 0) and np.all(np.isfinite(vcov)):
                     return 0.5 * (vcov + vcov.T), "Hessian of the Laplace deviance in (theta, beta)"
             except np.linalg.LinAlgError:
@@ -223,7 +249,7 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=4,
             )
-        modes = problem.modes(result.theta, result.beta, result.u)
+        modes = problem.modes(result.theta, result.beta, result.u, result.param)
         vcov = np.linalg.inv(problem.beta_information(result.theta, modes))
         return 0.5 * (vcov + vcov.T), "PIRLS information with theta fixed"
 
@@ -239,7 +265,7 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
         self.fixef_se_ = pd.Series(np.sqrt(np.diag(vcov)), index=names, name="se")
 
     def _set_criteria(self) -> None:
-        n_params = self.fixef_.size + self.theta_.size
+        n_params = self.fixef_.size + self.theta_.size + int(self._family_.has_param)
         self.deviance_ = -2.0 * self.loglik_
         self.aic_ = self.deviance_ + 2.0 * n_params
         self.bic_ = self.deviance_ + np.log(self.n_obs_) * n_params
@@ -279,8 +305,11 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,)
         """
         design, n = self._design_for(X, groups)
-        off = None if offset is None else _check_vector("offset", offset, n)
-        return self._family_.link.inverse(self._linear_predictor(design, off))
+        return self._family_.link.inverse(self._linear_predictor(design, self._offset_or_none(offset, n)))
+
+    @staticmethod
+    def _offset_or_none(offset, n_samples):
+        return None if offset is None else _check_vector("offset", offset, n_samples)
 
     def score(self, X, y, groups=None, sample_weight=None, offset=None):
         """D^2, the fraction of deviance explained (as ``PoissonRegressor.score``).
@@ -305,7 +334,7 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
     def summary(self) -> GLMMSummary:
         """An lme4-style summary; ``print(model.summary())`` shows it."""
         check_is_fitted(self, "fixef_")
-        coefs = coefficient_table(self.fixef_, self.vcov_.to_numpy())
+        coefs = coefficient_table(self.fixef_, self.vcov_.to_numpy(), self._wald_statistic)
         se = np.sqrt(np.diag(self.vcov_.to_numpy()))
         corr = self.vcov_.to_numpy() / np.outer(se, se)
         names = list(self.fixef_.index)
@@ -320,15 +349,12 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
         if not self.converged_:
             messages.append(f"convergence warning: {self.fit_summary_.message}")
         mixed = bool(self.ranef_)
+        family, link = self._summary_family()
         return GLMMSummary(
-            family=self._family_.name,
-            link=self._family_.link.name,
+            family=family,
+            link=link,
             formula=self._builder.formula(self._y_name),
-            method=(
-                "Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)"
-                if mixed
-                else "Generalized linear model fit by maximum likelihood (no groups given)"
-            ),
+            method=self._method_description(mixed),
             coefficients=coefs,
             correlation=pd.DataFrame(corr, index=names, columns=names),
             varcorr=self.varcorr_,
@@ -338,7 +364,17 @@ class _BaseGLMM(RegressorMixin, BaseEstimator):
             n_groups={k: len(v) for k, v in self.group_levels_.items()},
             se_method=self._se_method_used,
             messages=messages,
+            extra=self._summary_extra(),
         )
+
+    def _summary_family(self) -> tuple[str, str]:
+        return self._family_.name, self._family_.link.name
+
+    def _summary_extra(self) -> dict:
+        family = self._family_
+        if family.has_param and family.param_name != "sigma2":
+            return {f"{family.param_name} (estimated)": f"{family.param:.6g}"}
+        return {}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

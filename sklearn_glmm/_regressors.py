@@ -1,34 +1,45 @@
-"""GLMM regressors: one class per family, differing only in ``_get_family``."""
+"""GLMM regressors: one class per family, differing only in ``_get_family``.
+
+The numpydoc docstrings share their parameter and attribute sections (built
+once below) so that every estimator documents the same API the same way.
+"""
 
 from __future__ import annotations
 
+import warnings
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from sklearn.base import RegressorMixin
+
 from ._base import _BaseGLMM
-from .families import PoissonFamily
+from ._core._lmm import LMMProblem, fit_lmm
+from .families import (
+    BinomialFamily,
+    GammaFamily,
+    GaussianFamily,
+    NegativeBinomialFamily,
+    PoissonFamily,
+)
+from .results import varcorr_table
+from .utils._param_validation import Interval, StrOptions
 
-__all__ = ["PoissonGLMMRegressor"]
+__all__ = [
+    "PoissonGLMMRegressor",
+    "NegativeBinomialGLMMRegressor",
+    "GammaGLMMRegressor",
+    "BinomialGLMMRegressor",
+    "GaussianLMMRegressor",
+]
 
-
-class PoissonGLMMRegressor(_BaseGLMM):
-    """Poisson generalized linear mixed model (log link), fitted as lme4's ``glmer``.
-
-    The model for count ``y_ij`` of row ``j`` in group ``i`` is::
-
-        y_ij ~ Poisson(lambda_ij),
-        log(lambda_ij) = offset_ij + X_ij beta + Z_ij b_i,    b_i ~ N(0, Sigma)
-
-    with ``Sigma = Lambda(theta) Lambda(theta)^T``. ``beta`` and ``theta``
-    maximise the Laplace approximation to the marginal likelihood; ``b_i`` are
-    the conditional modes. This is ``glmer(y ~ X + (Z | group), family =
-    poisson)`` in R.
-
-    Parameters
-    ----------
-    random_effects : str, default="1"
+RANDOM_EFFECTS_DOC = """random_effects : str, default="1"
         The random-effects terms in lme4's bar syntax over X's column names,
         e.g. ``"(1 + day_centered | user_id)"``, or the short form
         ``"1 + day_centered"`` (``"0 + day_centered"`` drops the random
-        intercept). ``"1"`` is a random intercept.
-    se_method : {"hessian", "pirls"}, default="hessian"
+        intercept). ``"1"`` is a random intercept."""
+
+OPTIMISER_DOC = """se_method : {"hessian", "pirls"}, default="hessian"
         Standard errors of the fixed effects: ``"hessian"`` inverts the
         Hessian of the Laplace deviance in (theta, beta), lme4's default;
         ``"pirls"`` uses the information with theta held fixed
@@ -40,16 +51,14 @@ class PoissonGLMMRegressor(_BaseGLMM):
         deviance (the Newton decrement ``g^T H^{-1} g``) is below ``tol``;
         must be > 0.
     verbose : int, default=0
-        1 prints progress per stage, 2 per deviance evaluation.
+        1 prints progress per stage, 2 per deviance evaluation."""
 
-    Attributes
-    ----------
-    fixef_ : pandas.Series
+ATTRIBUTES_DOC = """fixef_ : pandas.Series
         Fixed effects, ``"(Intercept)"`` first, then X's column names.
     intercept_ : float
         ``fixef_["(Intercept)"]``.
     coef_ : ndarray of shape (n_features,)
-        The other fixed effects.
+        The other fixed effects (0 for a column dropped as collinear).
     fixef_se_ : pandas.Series
         Their standard errors.
     vcov_ : pandas.DataFrame
@@ -70,30 +79,41 @@ class PoissonGLMMRegressor(_BaseGLMM):
     n_iter_ : int
         Outer iterations.
     converged_ : bool
-        Whether the optimiser met its gradient tolerance.
+        Whether the optimiser met its tolerance.
     singular_ : bool
         Whether a variance is at its boundary (lme4's ``isSingular``).
-    fit_summary_ : FitResult or None
+    fit_summary_ : object or None
         The engine's record (deviance, gradient, Hessian, timings).
     group_levels_ : dict of {str: pandas.Index}
         Levels of each grouping factor seen in fit.
     n_features_in_ : int
         Number of columns of X.
     feature_names_in_ : ndarray of str
-        Column names of X, when X was a DataFrame.
+        Column names of X, when X was a DataFrame."""
 
-    See Also
-    --------
-    sklearn.linear_model.PoissonRegressor : the plain Poisson GLM.
+NOTES_DOC = """Without ``groups`` the estimator fits the plain GLM. At predict time,
+    rows of groups not seen in fit get population-level predictions (random
+    effects 0), as lme4's ``allow.new.levels = TRUE``."""
+
+
+def _doc(summary: str, model: str, parameters: str, attributes: str, notes: str, example: str) -> str:
+    return f"""{summary}
+
+    {model}
+
+    Parameters
+    ----------
+    {RANDOM_EFFECTS_DOC}
+    {parameters}
+
+    Attributes
+    ----------
+    {attributes}{ATTRIBUTES_DOC}
 
     Notes
     -----
-    Without ``groups`` the estimator fits the plain Poisson GLM. At predict
-    time, rows of groups not seen in fit get population-level predictions.
-    ``y`` may be non-integer (rates with exposures as ``sample_weight``, the
-    scikit-learn idiom); the log-likelihood then uses ``gammaln(y + 1)`` as a
-    continuous extension, so logLik/AIC are only comparable between models of
-    the same data.
+    {NOTES_DOC}
+    {notes}
 
     References
     ----------
@@ -102,7 +122,40 @@ class PoissonGLMMRegressor(_BaseGLMM):
 
     Examples
     --------
-    >>> from sklearn_glmm import PoissonGLMMRegressor
+{example}
+    """
+
+
+class _GLMMRegressor(RegressorMixin, _BaseGLMM):
+    """Regressor base: scikit-learn's regressor tags, with D^2 as the score."""
+
+    score = _BaseGLMM.score
+
+
+class PoissonGLMMRegressor(_GLMMRegressor):
+    def _get_family(self):
+        return PoissonFamily()
+
+
+PoissonGLMMRegressor.__doc__ = _doc(
+    "Poisson generalized linear mixed model (log link), fitted as lme4's ``glmer``.",
+    """The model for count ``y_ij`` of row ``j`` in group ``i`` is::
+
+        y_ij ~ Poisson(lambda_ij),
+        log(lambda_ij) = offset_ij + X_ij beta + Z_ij b_i,    b_i ~ N(0, Sigma)
+
+    with ``Sigma = Lambda(theta) Lambda(theta)^T``. ``beta`` and ``theta``
+    maximise the Laplace approximation to the marginal likelihood; ``b_i`` are
+    the conditional modes. This is ``glmer(y ~ X + (Z | group), family =
+    poisson)`` in R.""",
+    OPTIMISER_DOC,
+    "",
+    """``y`` may be non-integer (rates with exposures as ``sample_weight``, the
+    scikit-learn idiom); the log-likelihood then uses ``gammaln(y + 1)`` as a
+    continuous extension, so logLik/AIC are only comparable between models of
+    the same data. ``score`` is D^2, the fraction of Poisson deviance
+    explained.""",
+    """    >>> from sklearn_glmm import PoissonGLMMRegressor
     >>> from sklearn_glmm.datasets import load_app_engagement
     >>> data = load_app_engagement()
     >>> model = PoissonGLMMRegressor(random_effects="(1 | user_id)")
@@ -110,8 +163,247 @@ class PoissonGLMMRegressor(_BaseGLMM):
     >>> model.fixef_.round(4).tolist()
     [0.7379, -0.0091]
     >>> round(model.aic_, 1)
-    5290.3
-    """
+    5290.3""",
+)
+
+
+class NegativeBinomialGLMMRegressor(_GLMMRegressor):
+    def _get_family(self):
+        return NegativeBinomialFamily()
+
+    def _set_param_attributes(self, family):
+        self.nb_size_ = family.size
+        if family.size >= 0.99 * np.exp(family.param_bounds[1]):
+            warnings.warn(
+                f"The negative-binomial size ran to its upper bound ({family.size:.3g}): the data "
+                "show no overdispersion, and the fit is the Poisson GLMM's. "
+                "PoissonGLMMRegressor fits the same model with one parameter less.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+
+NegativeBinomialGLMMRegressor.__doc__ = _doc(
+    "Negative binomial (NB2) GLMM with a log link; the size is estimated jointly.",
+    """The model is ``y_ij ~ NB(mu_ij, size)`` with ``Var(y) = mu + mu^2 / size``
+    and ``log(mu_ij) = offset_ij + X_ij beta + Z_ij b_i``, ``b_i ~ N(0, Sigma)``.
+    ``size`` is estimated by maximum likelihood together with beta and theta
+    (as glmmTMB's ``nbinom2``; lme4's ``glmer.nb`` alternates slowly between
+    the two). The Laplace approximation uses the observed information, as
+    glmmTMB.""",
+    OPTIMISER_DOC,
+    """nb_size_ : float
+        The estimated size (glmmTMB's ``sigma()``; lme4's ``getME(m, "glmer.nb.theta")``).
+    """,
+    """On data without overdispersion the size runs off to infinity; it is
+    capped at 1e8 (where the NB likelihood equals the Poisson one to ~1e-6)
+    with a warning. ``score`` is D^2 of the NB deviance.""",
+    """    >>> from sklearn_glmm import NegativeBinomialGLMMRegressor
+    >>> from sklearn_glmm.datasets import make_app_engagement
+    >>> data = make_app_engagement(n_users=30, n_days=20, random_state=0)
+    >>> model = NegativeBinomialGLMMRegressor("(1 | user_id)")
+    >>> model = model.fit(data[["day_centered"]], data["logins"], groups=data["user_id"])
+    >>> model.nb_size_ > 1
+    True""",
+)
+
+
+class GammaGLMMRegressor(_GLMMRegressor):
+    _parameter_constraints = {**_BaseGLMM._parameter_constraints, "link": [StrOptions({"log", "identity"})]}
+
+    def __init__(self, random_effects="1", *, link="log", se_method="hessian", max_iter=500, tol=1e-10, verbose=0):
+        super().__init__(random_effects, se_method=se_method, max_iter=max_iter, tol=tol, verbose=verbose)
+        self.link = link
 
     def _get_family(self):
-        return PoissonFamily()
+        return GammaFamily(link=self.link)
+
+    def _set_param_attributes(self, family):
+        self.gamma_shape_ = family.shape
+        self.dispersion_ = 1.0 / family.shape
+
+
+GammaGLMMRegressor.__doc__ = _doc(
+    "Gamma GLMM for positive, skewed responses (session lengths); the shape is estimated jointly.",
+    """The model is ``y_ij ~ Gamma(shape, mean mu_ij)`` with
+    ``g(mu_ij) = offset_ij + X_ij beta + Z_ij b_i``, ``b_i ~ N(0, Sigma)`` and
+    ``Var(y) = mu^2 / shape``. The shape is a maximum-likelihood estimate
+    together with beta and theta, as glmmTMB's ``Gamma`` family (lme4's
+    moment estimate of the dispersion is biased); the Laplace approximation
+    uses the observed information.""",
+    """link : {"log", "identity"}, default="log"
+        Link function.
+    """
+    + OPTIMISER_DOC,
+    """gamma_shape_ : float
+        The estimated shape.
+    dispersion_ : float
+        ``1 / gamma_shape_``, the squared coefficient of variation.
+    """,
+    """``Sigma`` is on the link scale, not relative to the dispersion (lme4 reports
+    Gamma variances relative to sigma). ``score`` is D^2 of the Gamma deviance.""",
+    """    >>> import numpy as np
+    >>> from sklearn_glmm import GammaGLMMRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(30), 20)
+    >>> x = rng.normal(size=600)
+    >>> mu = np.exp(1.0 + 0.3 * x + rng.normal(0, 0.4, 30)[g])
+    >>> y = rng.gamma(4.0, mu / 4.0)
+    >>> model = GammaGLMMRegressor().fit(x.reshape(-1, 1), y, groups=g)
+    >>> bool(abs(model.coef_[0] - 0.3) < 0.1)
+    True""",
+)
+
+
+class BinomialGLMMRegressor(_GLMMRegressor):
+    _parameter_constraints = {
+        **_BaseGLMM._parameter_constraints,
+        "link": [StrOptions({"logit", "probit", "cloglog"})],
+    }
+
+    def __init__(
+        self, random_effects="1", *, link="logit", se_method="hessian", max_iter=500, tol=1e-10, verbose=0
+    ):
+        super().__init__(random_effects, se_method=se_method, max_iter=max_iter, tol=tol, verbose=verbose)
+        self.link = link
+
+    def _get_family(self):
+        return BinomialFamily(link=self.link)
+
+
+BINOMIAL_LINK_DOC = """link : {"logit", "probit", "cloglog"}, default="logit"
+        Link function. For probit and cloglog (non-canonical) the Laplace
+        approximation uses the Fisher information in its log-determinant, as
+        lme4 does, so the numbers match lme4's."""
+
+BinomialGLMMRegressor.__doc__ = _doc(
+    "Binomial GLMM for proportions with known numbers of trials (lme4's ``cbind`` model).",
+    """``y`` is the proportion of successes in [0, 1] and ``sample_weight`` the
+    number of trials, so ``fit(X, successes / trials, sample_weight=trials)``
+    is ``glmer(cbind(successes, trials - successes) ~ ..., family = binomial)``.
+    The model is ``successes_ij ~ Binomial(trials_ij, p_ij)``,
+    ``g(p_ij) = offset_ij + X_ij beta + Z_ij b_i``, ``b_i ~ N(0, Sigma)``.""",
+    BINOMIAL_LINK_DOC + "\n    " + OPTIMISER_DOC,
+    "",
+    """``predict`` returns probabilities; ``score`` is D^2 of the binomial
+    deviance. For a 0/1 response with labels, use
+    :class:`BinomialGLMMClassifier` (same engine).""",
+    """    >>> import numpy as np
+    >>> from sklearn_glmm import BinomialGLMMRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(40), 5)
+    >>> x = rng.normal(size=200)
+    >>> trials = rng.integers(5, 20, size=200)
+    >>> p = 1 / (1 + np.exp(-(-0.5 + 0.8 * x + rng.normal(0, 0.6, 40)[g])))
+    >>> y = rng.binomial(trials, p) / trials
+    >>> model = BinomialGLMMRegressor().fit(x.reshape(-1, 1), y, groups=g, sample_weight=trials)
+    >>> bool(abs(model.coef_[0] - 0.8) < 0.2)
+    True""",
+)
+
+
+class GaussianLMMRegressor(_GLMMRegressor):
+    _parameter_constraints = {
+        "random_effects": [str],
+        "reml": ["boolean"],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "verbose": ["verbose"],
+    }
+    _wald_statistic = "t"
+
+    def __init__(self, random_effects="1", *, reml=True, max_iter=500, verbose=0):
+        self.random_effects = random_effects
+        self.reml = reml
+        self.max_iter = max_iter
+        self.verbose = verbose
+
+    def _get_family(self):
+        return GaussianFamily()
+
+    def _fit_mixed(self, design, y, w, off) -> None:
+        term = design.term
+        problem = LMMProblem(design.X, y, w, off, term.codes, term.Z, term.n_levels)
+        result = fit_lmm(problem, reml=self.reml, max_iter=self.max_iter, verbose=self.verbose)
+        self._set_lmm_attributes(result, term)
+
+    def _fit_glm(self, Xd, y, w, off) -> None:
+        # the linear model: the LMM engine with one empty random effect
+        n = Xd.shape[0]
+        problem = LMMProblem(Xd, y, w, off, np.zeros(n, dtype=np.intp), np.zeros((n, 1)), 1)
+        beta, _, r2, _, RXtRX = problem.solve(np.zeros(1))
+        dof = problem.n - problem.p if self.reml else problem.n
+        sigma2 = r2 / dof
+        self._family_ = GaussianFamily(sigma2=sigma2)
+        self._set_fixed(beta, sigma2 * np.linalg.inv(RXtRX))
+        self.theta_ = np.empty(0)
+        self.ranef_, self.group_levels_, self._b = {}, {}, None
+        self.varcorr_ = varcorr_table("", [], np.empty(0), sigma=float(np.sqrt(sigma2)))
+        self.sigma_ = float(np.sqrt(sigma2))
+        self.loglik_ = -0.5 * problem.deviance(np.zeros(1), self.reml)
+        self.n_iter_, self.converged_, self.singular_, self.fit_summary_ = 1, True, False, None
+        self._se_method_used = "sigma^2 (X^T W X)^-1"
+
+    def _set_lmm_attributes(self, result, term) -> None:
+        self._family_ = GaussianFamily(sigma2=result.sigma**2)
+        self._set_fixed(result.beta, result.vcov_beta)
+        self.theta_ = result.theta
+        self._b = result.b
+        levels = self._builder.levels_
+        self.group_levels_ = {term.factor: levels}
+        self.ranef_ = {
+            term.factor: pd.DataFrame(result.b, index=levels.rename(term.factor), columns=term.term_names)
+        }
+        self.sigma_ = result.sigma
+        self.varcorr_ = varcorr_table(
+            term.factor, term.term_names, result.theta, scale=result.sigma**2, sigma=result.sigma
+        )
+        self.loglik_ = -0.5 * result.deviance
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.singular_ = result.singular
+        self.fit_summary_ = result
+        self._se_method_used = "sigma^2 RX^-1, as lmer"
+
+    def _method_description(self, mixed: bool) -> str:
+        how = "REML" if self.reml else "maximum likelihood"
+        return f"Linear mixed model fit by {how}" if mixed else f"Linear model fit by {how} (no groups given)"
+
+    def _summary_family(self):
+        return "", ""
+
+    def _summary_extra(self) -> dict:
+        if self.reml:
+            return {"REML criterion at convergence": f"{-2 * self.loglik_:.1f}"}
+        return {}
+
+
+GaussianLMMRegressor.__doc__ = _doc(
+    "Linear mixed model (Gaussian), fitted by REML or ML with the exact likelihood, as lme4's ``lmer``.",
+    """The model is ``y_ij = offset_ij + X_ij beta + Z_ij b_i + e_ij`` with
+    ``b_i ~ N(0, sigma^2 Lambda Lambda^T)`` and ``e_ij ~ N(0, sigma^2 / w_ij)``.
+    beta and sigma are profiled out and the (restricted) likelihood is
+    maximised over theta, which is relative to sigma as in lme4.""",
+    """reml : bool, default=True
+        REML (lme4's default) or maximum likelihood. Compare models that differ
+        in their fixed effects with ``reml=False``.
+    max_iter : int, default=500
+        Iteration limit of the optimisation over theta; must be >= 1.
+    verbose : int, default=0
+        1 prints a line when the fit ends.""",
+    """sigma_ : float
+        Residual standard deviation.
+    """,
+    """For REML fits ``loglik_`` is minus half the REML criterion, as lme4's
+    ``logLik``. ``varcorr_`` ends with a ``Residual`` row. The summary shows t
+    values without p-values, as lme4. ``score`` is R^2 (D^2 of the squared
+    error).""",
+    """    >>> import numpy as np
+    >>> from sklearn_glmm import GaussianLMMRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(20), 10)
+    >>> x = rng.normal(size=200)
+    >>> y = 1.0 + 2.0 * x + rng.normal(0, 1.0, 20)[g] + rng.normal(0, 0.5, 200)
+    >>> model = GaussianLMMRegressor().fit(x.reshape(-1, 1), y, groups=g)
+    >>> round(float(model.coef_[0]), 1), bool(0.3 < model.sigma_ < 0.7)
+    (2.0, True)""",
+)

@@ -36,3 +36,26 @@ def app_engagement() -> pd.DataFrame:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261130)
+
+
+def reference_design(ref: dict, data: pd.DataFrame):
+    """Fixed-effect columns (intercept excluded) and the grouping factor of a case.
+
+    Builds each model-matrix column from the case's ``design`` spec: a product
+    of indicators ``column == level`` and numeric columns, named as lme4 names
+    them (``period2``, ``FoodTreatmentSatiated:SexParentMale``, ``I(age^2)``).
+    """
+
+    def column(components):
+        values = np.ones(len(data))
+        for part in components:
+            values = values * ((data[part["column"]] == part["level"]) if "level" in part else data[part["column"]])
+        return values.astype(float)
+
+    X = pd.DataFrame(
+        {name: column(parts) for name, parts in ref["design"]["fixef"].items() if name != "(Intercept)"},
+        index=data.index,
+    )
+    (group, group_column), = ref["design"]["group_columns"].items()
+    groups = data[group_column].rename(group)
+    return X, groups

@@ -33,12 +33,12 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import minimize, minimize_scalar
 
 from ._laplace import LaplaceEvaluation, LaplaceProblem
 from ._pirls import fit_glm
 
-__all__ = ["FitResult", "fit_laplace", "SINGULAR_TOL"]
+__all__ = ["FitResult", "fit_laplace", "fit_glm_ml", "SINGULAR_TOL"]
 
 #: a diagonal element of Lambda below this counts as a boundary (singular) fit, as lme4's isSingular
 SINGULAR_TOL = 1e-4
@@ -336,6 +336,41 @@ def fit_laplace(
         glm_beta=beta_glm,
         timings=timings,
     )
+
+
+def fit_glm_ml(family, X, y, w, offset):
+    """Maximum likelihood for a GLM without random effects, shape included.
+
+    For a family with an extra parameter (NB size, Gamma shape, Gaussian
+    variance) the parameter is profiled: a bounded one-dimensional search over
+    its log, with beta refitted by IRLS at each value.
+
+    Returns
+    -------
+    beta : ndarray
+    family : Family
+        The family at the estimated parameter (itself when it has none).
+    converged : bool
+    n_iter : int
+    """
+    beta, converged, n_iter = fit_glm(family, X, y, w, offset)
+    if not family.has_param:
+        return beta, family, converged, n_iter
+    mu = family.link.inverse(offset + X @ beta)
+    start = np.log(family.starting_param(y, mu, w, max(int(np.sum(w > 0)) - X.shape[1], 1)))
+    lo, hi = family.param_bounds
+    lo = start - 15.0 if lo is None else lo
+    hi = start + 15.0 if hi is None else hi
+
+    def negloglik(log_param):
+        fam = family.with_param(float(np.exp(log_param)))
+        b, _, _ = fit_glm(fam, X, y, w, offset)
+        return -fam.loglik(y, fam.link.inverse(offset + X @ b), w)
+
+    res = minimize_scalar(negloglik, bounds=(lo, hi), method="bounded", options={"xatol": 1e-9})
+    fitted = family.with_param(float(np.exp(res.x)))
+    beta, converged, n_iter = fit_glm(fitted, X, y, w, offset)
+    return beta, fitted, bool(converged and res.success), n_iter + int(res.nfev)
 
 
 def _escape_boundary(obj: _Objective, x, f, diag):

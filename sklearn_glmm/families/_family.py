@@ -182,6 +182,10 @@ class Family:
         down = self.with_param(self.param - h)._hessian_weights(y, eta, w)
         return (up - down) / (2.0 * h)
 
+    def _variance_at(self, eta, mu):
+        """V(mu) evaluated as accurately as eta allows (see BinomialFamily)."""
+        return self.variance(mu)
+
     def _hessian_weights(self, y, eta, w) -> np.ndarray:
         return Family._observed_weights(self, y, eta, w)
 
@@ -199,15 +203,18 @@ class Family:
         mu = link.inverse(eta) if mu is None else mu
         mu_eta = link.inverse_deriv(eta)
         mu_eta2 = link.inverse_deriv2(eta)
-        var = np.maximum(self.variance(mu), _TINY)
+        var = np.maximum(self._variance_at(eta, mu), _TINY)
         dvar = self.variance_deriv(mu)
         resid = y - mu
-        score = w * resid * mu_eta / var
-        weights = w * mu_eta**2 / var
+        # r = mu_eta / V first: where mu saturates both vanish, and squaring
+        # them separately would give 0 / 0
+        r = mu_eta / var
+        score = w * resid * r
+        weights = w * mu_eta * r
         # d/deta of w mu_eta^2 / V(mu(eta))
-        weights_deriv = w * (2.0 * mu_eta * mu_eta2 / var - mu_eta**3 * dvar / var**2)
+        weights_deriv = w * (2.0 * mu_eta2 * r - mu_eta * r * r * dvar)
         # -d score / d eta
-        hessian_weights = weights - w * resid * (mu_eta2 / var - mu_eta**2 * dvar / var**2)
+        hessian_weights = weights - w * resid * (mu_eta2 / var - r * r * dvar)
         if self.laplace == "fisher":
             return IRLSQuantities(mu, score, weights, weights_deriv, hessian_weights)
         # observed information in the log-determinant: its d/deta by a central
@@ -225,9 +232,9 @@ class Family:
         mu = link.inverse(eta)
         mu_eta = link.inverse_deriv(eta)
         mu_eta2 = link.inverse_deriv2(eta)
-        var = np.maximum(self.variance(mu), _TINY)
-        dvar = self.variance_deriv(mu)
-        return w * mu_eta**2 / var - w * (y - mu) * (mu_eta2 / var - mu_eta**2 * dvar / var**2)
+        var = np.maximum(self._variance_at(eta, mu), _TINY)
+        r = mu_eta / var
+        return w * mu_eta * r - w * (y - mu) * (mu_eta2 / var - r * r * self.variance_deriv(mu))
 
     def __repr__(self) -> str:
         extra = f", {self.param_name}={self.param!r}" if self.has_param else ""
@@ -296,6 +303,11 @@ class BinomialFamily(Family):
 
     def variance_deriv(self, mu):
         return 1.0 - 2.0 * mu
+
+    def _variance_at(self, eta, mu):
+        # 1 - mu from the link directly: it underflows gracefully where mu rounds
+        # to 1, instead of cancelling to 0
+        return mu * np.exp(self.link.log1m_inverse(eta))
 
     def unit_deviance(self, y, mu):
         mu = np.clip(mu, _TINY, 1.0 - 1e-16)
@@ -382,7 +394,7 @@ class NegativeBinomialFamily(Family):
         # log Gamma(y + k) - log Gamma(k) = log Gamma(y) - log B(k, y) for y > 0: betaln
         # stays accurate where the two gammas cancel (k of 1e6 and more)
         positive = y > 0
-        lg = np.zeros_like(y)
+        lg = np.zeros(np.shape(y))
         lg[positive] = gammaln(y[positive]) - betaln(k, y[positive])
         return float(np.dot(w, lg - gammaln(y + 1.0)))
 

@@ -18,11 +18,20 @@ __all__ = ["GLMMSummary", "coefficient_table"]
 _STARS = [(0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, "."), (1.0 + 1e-12, " ")]
 
 
-def coefficient_table(estimates: pd.Series, vcov: np.ndarray) -> pd.DataFrame:
-    """Wald table: Estimate, Std. Error, z value, Pr(>|z|)."""
+def coefficient_table(estimates: pd.Series, vcov: np.ndarray, statistic: str = "z") -> pd.DataFrame:
+    """Wald table: Estimate, Std. Error, z value, Pr(>|z|).
+
+    With ``statistic="t"`` (linear mixed models, as lme4's ``lmer``) the ratio
+    is a "t value" and, as in lme4, no p-value is given: its degrees of
+    freedom are not well defined.
+    """
     se = np.sqrt(np.maximum(np.diag(vcov), 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = estimates.to_numpy() / se
+    if statistic == "t":
+        return pd.DataFrame(
+            {"Estimate": estimates.to_numpy(), "Std. Error": se, "t value": z}, index=estimates.index
+        )
     p = 2.0 * stats.norm.sf(np.abs(z))
     return pd.DataFrame(
         {"Estimate": estimates.to_numpy(), "Std. Error": se, "z value": z, "Pr(>|z|)": p},
@@ -86,13 +95,20 @@ class GLMMSummary:
     n_groups: dict
     se_method: str
     messages: list = field(default_factory=list)
+    #: further lines such as "Dispersion parameter for nbinom2 family: 0.842"
+    extra: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
-        lines = [self.method, f" Family: {self.family}  ( {self.link} )", f"Formula: {self.formula}", ""]
+        lines = [self.method]
+        if self.family:
+            lines.append(f" Family: {self.family}  ( {self.link} )")
+        lines += [f"Formula: {self.formula}", ""]
         stats_rows = [list(self.fit_statistics.index)]
         stats_rows.append(
             [f"{v:.1f}" for v in self.fit_statistics.iloc[:-1]] + [f"{int(self.fit_statistics.iloc[-1])}"]
         )
+        if self.extra:
+            lines += [f" {key}: {value}" for key, value in self.extra.items()] + [""]
         lines += _table(stats_rows, ["r"] * len(stats_rows[0])) + [""]
         lines.append("Scaled residuals:")
         q = self.residual_quantiles
@@ -147,22 +163,19 @@ class GLMMSummary:
         finite = se[np.isfinite(se) & (se > 0)]
         # as R's printCoefmat: the smallest SE gets 4 significant digits
         decimals = int(np.clip(3 - np.floor(np.log10(finite.min())), 0, 10)) if finite.size else 4
-        rows = [["", "Estimate", "Std. Error", "z value", "Pr(>|z|)", ""]]
+        has_p = "Pr(>|z|)" in c.columns
+        ratio = "z value" if has_p else "t value"
+        rows = [["", "Estimate", "Std. Error", ratio] + (["Pr(>|z|)", ""] if has_p else [])]
         for name, r in c.iterrows():
-            rows.append(
-                [
-                    str(name),
-                    f"{r['Estimate']:.{decimals}f}",
-                    f"{r['Std. Error']:.{decimals}f}",
-                    f"{r['z value']:.3f}",
-                    _format_p(r["Pr(>|z|)"]),
-                    _stars(r["Pr(>|z|)"]),
-                ]
-            )
+            row = [str(name), f"{r['Estimate']:.{decimals}f}", f"{r['Std. Error']:.{decimals}f}", f"{r[ratio]:.3f}"]
+            if has_p:
+                row += [_format_p(r["Pr(>|z|)"]), _stars(r["Pr(>|z|)"])]
+            rows.append(row)
         lines = [f"Fixed effects (standard errors: {self.se_method}):"]
-        lines += _table(rows, ["l", "r", "r", "r", "r", "l"])
-        lines.append("---")
-        lines.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
+        lines += _table(rows, ["l", "r", "r", "r"] + (["r", "l"] if has_p else []))
+        if has_p:
+            lines.append("---")
+            lines.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
         return lines
 
     def _repr_html_(self) -> str:  # notebook display: the same text, preformatted

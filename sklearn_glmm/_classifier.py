@@ -1,0 +1,96 @@
+"""BinomialGLMMClassifier: a binary response with labels, on the binomial engine."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.metrics import accuracy_score
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import _BaseGLMM
+from ._regressors import BINOMIAL_LINK_DOC, OPTIMISER_DOC, _doc
+from .families import BinomialFamily
+from .utils._param_validation import StrOptions
+
+__all__ = ["BinomialGLMMClassifier"]
+
+
+class BinomialGLMMClassifier(ClassifierMixin, _BaseGLMM):
+    _parameter_constraints = {
+        **_BaseGLMM._parameter_constraints,
+        "link": [StrOptions({"logit", "probit", "cloglog"})],
+    }
+    # labels may be strings: the classifier encodes them itself
+    _y_numeric = False
+
+    def __init__(
+        self, random_effects="1", *, link="logit", se_method="hessian", max_iter=500, tol=1e-10, verbose=0
+    ):
+        super().__init__(random_effects, se_method=se_method, max_iter=max_iter, tol=tol, verbose=verbose)
+        self.link = link
+
+    def _get_family(self):
+        return BinomialFamily(link=self.link)
+
+    def _prepare_y(self, y):
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        if self.classes_.size != 2:
+            raise ValueError(
+                f"BinomialGLMMClassifier is a binary classifier; y has {self.classes_.size} "
+                f"class(es) {list(self.classes_)[:5]}. Encode the event of interest as one class."
+            )
+        return (y == self.classes_[1]).astype(float)
+
+    def decision_function(self, X, groups=None, offset=None):
+        """The linear predictor (log-odds for the logit link) of ``classes_[1]``."""
+        design, n = self._design_for(X, groups)
+        return self._linear_predictor(design, self._offset_or_none(offset, n))
+
+    def predict_proba(self, X, groups=None, offset=None):
+        """Probabilities of ``classes_[0]`` and ``classes_[1]``, shape (n_samples, 2)."""
+        p = _BaseGLMM.predict(self, X, groups=groups, offset=offset)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X, groups=None, offset=None):
+        """The more probable label of each row."""
+        check_is_fitted(self, "classes_")
+        p = self.predict_proba(X, groups=groups, offset=offset)[:, 1]
+        return self.classes_[(p > 0.5).astype(int)]
+
+    def score(self, X, y, groups=None, sample_weight=None, offset=None):
+        """Accuracy of ``predict(X, groups)``."""
+        return float(accuracy_score(y, self.predict(X, groups=groups, offset=offset), sample_weight=sample_weight))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = False
+        tags.classifier_tags.multi_class = False
+        return tags
+
+
+BinomialGLMMClassifier.__doc__ = _doc(
+    "Binary GLMM classifier (logistic mixed model), fitted as lme4's ``glmer(family = binomial)``.",
+    """For a binary response (0/1, bool or any two labels; ``classes_[1]`` is the
+    event) the model is ``P(y_ij = classes_[1]) = g^{-1}(offset_ij + X_ij beta
+    + Z_ij b_i)`` with ``b_i ~ N(0, Sigma)``, maximised under the Laplace
+    approximation.""",
+    BINOMIAL_LINK_DOC + "\n    " + OPTIMISER_DOC,
+    """classes_ : ndarray of shape (2,)
+        The two labels; ``classes_[1]`` is modelled.
+    """,
+    """``predict_proba`` includes the random effects of known groups;
+    ``decision_function`` is the linear predictor; ``score`` is accuracy. For
+    proportions with numbers of trials use :class:`BinomialGLMMRegressor`.""",
+    """    >>> import numpy as np
+    >>> from sklearn_glmm import BinomialGLMMClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(50), 20)
+    >>> x = rng.normal(size=1000)
+    >>> p = 1 / (1 + np.exp(-(0.2 + 1.0 * x + rng.normal(0, 0.8, 50)[g])))
+    >>> y = np.where(rng.uniform(size=1000) < p, "login", "none")
+    >>> clf = BinomialGLMMClassifier().fit(x.reshape(-1, 1), y, groups=g)
+    >>> clf.classes_.tolist(), clf.predict_proba(x[:2].reshape(-1, 1)).shape
+    (['login', 'none'], (2, 2))""",
+)
