@@ -1,0 +1,271 @@
+"""Figures of a GLMM fit (needs the ``plot`` extra: ``pip install 'sklearn-glmm[plot]'``).
+
+Each function draws one figure of the seed tutorial and returns the matplotlib
+``Axes`` (single panel) or ``Figure`` (facets):
+
+=========================== ===================================================
+:func:`trajectories`        spaghetti plot of each group's series + mean trend
+:func:`observed_vs_fitted`  per-group facets: observed, conditional and
+                            population-level fitted values
+:func:`residuals_vs_fitted` Pearson (or other) residuals against fitted means
+:func:`qq_ranef`            normal Q-Q plot of the conditional modes
+:func:`caterpillar`         conditional modes with intervals from the
+                            conditional SDs, sorted (lme4's ``dotplot(ranef)``)
+:func:`profile_zeta`        the profile ``zeta`` of a ``confint(method="profile")``
+=========================== ===================================================
+
+matplotlib is imported when a function is called, so ``import sklearn_glmm``
+works without it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = [
+    "trajectories",
+    "observed_vs_fitted",
+    "residuals_vs_fitted",
+    "qq_ranef",
+    "caterpillar",
+    "profile_zeta",
+]
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("Plots need matplotlib: pip install 'sklearn-glmm[plot]'.") from exc
+    return plt
+
+
+def _axes(ax, figsize=(6.4, 4.4)):
+    if ax is not None:
+        return ax
+    return _pyplot().subplots(figsize=figsize)[1]
+
+
+def _check_columns(data: pd.DataFrame, *columns: str) -> None:
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}.")
+    missing = [c for c in columns if c not in data.columns]
+    if missing:
+        raise ValueError(f"column(s) {missing} are not in data (columns: {list(data.columns)}).")
+
+
+def _mixed(model) -> str:
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model, "fixef_")
+    if not model.ranef_:
+        raise ValueError("This plot needs a mixed model; the model was fitted without groups.")
+    return next(iter(model.ranef_))
+
+
+def trajectories(data: pd.DataFrame, x: str, y: str, group: str, *, n_groups=None, random_state=0, ax=None):
+    """Spaghetti plot: one line per group, the mean of ``y`` at each ``x`` on top.
+
+    Parameters
+    ----------
+    data : DataFrame
+    x, y, group : str
+        Column names (time, response, grouping factor).
+    n_groups : int, default=None
+        Draw only this many randomly chosen groups (all when None).
+    random_state : int, default=0
+        Seed of that choice.
+    ax : matplotlib Axes, default=None
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn_glmm.datasets import load_app_engagement
+    >>> from sklearn_glmm.plot import trajectories
+    >>> ax = trajectories(load_app_engagement(), "day", "logins", "user_id")
+    >>> ax.get_ylabel()
+    'logins'
+    """
+    _check_columns(data, x, y, group)
+    ax = _axes(ax)
+    labels = pd.unique(data[group])
+    if n_groups is not None and n_groups < len(labels):
+        labels = np.random.default_rng(random_state).choice(labels, size=n_groups, replace=False)
+    for label in labels:
+        part = data[data[group] == label].sort_values(x)
+        ax.plot(part[x], part[y], color="0.55", alpha=0.35, linewidth=0.8)
+    mean = data.groupby(x)[y].mean()
+    ax.plot(mean.index, mean.to_numpy(), color="C3", linewidth=2.5, label=f"mean {y}")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"{y} per {group} ({len(labels)} shown) and the mean trend")
+    ax.legend(loc="upper right")
+    return ax
+
+
+def observed_vs_fitted(model, X, y, groups, *, x=None, n_groups=12, ncols=4, random_state=0):
+    """Facets per group: observed ``y``, the conditional fit and the population fit.
+
+    Parameters
+    ----------
+    model : fitted mixed model
+    X, y, groups
+        The data (usually the training data).
+    x : str, default=None
+        Column of X on the horizontal axis (X's first column when None).
+    n_groups : int, default=12
+        Number of groups shown (chosen at random with ``random_state``).
+    ncols : int, default=4
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    plt = _pyplot()
+    _mixed(model)
+    Xf = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X), columns=model._feature_names())
+    if Xf.shape[1] == 0:
+        raise ValueError("X has no column to put on the horizontal axis.")
+    x = Xf.columns[0] if x is None else x
+    if x not in Xf.columns:
+        raise ValueError(f"x={x!r} is not a column of X ({list(Xf.columns)}).")
+    g = pd.Series(np.asarray(groups).ravel())
+    yv = np.asarray(y, dtype=float)
+    conditional = model.predict(X, groups=groups)
+    population = model.predict(X)
+    labels = pd.unique(g)
+    if n_groups < len(labels):
+        labels = np.random.default_rng(random_state).choice(labels, size=n_groups, replace=False)
+    nrows = int(np.ceil(len(labels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 2.4 * nrows), sharex=True, sharey=True, squeeze=False)
+    xv = Xf[x].to_numpy()
+    for ax, label in zip(axes.flat, labels):
+        rows = (g == label).to_numpy()
+        order = np.argsort(xv[rows], kind="stable")
+        ax.scatter(xv[rows], yv[rows], s=8, color="0.3", label="observed")
+        ax.plot(xv[rows][order], conditional[rows][order], color="C0", label="fitted (group)")
+        ax.plot(xv[rows][order], population[rows][order], color="C3", linestyle="--", label="population")
+        ax.set_title(str(label), fontsize=9)
+    for ax in list(axes.flat)[len(labels):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    fig.supxlabel(str(x))
+    fig.supylabel(getattr(y, "name", None) or "y")
+    fig.suptitle("Observed vs fitted per group")
+    fig.tight_layout()
+    return fig
+
+
+def residuals_vs_fitted(model, X, y, groups=None, *, kind="pearson", ax=None):
+    """Residuals against fitted means, with a binned mean to show trends.
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    ax = _axes(ax)
+    fitted = model.predict(X, groups=groups)
+    resid = model.residuals(X, y, groups, kind=kind)
+    ax.scatter(fitted, resid, s=6, alpha=0.4, color="C0")
+    ax.axhline(0.0, color="0.3", linewidth=1)
+    # mean residual in fitted-value deciles: a smoother that needs no extra package
+    edges = np.unique(np.quantile(fitted, np.linspace(0, 1, 11)))
+    if edges.size > 2:
+        which = np.clip(np.searchsorted(edges, fitted, side="right") - 1, 0, edges.size - 2)
+        centres = [fitted[which == k].mean() for k in range(edges.size - 1) if np.any(which == k)]
+        means = [resid[which == k].mean() for k in range(edges.size - 1) if np.any(which == k)]
+        ax.plot(centres, means, color="C3", marker="o", linewidth=2, label="binned mean")
+        ax.legend(loc="upper right")
+    ax.set_xlabel("fitted mean")
+    ax.set_ylabel(f"{kind} residual")
+    ax.set_title("Residuals vs fitted")
+    return ax
+
+
+def qq_ranef(model):
+    """Normal Q-Q plot of the conditional modes, one panel per random-effect term.
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    plt = _pyplot()
+    factor = _mixed(model)
+    modes = model.ranef_[factor]
+    fig, axes = plt.subplots(1, modes.shape[1], figsize=(4.2 * modes.shape[1], 4.0), squeeze=False)
+    for ax, term in zip(axes.flat, modes.columns):
+        values = np.sort(modes[term].to_numpy())
+        n = values.size
+        theoretical = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
+        ax.scatter(theoretical, values, s=12, color="C0")
+        slope, intercept = np.std(values, ddof=1), np.mean(values)
+        ax.plot(theoretical, intercept + slope * theoretical, color="C3")
+        ax.set_xlabel("standard normal quantiles")
+        ax.set_ylabel(f"{term} | {factor}")
+        ax.set_title(f"Q-Q: {term}")
+    fig.tight_layout()
+    return fig
+
+
+def caterpillar(model, *, level=0.95):
+    """Sorted conditional modes with ``+- z * condSD`` intervals (``dotplot(ranef(m, condVar = TRUE))``).
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    from .results._intervals import check_level
+
+    plt = _pyplot()
+    level = check_level(level)
+    factor = _mixed(model)
+    modes = model.ranef_[factor]
+    sds = model.ranef_condsd_[factor]
+    z = stats.norm.ppf(0.5 + level / 2)
+    n = modes.shape[0]
+    fig, axes = plt.subplots(
+        1, modes.shape[1], figsize=(4.2 * modes.shape[1], max(3.0, 0.12 * n + 1)), squeeze=False
+    )
+    for ax, term in zip(axes.flat, modes.columns):
+        order = np.argsort(modes[term].to_numpy(), kind="stable")
+        values = modes[term].to_numpy()[order]
+        err = z * sds[term].to_numpy()[order]
+        pos = np.arange(n)
+        ax.errorbar(values, pos, xerr=err, fmt="o", markersize=3, color="C0", ecolor="0.6", elinewidth=1)
+        ax.axvline(0.0, color="C3", linewidth=1)
+        ax.set_yticks(pos)
+        ax.set_yticklabels([str(v) for v in modes.index[order]], fontsize=6)
+        ax.set_xlabel(f"{term} (mode +- {level:.0%} interval)")
+        ax.set_title(f"{factor}: {term}")
+    fig.tight_layout()
+    return fig
+
+
+def profile_zeta(table: pd.DataFrame):
+    """The profile ``zeta`` of each parameter of ``model.confint(method="profile")``.
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    plt = _pyplot()
+    profiles = getattr(table, "attrs", {}).get("profiles")
+    if not profiles:
+        raise ValueError("table has no profiles: pass the result of confint(method='profile').")
+    fig, axes = plt.subplots(1, len(profiles), figsize=(3.6 * len(profiles), 3.4), squeeze=False)
+    for ax, (name, prof) in zip(axes.flat, profiles.items()):
+        ax.plot(prof["value"], prof["zeta"], marker="o", markersize=3, color="C0")
+        for end in table.loc[name]:
+            ax.axvline(end, color="C3", linestyle="--", linewidth=1)
+        ax.axhline(0.0, color="0.5", linewidth=0.8)
+        ax.set_xlabel(name)
+        ax.set_ylabel("zeta")
+    fig.tight_layout()
+    return fig
