@@ -53,6 +53,30 @@ def _empty_frame_to_array(X):
     return X
 
 
+def _inverse_information(info: np.ndarray) -> np.ndarray:
+    """Inverse of a Fisher information, with a warning when it is singular.
+
+    A singular information means some fixed effects are not identified, most
+    often complete separation in binary data (estimates run to +-infinity);
+    the pseudo-inverse keeps the fit usable and the warning says why the
+    standard errors mean little.
+    """
+    scale = np.sqrt(np.abs(np.diag(info)))
+    scale = np.where(scale > 0, scale, 1.0)
+    scaled = info / np.outer(scale, scale)
+    if np.linalg.cond(scaled) < 1e12:
+        return np.linalg.inv(info)
+    warnings.warn(
+        "The information matrix of the fixed effects is singular: some fixed effects "
+        "are not identified (complete separation in binary data, or a predictor that "
+        "is constant within the data). Their estimates and standard errors are "
+        "unreliable; drop or merge the offending predictors.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return np.linalg.pinv(info)
+
+
 class _BaseGLMM(BaseEstimator):
     """Base class of GLMM estimators (not public).
 
@@ -84,6 +108,9 @@ class _BaseGLMM(BaseEstimator):
         y = np.asarray(y, dtype=np.float64)
         self._family_.check_response(y)
         return y
+
+    def _check_weighted_y(self, y: np.ndarray, w: np.ndarray) -> None:
+        """Checks that need the weights (the classifier's two classes)."""
 
     def _set_param_attributes(self, family: Family) -> None:
         """Public attributes for the family's extra parameter (NB size, ...)."""
@@ -158,6 +185,7 @@ class _BaseGLMM(BaseEstimator):
         n = X.shape[0]
         y = self._prepare_y(y)
         w = self._check_sample_weight(sample_weight, n)
+        self._check_weighted_y(y, w)
         off = self._check_offset(offset, n)
 
         self._builder = DesignBuilder(self.random_effects)
@@ -192,7 +220,7 @@ class _BaseGLMM(BaseEstimator):
         beta, self._family_, converged, n_iter = fit_glm_ml(self._family_, Xd, y, w, off)
         eta = off + Xd @ beta
         irls = self._family_.irls_quantities(y, eta, w)
-        vcov = np.linalg.inv(Xd.T @ (Xd * irls.weights[:, None]))
+        vcov = _inverse_information(Xd.T @ (Xd * irls.weights[:, None]))
         self._set_fixed(beta, vcov)
         self.theta_ = np.empty(0)
         self.ranef_ = {}
@@ -250,7 +278,7 @@ class _BaseGLMM(BaseEstimator):
                 stacklevel=4,
             )
         modes = problem.modes(result.theta, result.beta, result.u, result.param)
-        vcov = np.linalg.inv(problem.beta_information(result.theta, modes))
+        vcov = _inverse_information(problem.beta_information(result.theta, modes))
         return 0.5 * (vcov + vcov.T), "PIRLS information with theta fixed"
 
     def _set_fixed(self, beta, vcov) -> None:
@@ -329,7 +357,9 @@ class _BaseGLMM(BaseEstimator):
 
     # -- report ---------------------------------------------------------------
     def _pearson_residuals(self, y, mu, w) -> np.ndarray:
-        return (y - mu) * np.sqrt(w / self._family_.variance(mu))
+        # the full variance (with the NB size, Gamma shape or sigma^2): lme4's
+        # "scaled residuals"; floored where mu sits on a boundary of the support
+        return (y - mu) * np.sqrt(w / np.maximum(self._family_.variance(mu), 1e-300))
 
     def summary(self) -> GLMMSummary:
         """An lme4-style summary; ``print(model.summary())`` shows it."""

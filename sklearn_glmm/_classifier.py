@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseGLMM
@@ -36,12 +36,24 @@ class BinomialGLMMClassifier(ClassifierMixin, _BaseGLMM):
     def _prepare_y(self, y):
         check_classification_targets(y)
         self.classes_ = np.unique(y)
-        if self.classes_.size != 2:
+        if self.classes_.size > 2:
             raise ValueError(
-                f"BinomialGLMMClassifier is a binary classifier; y has {self.classes_.size} "
-                f"class(es) {list(self.classes_)[:5]}. Encode the event of interest as one class."
+                f"Only binary classification is supported. The type of the target is "
+                f"{type_of_target(y)}: y has {self.classes_.size} classes {list(self.classes_)[:5]}. "
+                "Encode the event of interest as one class."
+            )
+        if self.classes_.size < 2:
+            raise ValueError(
+                f"BinomialGLMMClassifier needs two classes in y; it has one class {list(self.classes_)}."
             )
         return (y == self.classes_[1]).astype(float)
+
+    def _check_weighted_y(self, y, w):
+        if np.unique(y[w > 0]).size < 2:
+            raise ValueError(
+                "BinomialGLMMClassifier needs two classes with positive sample_weight; "
+                "only one class is left after zero weights."
+            )
 
     def decision_function(self, X, groups=None, offset=None):
         """The linear predictor (log-odds for the logit link) of ``classes_[1]``."""

@@ -332,6 +332,11 @@ class GaussianLMMRegressor(_GLMMRegressor):
         problem = LMMProblem(Xd, y, w, off, np.zeros(n, dtype=np.intp), np.zeros((n, 1)), 1)
         beta, _, r2, _, RXtRX = problem.solve(np.zeros(1))
         dof = problem.n - problem.p if self.reml else problem.n
+        if dof <= 0:
+            raise ValueError(
+                f"n_samples={problem.n} (with positive weight) leaves no residual degrees of "
+                f"freedom for {problem.p} fixed effects; the residual variance cannot be estimated."
+            )
         sigma2 = r2 / dof
         self._family_ = GaussianFamily(sigma2=sigma2)
         self._set_fixed(beta, sigma2 * np.linalg.inv(RXtRX))
