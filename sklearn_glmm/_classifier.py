@@ -39,12 +39,12 @@ class BinomialGLMMClassifier(ClassifierMixin, _BaseGLMM):
         if self.classes_.size > 2:
             raise ValueError(
                 f"Only binary classification is supported. The type of the target is "
-                f"{type_of_target(y)}: y has {self.classes_.size} classes {list(self.classes_)[:5]}. "
+                f"{type_of_target(y)}: y has {self.classes_.size} classes {self.classes_[:5].tolist()}. "
                 "Encode the event of interest as one class."
             )
         if self.classes_.size < 2:
             raise ValueError(
-                f"BinomialGLMMClassifier needs two classes in y; it has one class {list(self.classes_)}."
+                f"BinomialGLMMClassifier needs two classes in y; it has one class {self.classes_.tolist()}."
             )
         return (y == self.classes_[1]).astype(float)
 
