@@ -200,16 +200,19 @@ CONFINT_METHODS = ("wald", "profile", "bootstrap")
 
 
 def _mixed_fit(model, what: str):
-    """The stored problem and fit of a mixed model, or a clear error."""
+    """The stored Laplace problem and fit of a mixed model, or a clear error."""
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(model, "fixef_")
-    if getattr(model, "fit_summary_", None) is None or getattr(model, "_laplace_problem", None) is None:
+    if not model.ranef_:
         raise ValueError(
             f"{what} needs a mixed model: this one was fitted without groups (a plain GLM). "
             "Use method='wald', or refit with groups=."
         )
-    return model._laplace_problem, model.fit_summary_
+    problem = getattr(model, "_laplace_problem", None)
+    if getattr(model, "fit_summary_", None) is None or problem is None:
+        raise NotImplementedError(f"{what} is not available for {type(model).__name__} yet.")
+    return problem, model.fit_summary_
 
 
 def ranef_condsd(model) -> dict:
@@ -221,9 +224,9 @@ def ranef_condsd(model) -> dict:
     from .._core._profile import conditional_covariance
     from ._diagnostics import _dispersion
 
-    if not model.ranef_ or getattr(model, "fit_summary_", None) is None:
+    if not model.ranef_:
         return {}
-    problem, fit = model._laplace_problem, model.fit_summary_
+    problem, fit = _mixed_fit(model, "ranef_condsd_")
     param = getattr(fit, "param", None)
     cov = conditional_covariance(problem, fit.theta, fit.beta, fit.u, _dispersion(model), param)
     out = {}
