@@ -125,7 +125,7 @@ def _write_plots(model, X, y, groups, directory: str) -> list[str]:
     for name, draw in figures.items():
         result = draw()
         fig = result if isinstance(result, matplotlib.figure.Figure) else result.figure
-        fig.savefig(out / name, dpi=100)
+        fig.savefig(out / name, dpi=80)
         plt.close(fig)
         written.append(str(out / name))
     return written

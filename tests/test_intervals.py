@@ -59,6 +59,7 @@ def test_profile_subset_and_level(m_ri):
     assert wide.iloc[0, 0] < narrow.iloc[0, 0] < m_ri.fixef_["day_centered"] < narrow.iloc[0, 1] < wide.iloc[0, 1]
 
 
+@pytest.mark.slow  # ~2 s: three profiles of a q = 2 model
 def test_profile_random_slope_model(m_rs):
     table = m_rs.confint(method="profile", parm=[".sig01", ".sig02", ".sig03"])
     sdcor = m_rs.varcorr_["sdcor"].to_numpy()[[0, 2, 1]]  # sd1, cor, sd2 (theta's order)
