@@ -22,6 +22,7 @@ from .families import Family
 from .results import GLMMSummary, coefficient_table, varcorr_table
 from .results._varcorr import VARCORR_COLUMNS
 from .utils._param_validation import Interval, StrOptions, validate_data
+from .utils._validation import check_fit_data, check_numeric_inputs, warn_if_singular
 
 __all__ = ["_BaseGLMM"]
 
@@ -77,6 +78,10 @@ def _inverse_information(info: np.ndarray) -> np.ndarray:
     return np.linalg.pinv(info)
 
 
+class NoGroupsWarning(UserWarning):
+    """A model with random effects was fitted without any grouping factor."""
+
+
 class _BaseGLMM(BaseEstimator):
     """Base class of GLMM estimators (not public).
 
@@ -86,14 +91,36 @@ class _BaseGLMM(BaseEstimator):
 
     _parameter_constraints: dict = {
         "random_effects": [str],
+        "group_column": [None, str, Integral, list],
+        "new_groups": [StrOptions({"population", "marginal", "error"})],
         "se_method": [StrOptions({"hessian", "pirls"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0.0, None, closed="neither")],
         "verbose": ["verbose"],
     }
 
-    def __init__(self, random_effects="1", *, se_method="hessian", max_iter=500, tol=1e-10, verbose=0):
+    # Metadata routing (sklearn.set_config(enable_metadata_routing=True)):
+    # ``groups`` is requested by fit, predict and score by default, so that
+    # GridSearchCV(est, grid, cv=GroupKFold()).fit(X, y, groups=g) hands the
+    # groups to both the splitter and the estimator with no set_*_request call.
+    __metadata_request__fit = {"groups": True}
+    __metadata_request__predict = {"groups": True}
+    __metadata_request__score = {"groups": True}
+
+    def __init__(
+        self,
+        random_effects="1",
+        *,
+        group_column=None,
+        new_groups="population",
+        se_method="hessian",
+        max_iter=500,
+        tol=1e-10,
+        verbose=0,
+    ):
         self.random_effects = random_effects
+        self.group_column = group_column
+        self.new_groups = new_groups
         self.se_method = se_method
         self.max_iter = max_iter
         self.tol = tol
@@ -176,8 +203,21 @@ class _BaseGLMM(BaseEstimator):
         """
         self._validate_params()
         parse_random_effects(self.random_effects)  # fail early on a bad spec
+        X, groups = self._split_group_column(X, groups)
+        if groups is None:
+            warnings.warn(
+                f"{type(self).__name__} was fitted without groups, so its random effects "
+                f"({self.random_effects!r}) were dropped and it is a plain GLM. Pass "
+                "fit(X, y, groups=...); inside a Pipeline or a search, either set "
+                "group_column='<column of X>' or enable metadata routing "
+                "(sklearn.set_config(enable_metadata_routing=True)) and pass groups to "
+                "the meta-estimator's fit.",
+                NoGroupsWarning,
+                stacklevel=2,
+            )
         self._family_ = self._get_family()
         self._y_name = str(y.name) if isinstance(y, pd.Series) and y.name is not None else "y"
+        check_numeric_inputs(X, y, y_numeric=self._y_numeric)  # names the column; sklearn does not
         X, y = validate_data(
             self, _empty_frame_to_array(X), y, reset=True, dtype=np.float64, ensure_min_features=0,
             y_numeric=self._y_numeric,
@@ -190,6 +230,7 @@ class _BaseGLMM(BaseEstimator):
 
         self._builder = DesignBuilder(self.random_effects)
         design = self._builder.fit(X, self._feature_names(), groups, w)
+        check_fit_data(self, design, y, w)  # estimates that do not exist or are not identified
         if self._builder.dropped_:
             warnings.warn(
                 f"Fixed-effect column(s) {self._builder.dropped_} are linearly dependent on "
@@ -204,6 +245,7 @@ class _BaseGLMM(BaseEstimator):
         else:
             self._fit_mixed(design, y, w, off)
         self._set_param_attributes(self._family_)
+        warn_if_singular(self)
         self._set_criteria()
         self._residuals = self._pearson_residuals(y, self._fitted_mu(design), w)
         return self
@@ -226,7 +268,7 @@ class _BaseGLMM(BaseEstimator):
         self.ranef_ = {}
         self.varcorr_ = pd.DataFrame(columns=VARCORR_COLUMNS)
         self.group_levels_ = {}
-        self._b = None
+        self._b = self._re_cov = None
         self.loglik_ = self._family_.loglik(y, irls.mu, w)
         self.n_iter_ = n_iter
         self.converged_ = bool(converged)
@@ -239,6 +281,8 @@ class _BaseGLMM(BaseEstimator):
         self._set_fixed(result.beta, vcov)
         self.theta_ = result.theta
         self._b = result.b
+        lam = problem.lambda_(result.theta)
+        self._re_cov = lam @ lam.T  # Sigma of the random effects, for marginal predictions
         levels = self._builder.levels_
         self.group_levels_ = {term.factor: levels}
         self.ranef_ = {
@@ -311,10 +355,63 @@ class _BaseGLMM(BaseEstimator):
             eta = eta + design.term.linear_predictor(self._b)
         return eta
 
+    def _split_group_column(self, X, groups):
+        """Take the grouping factor out of X when ``group_column`` names it."""
+        if self.group_column is None:
+            return X, groups
+        if groups is not None:
+            raise ValueError(
+                f"groups was passed although group_column={self.group_column!r} takes the "
+                "grouping factor from X; use one or the other."
+            )
+        columns = self.group_column if isinstance(self.group_column, list) else [self.group_column]
+        if len(columns) != 1:
+            raise ValueError(f"group_column names {len(columns)} columns; one grouping factor is supported.")
+        column = columns[0]
+        if isinstance(X, pd.DataFrame):
+            if column not in X.columns:
+                raise ValueError(
+                    f"group_column={column!r} is not a column of X; X has columns {list(X.columns)}."
+                )
+            return X.drop(columns=[column]), X[column]
+        if not isinstance(column, Integral):
+            raise TypeError(
+                f"group_column={column!r} names a column, but X is not a DataFrame; pass a "
+                "DataFrame or give the column's integer position."
+            )
+        array = np.asarray(X, dtype=object)
+        if array.ndim != 2 or not -array.shape[1] <= column < array.shape[1]:
+            raise ValueError(f"group_column={column} is not a column position of X with shape {array.shape}.")
+        return np.delete(array, column, axis=1), array[:, column]
+
     def _design_for(self, X, groups):
         check_is_fitted(self, "fixef_")
+        X, groups = self._split_group_column(X, groups)
+        check_numeric_inputs(X)
         X = validate_data(self, _empty_frame_to_array(X), reset=False, dtype=np.float64, ensure_min_features=0)
-        return self._builder.transform(X, groups), X.shape[0]
+        design = self._builder.transform(X, groups)
+        if self.new_groups == "error" and design.term is not None and np.any(design.term.codes < 0):
+            unseen = np.flatnonzero(design.term.codes < 0)
+            raise ValueError(
+                f"{unseen.size} row(s) belong to groups not seen in fit (or no groups were "
+                "given), and new_groups='error'. Use new_groups='population' or 'marginal' "
+                "to predict for new groups."
+            )
+        return design, X.shape[0]
+
+    def _mean(self, design, offset) -> np.ndarray:
+        """Mean response; new groups follow the ``new_groups`` policy."""
+        eta = self._linear_predictor(design, offset)
+        link = self._family_.link
+        mu = link.inverse(eta)
+        if self.new_groups == "marginal" and design.term is not None and self._b is not None:
+            new = design.term.codes < 0
+            if np.any(new):
+                # E[g^-1(eta + z^T b)] over b ~ N(0, Sigma): z^T b ~ N(0, z^T Sigma z)
+                Z = design.term.Z[new]
+                var = np.einsum("ij,jk,ik->i", Z, self._re_cov, Z)
+                mu[new] = link.marginal_mean(eta[new], var)
+        return mu
 
     def predict(self, X, groups=None, offset=None):
         """Predicted mean response, including the random effects of known groups.
@@ -324,8 +421,10 @@ class _BaseGLMM(BaseEstimator):
         X : {array-like, DataFrame} of shape (n_samples, n_features)
         groups : array-like of shape (n_samples,), default=None
             Group labels. Rows of groups seen in fit use their conditional
-            modes; rows of new groups, and all rows when ``groups`` is None,
-            get population-level predictions (random effects 0).
+            modes. Rows of new groups, and all rows when ``groups`` is None,
+            follow ``new_groups``: population-level predictions (random
+            effects 0), the mean over the random-effect distribution
+            (``"marginal"``), or an error.
         offset : array-like of shape (n_samples,), default=None
 
         Returns
@@ -333,7 +432,7 @@ class _BaseGLMM(BaseEstimator):
         ndarray of shape (n_samples,)
         """
         design, n = self._design_for(X, groups)
-        return self._family_.link.inverse(self._linear_predictor(design, self._offset_or_none(offset, n)))
+        return self._mean(design, self._offset_or_none(offset, n))
 
     @staticmethod
     def _offset_or_none(offset, n_samples):
@@ -348,8 +447,7 @@ class _BaseGLMM(BaseEstimator):
         design, n = self._design_for(X, groups)
         y = self._check_y(y, n)
         w = self._check_sample_weight(sample_weight, n)
-        off = None if offset is None else _check_vector("offset", offset, n)
-        mu = self._family_.link.inverse(self._linear_predictor(design, off))
+        mu = self._mean(design, self._offset_or_none(offset, n))
         family = self._family_
         dev = family.deviance(y, mu, w)
         null = family.deviance(y, np.full(n, np.average(y, weights=w)), w)

@@ -25,9 +25,21 @@ class BinomialGLMMClassifier(ClassifierMixin, _BaseGLMM):
     _y_numeric = False
 
     def __init__(
-        self, random_effects="1", *, link="logit", se_method="hessian", max_iter=500, tol=1e-10, verbose=0
+        self,
+        random_effects="1",
+        *,
+        link="logit",
+        group_column=None,
+        new_groups="population",
+        se_method="hessian",
+        max_iter=500,
+        tol=1e-10,
+        verbose=0,
     ):
-        super().__init__(random_effects, se_method=se_method, max_iter=max_iter, tol=tol, verbose=verbose)
+        super().__init__(
+            random_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
+            max_iter=max_iter, tol=tol, verbose=verbose,
+        )
         self.link = link
 
     def _get_family(self):

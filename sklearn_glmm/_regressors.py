@@ -22,6 +22,7 @@ from .families import (
     NegativeBinomialFamily,
     PoissonFamily,
 )
+from .design import lambda_from_theta
 from .results import varcorr_table
 from .utils._param_validation import Interval, StrOptions
 
@@ -39,7 +40,21 @@ RANDOM_EFFECTS_DOC = """random_effects : str, default="1"
         ``"1 + day_centered"`` (``"0 + day_centered"`` drops the random
         intercept). ``"1"`` is a random intercept."""
 
-OPTIMISER_DOC = """se_method : {"hessian", "pirls"}, default="hessian"
+GROUPS_DOC = """group_column : str, int, list or None, default=None
+        Take the grouping factor from this column of X (a DataFrame column
+        name, or a position) instead of from ``groups``; the column is left
+        out of the fixed effects. This makes the estimator work in any
+        Pipeline, search or cross-validation without metadata routing.
+    new_groups : {"population", "marginal", "error"}, default="population"
+        Predictions for groups not seen in fit (every group under
+        ``GroupKFold``): ``"population"`` sets their random effects to 0
+        (lme4's ``allow.new.levels``); ``"marginal"`` predicts the mean
+        response averaged over the random-effect distribution (closed form for
+        the log link, Gauss-Hermite otherwise), the unbiased prediction for a
+        new group; ``"error"`` refuses them."""
+
+OPTIMISER_DOC = GROUPS_DOC + """
+    se_method : {"hessian", "pirls"}, default="hessian"
         Standard errors of the fixed effects: ``"hessian"`` inverts the
         Hessian of the Laplace deviance in (theta, beta), lme4's default;
         ``"pirls"`` uses the information with theta held fixed
@@ -211,8 +226,22 @@ NegativeBinomialGLMMRegressor.__doc__ = _doc(
 class GammaGLMMRegressor(_GLMMRegressor):
     _parameter_constraints = {**_BaseGLMM._parameter_constraints, "link": [StrOptions({"log", "identity"})]}
 
-    def __init__(self, random_effects="1", *, link="log", se_method="hessian", max_iter=500, tol=1e-10, verbose=0):
-        super().__init__(random_effects, se_method=se_method, max_iter=max_iter, tol=tol, verbose=verbose)
+    def __init__(
+        self,
+        random_effects="1",
+        *,
+        link="log",
+        group_column=None,
+        new_groups="population",
+        se_method="hessian",
+        max_iter=500,
+        tol=1e-10,
+        verbose=0,
+    ):
+        super().__init__(
+            random_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
+            max_iter=max_iter, tol=tol, verbose=verbose,
+        )
         self.link = link
 
     def _get_family(self):
@@ -262,9 +291,21 @@ class BinomialGLMMRegressor(_GLMMRegressor):
     }
 
     def __init__(
-        self, random_effects="1", *, link="logit", se_method="hessian", max_iter=500, tol=1e-10, verbose=0
+        self,
+        random_effects="1",
+        *,
+        link="logit",
+        group_column=None,
+        new_groups="population",
+        se_method="hessian",
+        max_iter=500,
+        tol=1e-10,
+        verbose=0,
     ):
-        super().__init__(random_effects, se_method=se_method, max_iter=max_iter, tol=tol, verbose=verbose)
+        super().__init__(
+            random_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
+            max_iter=max_iter, tol=tol, verbose=verbose,
+        )
         self.link = link
 
     def _get_family(self):
@@ -304,16 +345,18 @@ BinomialGLMMRegressor.__doc__ = _doc(
 
 class GaussianLMMRegressor(_GLMMRegressor):
     _parameter_constraints = {
-        "random_effects": [str],
+        **{k: v for k, v in _BaseGLMM._parameter_constraints.items() if k not in ("se_method", "tol")},
         "reml": ["boolean"],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "verbose": ["verbose"],
     }
     _wald_statistic = "t"
 
-    def __init__(self, random_effects="1", *, reml=True, max_iter=500, verbose=0):
+    def __init__(
+        self, random_effects="1", *, reml=True, group_column=None, new_groups="population", max_iter=500, verbose=0
+    ):
         self.random_effects = random_effects
         self.reml = reml
+        self.group_column = group_column
+        self.new_groups = new_groups
         self.max_iter = max_iter
         self.verbose = verbose
 
@@ -341,7 +384,7 @@ class GaussianLMMRegressor(_GLMMRegressor):
         self._family_ = GaussianFamily(sigma2=sigma2)
         self._set_fixed(beta, sigma2 * np.linalg.inv(RXtRX))
         self.theta_ = np.empty(0)
-        self.ranef_, self.group_levels_, self._b = {}, {}, None
+        self.ranef_, self.group_levels_, self._b, self._re_cov = {}, {}, None, None
         self.varcorr_ = varcorr_table("", [], np.empty(0), sigma=float(np.sqrt(sigma2)))
         self.sigma_ = float(np.sqrt(sigma2))
         self.loglik_ = -0.5 * problem.deviance(np.zeros(1), self.reml)
@@ -353,6 +396,8 @@ class GaussianLMMRegressor(_GLMMRegressor):
         self._set_fixed(result.beta, result.vcov_beta)
         self.theta_ = result.theta
         self._b = result.b
+        lam = lambda_from_theta(result.theta, term.q)
+        self._re_cov = result.sigma**2 * lam @ lam.T
         levels = self._builder.levels_
         self.group_levels_ = {term.factor: levels}
         self.ranef_ = {
@@ -391,6 +436,9 @@ GaussianLMMRegressor.__doc__ = _doc(
     """reml : bool, default=True
         REML (lme4's default) or maximum likelihood. Compare models that differ
         in their fixed effects with ``reml=False``.
+    """
+    + GROUPS_DOC
+    + """
     max_iter : int, default=500
         Iteration limit of the optimisation over theta; must be >= 1.
     verbose : int, default=0

@@ -42,6 +42,8 @@ __all__ = ["FitResult", "fit_laplace", "fit_glm_ml", "SINGULAR_TOL"]
 
 #: a diagonal element of Lambda below this counts as a boundary (singular) fit, as lme4's isSingular
 SINGULAR_TOL = 1e-4
+#: bound on |theta| in the optimiser's scaled coordinates (see fit_laplace)
+MAX_SCALED_THETA = 50.0
 #: restarts of stage 2 away from a boundary where the deviance decreases
 MAX_RESTARTS = 3
 #: largest |gradient| (deviance scale, whitened coordinates) accepted as converged
@@ -131,9 +133,19 @@ class _Objective:
 
     def evaluate(self, x, gradient=True) -> LaplaceEvaluation:
         theta, beta, param = self.params(x)
-        ev = self.problem.evaluate(theta, beta, self.u, gradient=gradient, param=param)
-        self.u = ev.modes.u
+        # Line searches try far-out points where exp() overflows; such a point
+        # gets an infinite deviance (rejected by every line search) instead of
+        # floating-point warnings, and the warm start is not moved there.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            ev = self.problem.evaluate(theta, beta, self.u, gradient=gradient, param=param)
         self.n_evals += 1
+        finite = np.isfinite(ev.deviance) and np.all(np.isfinite(ev.modes.u))
+        if gradient:
+            finite = finite and np.all(np.isfinite(ev.grad_theta)) and np.all(np.isfinite(ev.grad_beta))
+        if not finite:
+            ev.deviance = np.inf
+            return ev
+        self.u = ev.modes.u
         if self.verbose >= 2:
             print(f"  eval {self.n_evals:4d}  deviance {ev.deviance:.8f}  "
                   f"({time.perf_counter() - self.start_time:.2f}s)")
@@ -148,6 +160,8 @@ class _Objective:
 
     def __call__(self, x):
         ev = self.evaluate(x)
+        if not np.isfinite(ev.deviance):
+            return ev.deviance, np.zeros_like(x)
         return ev.deviance, self.gradient(ev, x)
 
 
@@ -225,9 +239,14 @@ def fit_laplace(
 
     obj = _Objective(problem, theta_scale, R, verbose, t0)
     nt = problem.n_theta
-    theta_lower = np.where(problem.theta_rows == problem.theta_cols, 0.0, -np.inf)
-    lower = np.concatenate([theta_lower * theta_scale, np.full(beta_glm.size, -np.inf)])
-    upper = np.full(lower.size, np.inf)
+    # In scaled coordinates an element of 1 means a random effect whose SD on
+    # the link scale equals the covariate's spread; beyond +-MAX_SCALED_THETA
+    # (exp(50) times the typical response) nothing is estimable, and line
+    # searches that wander there only overflow.
+    diag = problem.theta_rows == problem.theta_cols
+    theta_lower = np.where(diag, 0.0, -MAX_SCALED_THETA)
+    lower = np.concatenate([theta_lower, np.full(beta_glm.size, -np.inf)])
+    upper = np.concatenate([np.full(nt, MAX_SCALED_THETA), np.full(beta_glm.size, np.inf)])
     if family.has_param:
         lo, hi = family.param_bounds
         lower = np.append(lower, -np.inf if lo is None else lo)

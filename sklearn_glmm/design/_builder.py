@@ -15,6 +15,7 @@ import pandas as pd
 
 from ._spec import INTERCEPT, RandomEffectSpec, parse_random_effects
 from ._terms import RandomEffectTerm
+from ..utils._validation import check_group_labels, warn_on_text_label_matches
 
 __all__ = ["DesignBuilder", "Design", "groups_to_series", "independent_columns"]
 
@@ -62,6 +63,7 @@ def groups_to_series(groups: object, n_samples: int) -> pd.Series:
             f"groups has {int(series.isna().sum())} missing label(s); "
             "drop those rows or give them a label."
         )
+    check_group_labels(series)
     return series.reset_index(drop=True)
 
 
@@ -174,10 +176,17 @@ class DesignBuilder:
 
     # -- transform ------------------------------------------------------------
     def transform(self, X: np.ndarray, groups: object | None) -> Design:
-        """Rebuild the design for new rows; unseen levels get code ``-1``."""
-        if groups is None or self.levels_ is None:
+        """Rebuild the design for new rows; unseen levels get code ``-1``.
+
+        Without ``groups`` every row counts as unseen (code ``-1``): the term
+        still carries the rows' random-effect covariates, which marginal
+        predictions need.
+        """
+        if self.levels_ is None:
             return Design(self._fixed(X), None)
-        return Design(self._fixed(X), self._term(X, groups_to_series(groups, X.shape[0])))
+        series = None if groups is None else groups_to_series(groups, X.shape[0])
+        warn_on_text_label_matches(self.levels_, series)  # 7 vs '7': lme4 levels are text
+        return Design(self._fixed(X), self._term(X, series))
 
     # -- helpers --------------------------------------------------------------
     @property
@@ -195,8 +204,11 @@ class DesignBuilder:
         full = np.column_stack([np.ones(X.shape[0]), X]) if X.shape[1] else np.ones((X.shape[0], 1))
         return full[:, self.keep_]
 
-    def _term(self, X: np.ndarray, series: pd.Series) -> RandomEffectTerm:
-        codes = self.levels_.get_indexer(series.to_numpy()).astype(np.int64)
+    def _term(self, X: np.ndarray, series: pd.Series | None) -> RandomEffectTerm:
+        if series is None:
+            codes = np.full(X.shape[0], -1, dtype=np.int64)
+        else:
+            codes = self.levels_.get_indexer(series.to_numpy()).astype(np.int64)
         columns = ([np.ones(X.shape[0])] if self.spec.intercept else []) + [
             X[:, j] for j in self.slope_index_
         ]
