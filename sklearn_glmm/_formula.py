@@ -34,6 +34,11 @@ __all__ = ["glmer", "fit_formula", "parse_formula", "ParsedFormula", "FAMILY_REG
 #: family name -> name of the estimator class in :mod:`sklearn_glmm` (resolved lazily)
 FAMILY_REGISTRY: dict[str, str] = {
     "poisson": "PoissonGLMMRegressor",
+    "binomial": "BinomialGLMMClassifier",
+    "negative_binomial": "NegativeBinomialGLMMRegressor",
+    "nbinom2": "NegativeBinomialGLMMRegressor",
+    "gamma": "GammaGLMMRegressor",
+    "gaussian": "GaussianLMMRegressor",
 }
 
 

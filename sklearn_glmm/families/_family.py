@@ -16,6 +16,8 @@ and offers, element-wise on float64 arrays (``w`` are prior weights):
 ``loglik_constant(y, w)``                 the rest (once per fit, or per value of
                                           the shape), so ``loglik = kernel + constant``
 ``check_response(y)``                     raises ``ValueError`` for impossible y
+``sample(mu, w, rng)``                    draws a response (for ``simulate`` and the
+                                          parametric bootstrap)
 ``irls_quantities(y, eta, w)``            everything PIRLS and the Laplace gradient
                                           need, computed once per evaluation
 
@@ -152,6 +154,10 @@ class Family:
         """A safe first guess of ``mu`` from ``y`` (as R's ``mustart``)."""
         return np.asarray(y, dtype=float)
 
+    def sample(self, mu: np.ndarray, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover
+        """Draw one response per row with mean ``mu`` (prior weights ``w``)."""
+        raise NotImplementedError
+
     # -- extra parameter (NB size, Gamma shape, Gaussian variance) -------------
     @property
     def param(self) -> float | None:
@@ -279,6 +285,10 @@ class PoissonFamily(Family):
         # As R's poisson()$initialize: y + 0.1 keeps log(mu) finite for zeros.
         return y + 0.1
 
+    def sample(self, mu, w, rng):
+        # prior weights are ignored, as lme4's simulate() does for the Poisson
+        return rng.poisson(mu).astype(float)
+
     def irls_quantities(self, y, eta, w, mu=None):
         # Canonical log link: every weight is w * mu (faster than the general form).
         mu = self.link.inverse(eta) if mu is None else mu
@@ -317,7 +327,9 @@ class BinomialFamily(Family):
         # log(mu) and log(1 - mu) straight from eta: finite when mu rounds to 0 or 1
         log_mu = self.link.log_inverse(eta)
         log1m_mu = self.link.log1m_inverse(eta)
-        return float(np.dot(w, y * log_mu + (1.0 - y) * log1m_mu))
+        # 0 * log(0) = 0 where a probability rounds to 0 (separation)
+        terms = np.where(y > 0, y * log_mu, 0.0) + np.where(y < 1, (1.0 - y) * log1m_mu, 0.0)
+        return float(np.dot(w, terms))
 
     def loglik_constant(self, y, w) -> float:
         # log choose(trials, successes); zero for binary data
@@ -335,6 +347,11 @@ class BinomialFamily(Family):
     def starting_mu(self, y):
         # As R's binomial()$initialize with one trial: (y + 0.5) / 2
         return (y + 0.5) / 2.0
+
+    def sample(self, mu, w, rng):
+        # the weights are the numbers of trials; the response is a proportion
+        trials = np.maximum(np.rint(w), 1).astype(np.int64)
+        return rng.binomial(trials, np.clip(mu, 0.0, 1.0)) / trials
 
     def irls_quantities(self, y, eta, w, mu=None):
         if not isinstance(self.link, LogitLink):
@@ -408,6 +425,9 @@ class NegativeBinomialFamily(Family):
     def starting_mu(self, y):
         return y + 0.1
 
+    def sample(self, mu, w, rng):
+        return rng.negative_binomial(self.size, self.size / (self.size + mu)).astype(float)
+
     def starting_param(self, y, mu, w, df_resid):
         # method of moments on the Poisson GLM fit: E(y - mu)^2 = mu + mu^2 / k
         excess = float(np.dot(w, (y - mu) ** 2 - mu))
@@ -475,6 +495,9 @@ class GammaFamily(Family):
                 f"Gamma y must be positive; found {int(np.sum(y <= 0))} value(s) <= 0, e.g. {y[y <= 0][0]!r}."
             )
 
+    def sample(self, mu, w, rng):
+        return rng.gamma(self.shape, mu / self.shape)
+
     def starting_param(self, y, mu, w, df_resid):
         # moment estimate of 1 / dispersion from the Pearson statistic of the GLM
         pearson = float(np.dot(w, ((y - mu) / mu) ** 2)) / max(df_resid, 1)
@@ -535,6 +558,9 @@ class GaussianFamily(Family):
 
     def starting_param(self, y, mu, w, df_resid):
         return float(max(np.dot(w, (y - mu) ** 2) / max(df_resid, 1), 1e-12))
+
+    def sample(self, mu, w, rng):
+        return rng.normal(mu, np.sqrt(self.sigma2 / np.where(w > 0, w, 1.0)))
 
 
 _FAMILIES = {

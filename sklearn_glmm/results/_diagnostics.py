@@ -87,16 +87,11 @@ def residuals(model, X, y, groups=None, kind: str = "deviance", sample_weight=No
 def sample_response(family, mu: np.ndarray, weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw a response with mean ``mu`` from ``family``.
 
-    Families may define ``sample(mu, weights, rng)``; the Poisson family is
-    handled here. Prior weights are ignored for Poisson draws (as lme4's
-    ``simulate``, which warns about them).
+    Every family draws through its ``sample(mu, weights, rng)`` (binomial
+    weights are numbers of trials; Poisson draws ignore prior weights, as
+    lme4's ``simulate``).
     """
-    sampler = getattr(family, "sample", None)
-    if callable(sampler):
-        return np.asarray(sampler(mu, weights, rng), dtype=float)
-    if family.name == "poisson":
-        return rng.poisson(mu).astype(float)
-    raise NotImplementedError(f"Simulating from the {family.name} family is not implemented yet.")
+    return np.asarray(family.sample(mu, weights, rng), dtype=float)
 
 
 def _check_n_simulations(n_simulations) -> int:

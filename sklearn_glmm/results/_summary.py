@@ -178,7 +178,8 @@ class GLMMSummary:
             lines.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
         return lines
 
-    def _repr_html_(self) -> str:  # notebook display: the same text, preformatted
-        from html import escape
+    def _repr_html_(self) -> str:
+        """Notebook display: HTML tables (see :mod:`._html`)."""
+        from ._html import summary_html
 
-        return f"<pre>{escape(str(self))}</pre>"
+        return summary_html(self)
