@@ -9,41 +9,14 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseGLMM
-from ._regressors import BINOMIAL_LINK_DOC, OPTIMISER_DOC, _doc
-from .families import BinomialFamily
-from .utils._param_validation import StrOptions
+from ._regressors import BINOMIAL_LINK_DOC, OPTIMISER_DOC, _BinomialGLMM, _doc
 
 __all__ = ["BinomialGLMMClassifier"]
 
 
-class BinomialGLMMClassifier(ClassifierMixin, _BaseGLMM):
-    _parameter_constraints = {
-        **_BaseGLMM._parameter_constraints,
-        "link": [StrOptions({"logit", "probit", "cloglog"})],
-    }
+class BinomialGLMMClassifier(ClassifierMixin, _BinomialGLMM):
     # labels may be strings: the classifier encodes them itself
     _y_numeric = False
-
-    def __init__(
-        self,
-        random_effects="1",
-        *,
-        link="logit",
-        group_column=None,
-        new_groups="population",
-        se_method="hessian",
-        max_iter=500,
-        tol=1e-10,
-        verbose=0,
-    ):
-        super().__init__(
-            random_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
-            max_iter=max_iter, tol=tol, verbose=verbose,
-        )
-        self.link = link
-
-    def _get_family(self):
-        return BinomialFamily(link=self.link)
 
     def _prepare_y(self, y):
         check_classification_targets(y)

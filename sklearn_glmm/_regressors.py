@@ -7,7 +7,6 @@ once below) so that every estimator documents the same API the same way.
 from __future__ import annotations
 
 import warnings
-from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -24,7 +23,7 @@ from .families import (
 )
 from .design import lambda_from_theta
 from .results import varcorr_table
-from .utils._param_validation import Interval, StrOptions
+from .utils._param_validation import StrOptions
 
 __all__ = [
     "PoissonGLMMRegressor",
@@ -284,7 +283,9 @@ GammaGLMMRegressor.__doc__ = _doc(
 )
 
 
-class BinomialGLMMRegressor(_GLMMRegressor):
+class _BinomialGLMM(_BaseGLMM):
+    """Parameters and family shared by the binomial regressor and classifier."""
+
     _parameter_constraints = {
         **_BaseGLMM._parameter_constraints,
         "link": [StrOptions({"logit", "probit", "cloglog"})],
@@ -310,6 +311,10 @@ class BinomialGLMMRegressor(_GLMMRegressor):
 
     def _get_family(self):
         return BinomialFamily(link=self.link)
+
+
+class BinomialGLMMRegressor(RegressorMixin, _BinomialGLMM):
+    score = _BaseGLMM.score
 
 
 BINOMIAL_LINK_DOC = """link : {"logit", "probit", "cloglog"}, default="logit"

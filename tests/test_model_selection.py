@@ -5,7 +5,6 @@ import warnings
 
 import joblib
 import numpy as np
-import pandas as pd
 import pytest
 import sklearn
 from sklearn.base import clone

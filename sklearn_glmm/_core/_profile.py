@@ -37,6 +37,8 @@ import numpy as np
 from scipy.optimize import brentq, minimize
 from scipy.stats import norm
 
+from ..design import theta_index
+
 __all__ = [
     "ProfileProblem",
     "ProfileInterval",
@@ -61,7 +63,7 @@ def conditional_covariance(problem, theta, beta, u, dispersion: float = 1.0, par
 
 def sdcor_from_theta(theta: np.ndarray, q: int) -> np.ndarray:
     """SDs and correlations at theta's positions (see the module docstring)."""
-    rows, cols = _index(q)
+    rows, cols = theta_index(q)
     lam = np.zeros((q, q))
     lam[rows, cols] = theta
     cov = lam @ lam.T
@@ -82,7 +84,7 @@ def theta_from_sdcor(s: np.ndarray, q: int) -> np.ndarray | None:
     ``Lambda = chol(diag(sd) R diag(sd))`` computed as ``diag(sd) chol(R)``, so a
     zero SD is allowed (its row of ``Lambda`` is then 0).
     """
-    rows, cols = _index(q)
+    rows, cols = theta_index(q)
     sd = np.zeros(q)
     R = np.eye(q)
     for k, (r, c) in enumerate(zip(rows, cols)):
@@ -98,15 +100,6 @@ def theta_from_sdcor(s: np.ndarray, q: int) -> np.ndarray | None:
         return None
     lam = sd[:, None] * L
     return lam[rows, cols]
-
-
-def _index(q: int) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = [], []
-    for c in range(q):
-        for r in range(c, q):
-            rows.append(r)
-            cols.append(c)
-    return np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
 
 
 @dataclass
@@ -162,7 +155,7 @@ class ProfileProblem:
         self.u_hat = np.array(u, dtype=float)
         self.u = self.u_hat.copy()
         self.deviance_hat = float(deviance)
-        rows, cols = _index(self.q)
+        rows, cols = theta_index(self.q)
         self.is_sd = np.concatenate([rows == cols, np.zeros(self.beta_hat.size, dtype=bool)])
         self.is_cor = np.concatenate([rows != cols, np.zeros(self.beta_hat.size, dtype=bool)])
         J = self._jacobian(self.p_hat)
