@@ -264,7 +264,9 @@ def fit_laplace(
         return f, g[:nt]
 
     # a start only: stop once the relative decrease is below 1e-10
-    xt, it1, _ = _lbfgsb(stage1, theta0 * theta_scale, bounds[:nt], 1e-3, 200, ftol=1e-10)
+    # start at Lambda = I in the scaled coordinates (a link-scale SD of 1 per
+    # covariate rms): lme4's theta = I would give a covariate of scale 1e8 an SD of 1e8
+    xt, it1, _ = _lbfgsb(stage1, theta0, bounds[:nt], 1e-3, 200, ftol=1e-10)
     timings["stage1"] = time.perf_counter() - t0
     _say(verbose, f"stage 1 (theta only): {it1} iterations, {obj.n_evals} evaluations", t0)
 

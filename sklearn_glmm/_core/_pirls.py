@@ -181,6 +181,14 @@ def fit_glm(
     beta = _weighted_lstsq(X, z, irls.weights)
     eta = offset + X @ beta
     dev = family.deviance(y, family.link.inverse(eta), w)
+    if not np.isfinite(dev):
+        # The first step left the family's domain (a negative mean under the
+        # Gamma identity link): restart from the constant fit, which is valid,
+        # so that step halving (a NaN deviance never passes the test below)
+        # keeps every later iterate valid. R's glm.fit stops here instead.
+        beta = _weighted_lstsq(X, family.link.link(np.full_like(y, np.average(y, weights=w))) - offset, w)
+        eta = offset + X @ beta
+        dev = family.deviance(y, family.link.inverse(eta), w)
     for it in range(1, max_iter + 1):
         irls = family.irls_quantities(y, eta, w)
         grad = X.T @ irls.score

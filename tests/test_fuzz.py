@@ -1,0 +1,205 @@
+"""Property-based tests (hypothesis): random data sets through every estimator.
+
+Each example draws a structure (family, link, number and sizes of groups,
+number of covariates, random slope or not, weights, offset) and a seed; the
+data are then simulated from that family with numpy. The properties, for one
+grouping factor:
+
+* ``fit`` either succeeds or raises one of the documented ``ValueError`` s for
+  degenerate data (``docs/bad_inputs.md``); no other exception;
+* every reported number is finite; predictions lie in the family's range
+  (Poisson/NB/Gamma means > 0, probabilities in [0, 1]);
+* ``loglik_`` is at least the plain GLM's (the same estimator without
+  groups): ``theta = 0`` is inside the parameter space and the Laplace
+  likelihood there equals the GLM's, so the maximum can only be higher.
+
+Two settings profiles: ``glmm-quick`` (30 examples, derandomised so the default
+run is reproducible) for the default test run, ``glmm-slow`` (500 examples)
+for ``python -m pytest -m slow tests/test_fuzz.py``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sklearn_glmm import (
+    BinomialGLMMClassifier,
+    BinomialGLMMRegressor,
+    GammaGLMMRegressor,
+    GaussianLMMRegressor,
+    NegativeBinomialGLMMRegressor,
+    PoissonGLMMRegressor,
+)
+
+_COMMON = dict(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.register_profile("glmm-quick", max_examples=30, derandomize=True, **_COMMON)
+settings.register_profile("glmm-slow", max_examples=500, **_COMMON)
+
+#: the documented refusals of legal-looking but degenerate data (docs/bad_inputs.md)
+DOCUMENTED_ERRORS = (
+    "in all n_samples=",  # all-zero counts, all-0/all-1 binomial, constant y
+    "groups has a single level",
+    "not identifiable",  # LMM: as many random effects as observations
+    "no residual degrees of freedom",
+    "needs two classes",  # classifier with one class (left after zero weights)
+)
+
+FAMILIES = ["poisson", "negative_binomial", "gamma", "binomial", "classifier", "gaussian"]
+
+
+@dataclass
+class Case:
+    family: str
+    link: str | None
+    sizes: list[int]
+    n_features: int
+    slope: bool
+    weights: str
+    offset: bool
+    seed: int
+
+    def estimator(self, random_effects: str):
+        cls = {
+            "poisson": PoissonGLMMRegressor,
+            "negative_binomial": NegativeBinomialGLMMRegressor,
+            "gamma": GammaGLMMRegressor,
+            "binomial": BinomialGLMMRegressor,
+            "classifier": BinomialGLMMClassifier,
+            "gaussian": GaussianLMMRegressor,
+        }[self.family]
+        return cls(random_effects) if self.link is None else cls(random_effects, link=self.link)
+
+    def data(self):
+        """X, y, groups, sample_weight, offset simulated from the family."""
+        rng = np.random.default_rng(self.seed)
+        groups = np.repeat(np.arange(len(self.sizes)), self.sizes)
+        n = groups.size
+        X = rng.normal(size=(n, self.n_features)) * rng.choice([0.5, 1.0, 3.0], size=self.n_features)
+        b0 = rng.normal(0.0, rng.choice([0.0, 0.3, 1.0]), len(self.sizes))
+        b1 = rng.normal(0.0, 0.3, len(self.sizes))
+        eta = 0.5 + b0[groups]
+        if self.n_features:
+            eta = eta + X @ rng.normal(0.0, 0.3, self.n_features) + (b1[groups] * X[:, 0] if self.slope else 0.0)
+        offset = rng.normal(0.0, 0.2, n) if self.offset else None
+        if offset is not None:
+            eta = eta + offset
+        if self.weights == "ones":
+            w = None
+        elif self.weights == "integers":
+            w = rng.integers(1, 4, n).astype(float)
+        elif self.weights == "with_zeros":
+            w = rng.choice([0.0, 1.0, 2.0], size=n, p=[0.2, 0.5, 0.3])
+            w[0] = 1.0  # not all zero: that is a documented error of its own
+        else:
+            w = rng.uniform(0.2, 3.0, n)
+        y = self._response(rng, eta, n, w)
+        return X, y, groups, w, offset
+
+    def _response(self, rng, eta, n, w):
+        family, link = self.family, self.link
+        if family in ("poisson", "negative_binomial"):
+            mu = np.exp(np.clip(eta, -10, 6))
+            if family == "poisson":
+                return rng.poisson(mu).astype(float)
+            return rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(float)
+        if family == "gamma":
+            mu = np.exp(np.clip(eta, -10, 6)) if link == "log" else np.maximum(eta, 0.0) + 1.0
+            return rng.gamma(3.0, mu / 3.0) + 1e-8
+        if family in ("binomial", "classifier"):
+            p = 1.0 / (1.0 + np.exp(-eta))
+            if family == "classifier":
+                return np.where(rng.uniform(size=n) < p, "yes", "no")
+            trials = np.ones(n) if w is None else np.round(w)
+            return np.where(trials > 0, rng.binomial(trials.astype(int), p) / np.maximum(trials, 1), 0.0)
+        return eta + rng.normal(0.0, 0.5, n)
+
+
+@st.composite
+def cases(draw) -> Case:
+    family = draw(st.sampled_from(FAMILIES))
+    link = None
+    if family in ("binomial", "classifier"):
+        link = draw(st.sampled_from(["logit", "probit", "cloglog"]))
+    elif family == "gamma":
+        link = draw(st.sampled_from(["log", "identity"]))
+    n_groups = draw(st.integers(2, 8))
+    sizes = draw(st.lists(st.integers(1, 10), min_size=n_groups, max_size=n_groups))
+    n_features = draw(st.integers(0, 2))
+    return Case(
+        family=family,
+        link=link,
+        sizes=sizes,
+        n_features=n_features,
+        slope=n_features > 0 and draw(st.booleans()),
+        weights=draw(st.sampled_from(["ones", "integers", "with_zeros", "floats"])),
+        offset=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
+
+
+def _fit(estimator, X, y, **kwargs):
+    """Fit, ignoring the warnings a hard random fit may legitimately give."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return estimator.fit(X, y, **kwargs)
+
+
+def _documented(exc: ValueError) -> bool:
+    return any(text in str(exc) for text in DOCUMENTED_ERRORS)
+
+
+def check_case(case: Case) -> None:
+    X, y, groups, w, offset = case.data()
+    random_effects = "1 + x0" if case.slope else "1"
+    try:
+        model = _fit(case.estimator(random_effects), X, y, groups=groups, sample_weight=w, offset=offset)
+    except ValueError as exc:
+        if not _documented(exc):
+            raise
+        return
+    # finite outputs
+    assert np.all(np.isfinite(model.fixef_)), model.fixef_
+    assert np.isfinite(model.loglik_) and np.isfinite(model.aic_) and np.isfinite(model.bic_)
+    assert np.all(np.isfinite(model.theta_)) and np.all(np.isfinite(model.varcorr_["vcov"]))
+    assert np.all(np.isfinite(model.ranef_["group"].to_numpy()))
+    assert isinstance(model.converged_, bool) and isinstance(model.singular_, bool)
+    # predictions in the family's range, for known and new groups
+    new_groups = np.where(np.arange(groups.size) % 2 == 0, groups, -1)
+    for g in (groups, new_groups, None):
+        if case.family == "classifier":
+            proba = model.predict_proba(X, groups=g, offset=offset)
+            assert np.all(np.isfinite(proba)) and np.all((proba >= 0) & (proba <= 1))
+            assert set(model.predict(X, groups=g)) <= set(model.classes_)
+            continue
+        mu = model.predict(X, groups=g, offset=offset)
+        assert np.all(np.isfinite(mu)), mu
+        if case.family in ("poisson", "negative_binomial") or (case.family == "gamma" and case.link == "log"):
+            assert np.all(mu > 0)
+        if case.family == "binomial":
+            assert np.all((mu >= 0) & (mu <= 1))
+    # the GLMM likelihood is at least the GLM's: theta = 0 is in the parameter space
+    glm = _fit(case.estimator(random_effects), X, y, sample_weight=w, offset=offset)
+    assert model.loglik_ >= glm.loglik_ - 1e-6 * max(1.0, abs(glm.loglik_)), (model.loglik_, glm.loglik_)
+
+
+@settings(settings.get_profile("glmm-quick"))
+@given(case=cases())
+def test_random_fits_are_finite_and_beat_the_glm(case):
+    check_case(case)
+
+
+@pytest.mark.slow
+@settings(settings.get_profile("glmm-slow"))
+@given(case=cases())
+def test_random_fits_are_finite_and_beat_the_glm_500(case):
+    check_case(case)
