@@ -18,9 +18,8 @@ Step order of :func:`fit_laplace` (each step names what it sets on the result):
    gradient tolerance; L-BFGS-B takes over if those steps stall. A variance
    stuck at 0 where the deviance decreases away from it is left by a restart.
    Sets ``theta``, ``beta``, ``n_iter``.
-5. **Hessian** -- the Hessian at the optimum (the stage-2 one when the
-   optimum lies within a small fraction of a standard error of where it was
-   taken). Sets ``hessian`` (in (theta, beta), deviance scale; lme4's
+5. **Hessian** -- the Hessian at the optimum, by central differences of the
+   exact gradient. Sets ``hessian`` (in (theta, beta), deviance scale; lme4's
    ``vcov`` uses the same matrix), ``gradient`` and ``converged``.
 
 Every evaluation warm-starts PIRLS from the previous modes. The sequence of
@@ -173,16 +172,25 @@ def _lbfgsb(fun, x0, bounds, gtol, max_iter, ftol=1e-15):
     return res.x, int(res.nit), res
 
 
-def _hessian(obj: _Objective, x, step=1e-4):
-    """Central differences of the exact gradient (symmetrised)."""
+def _hessian(obj: _Objective, x, step=1e-4, central=True):
+    """Finite differences of the exact gradient (symmetrised).
+
+    Central differences (2k gradients, error O(step^2)) for the Hessian that
+    gives standard errors; forward differences (k + 1 gradients) where it only
+    seeds the quasi-Newton iterations.
+    """
     k = x.size
     H = np.empty((k, k))
+    g0 = None if central else obj(x)[1]
     for j in range(k):
         e = np.zeros(k)
         e[j] = step * max(1.0, abs(x[j]))
         gp = obj(x + e)[1]
-        gm = obj(x - e)[1]
-        H[:, j] = (gp - gm) / (2.0 * e[j])
+        if central:
+            H[:, j] = (gp - obj(x - e)[1]) / (2.0 * e[j])
+        else:
+            H[:, j] = (gp - g0) / e[j]
+    obj(x)  # leave the warm start at x
     return 0.5 * (H + H.T)
 
 
@@ -278,10 +286,9 @@ def fit_laplace(
     # interior point while one lowers the deviance.
     x = np.concatenate([xt, rest])
     it2 = 0
-    H = x_hessian = None
+    H = None
     for _ in range(1 + MAX_RESTARTS):
-        H = _hessian(obj, x)
-        x_hessian = x.copy()
+        H = _hessian(obj, x, central=False)
         x, nit, ok = _quasi_newton(obj, x, lower, upper, H, max_iter, tol)
         it2 += nit
         if not ok:
@@ -289,8 +296,7 @@ def fit_laplace(
             # get close, then polish with a fresh Hessian
             _say(verbose, "quasi-Newton stalled; continuing with L-BFGS-B", t0)
             x, nit, _ = _lbfgsb(obj, x, bounds, 1e-6, max_iter)
-            H = _hessian(obj, x)
-            x_hessian = x.copy()
+            H = _hessian(obj, x, central=False)
             x, nit2, _ = _quasi_newton(obj, x, lower, upper, H, max_iter, tol)
             it2 += nit + nit2
         f, g = obj(x)
@@ -302,11 +308,10 @@ def fit_laplace(
     timings["stage2"] = time.perf_counter() - t0
     _say(verbose, f"stage 2 (theta, beta): {it2} iterations, deviance {f:.8f}", t0)
 
-    # The Hessian for standard errors (lme4's vcov uses the same matrix): the
-    # stage-2 one if the optimum is within a small fraction of a standard error
-    # of where it was computed, else a fresh one.
-    step = x - x_hessian
-    if compute_hessian and not 0.0 <= float(step @ H @ step) < 1e-4:
+    # The Hessian for standard errors (lme4's vcov uses the same matrix), by
+    # central differences at the optimum.
+    # (the stage-2 Hessian came from forward differences: always take a central one here)
+    if compute_hessian:
         H = _hessian(obj, x)
     timings["hessian"] = time.perf_counter() - t0
 
