@@ -52,6 +52,7 @@ DOCUMENTED_ERRORS = (
     "not identifiable",  # LMM: as many random effects as observations
     "no residual degrees of freedom",
     "needs two classes",  # classifier with one class (left after zero weights)
+    "left the family's domain",  # Gamma identity link: a negative mean (R's glm stops too)
 )
 
 FAMILIES = ["poisson", "negative_binomial", "gamma", "binomial", "classifier", "gaussian"]
@@ -148,10 +149,12 @@ def cases(draw) -> Case:
 
 
 def _fit(estimator, X, y, **kwargs):
-    """Fit, ignoring the warnings a hard random fit may legitimately give."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return estimator.fit(X, y, **kwargs)
+    """Fit, recording the warnings a hard random fit may legitimately give."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        estimator.fit(X, y, **kwargs)
+    estimator.caught_warnings = " ".join(str(w.message) for w in caught)
+    return estimator
 
 
 def _documented(exc: ValueError) -> bool:
@@ -183,13 +186,23 @@ def check_case(case: Case) -> None:
             continue
         mu = model.predict(X, groups=g, offset=offset)
         assert np.all(np.isfinite(mu)), mu
-        if case.family in ("poisson", "negative_binomial") or (case.family == "gamma" and case.link == "log"):
+        if case.family in ("poisson", "negative_binomial"):
+            # a mean that underflows to 0 (an exactly fitted zero) has been warned about
+            assert np.all(mu > 0) or "numerically 0" in model.caught_warnings
+        if case.family == "gamma" and case.link == "log":
             assert np.all(mu > 0)
         if case.family == "binomial":
             assert np.all((mu >= 0) & (mu <= 1))
-    # the GLMM likelihood is at least the GLM's: theta = 0 is in the parameter space
-    glm = _fit(case.estimator(random_effects), X, y, sample_weight=w, offset=offset)
-    assert model.loglik_ >= glm.loglik_ - 1e-6 * max(1.0, abs(glm.loglik_)), (model.loglik_, glm.loglik_)
+    # the GLMM likelihood is at least the GLM's: theta = 0 is in the parameter space.
+    # A fit that did not converge has said so (ConvergenceWarning, converged_ False),
+    # which is the documented outcome; known case: Gamma identity link with a random
+    # slope, where means near 0 make the deviance surface ragged.
+    if model.converged_:
+        glm = _fit(case.estimator(random_effects), X, y, sample_weight=w, offset=offset)
+        # slack: 1e-6 relative, plus the rounding of gammaln(shape) terms (~shape log shape
+        # each) when a Gamma fit is exact and its shape runs to the cap of 1e10
+        slack = 1e-6 * max(1.0, abs(glm.loglik_)) + 1e-14 * getattr(model, "gamma_shape_", 0.0) * y.size
+        assert model.loglik_ >= glm.loglik_ - slack, (model.loglik_, glm.loglik_)
 
 
 @settings(settings.get_profile("glmm-quick"))

@@ -26,6 +26,7 @@ __all__ = [
     "check_fit_data",
     "warn_if_singular",
     "warn_about_fit",
+    "check_finite_information",
     "warn_on_text_label_matches",
 ]
 
@@ -240,6 +241,22 @@ def warn_if_singular(estimator) -> None:
     )
 
 
+def check_finite_information(info: np.ndarray) -> None:
+    """Refuse a fit whose information matrix is not finite.
+
+    It happens when the fitted means leave the family's domain (a negative
+    Gamma mean under the identity link), where R's ``glm`` stops with "no
+    valid set of coefficients has been found". Without this check numpy
+    fails later with ``LinAlgError: SVD did not converge``.
+    """
+    if not np.all(np.isfinite(info)):
+        raise ValueError(
+            "The fit left the family's domain (non-finite information matrix; e.g. a negative "
+            "mean under the identity link), as R's 'no valid set of coefficients has been "
+            "found'. Use link='log', or rescale or center the predictors."
+        )
+
+
 def warn_about_fit(estimator, design, offset: np.ndarray, w: np.ndarray) -> None:
     """The warnings lme4 and R's ``glm`` give after a fit: boundary fit, separation.
 
@@ -249,10 +266,22 @@ def warn_about_fit(estimator, design, offset: np.ndarray, w: np.ndarray) -> None
     infinity and their standard errors mean little.
     """
     warn_if_singular(estimator)
-    if estimator._family_.name != "binomial":
+    name = estimator._family_.name
+    if name not in ("binomial", "poisson", "negative_binomial"):
         return
     mu = estimator._family_.link.inverse(estimator._linear_predictor(design, offset))[w > 0]
     eps = 10 * np.finfo(float).eps
+    if name != "binomial":
+        if np.any(mu < eps):
+            warnings.warn(
+                "fitted rates numerically 0 occurred (as R's glm warns): some rows with y = 0 "
+                "are fitted exactly, so some fixed effects run towards -infinity and are not "
+                "identified (a saturated model, or a predictor that is nonzero only where y is 0). "
+                "Drop or merge those predictors.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return
     if np.any(mu < eps) or np.any(mu > 1 - eps):
         warnings.warn(
             "fitted probabilities numerically 0 or 1 occurred (as R's glm warns): the data "
