@@ -23,7 +23,7 @@ from .families import Family
 from .results import GLMMSummary, coefficient_table, varcorr_table
 from .results._varcorr import VARCORR_COLUMNS
 from .utils._param_validation import Interval, StrOptions, validate_data
-from .utils._validation import check_fit_data, check_numeric_inputs, warn_if_singular
+from .utils._validation import check_finite_information, check_fit_data, check_numeric_inputs, warn_about_fit
 
 __all__ = ["_BaseGLMM"]
 
@@ -63,6 +63,7 @@ def _inverse_information(info: np.ndarray) -> np.ndarray:
     the pseudo-inverse keeps the fit usable and the warning says why the
     standard errors mean little.
     """
+    check_finite_information(info)  # a fit that left the family's domain: say so, not LinAlgError
     scale = np.sqrt(np.abs(np.diag(info)))
     scale = np.where(scale > 0, scale, 1.0)
     scaled = info / np.outer(scale, scale)
@@ -251,7 +252,7 @@ class _BaseGLMM(BaseEstimator):
             else:
                 self._fit_mixed(design, y, w, off)
         self._set_param_attributes(self._family_)
-        warn_if_singular(self)
+        warn_about_fit(self, design, off, w)  # singular fit, separation
         self._set_criteria()
         self._residuals = self._pearson_residuals(y, self._fitted_mu(design), w)
         return self
