@@ -328,6 +328,9 @@ class BinomialFamily(Family):
             # y log(mu) + (1 - y) log(1 - mu) = y eta - log(1 + e^eta), with the
             # softplus written stably; one exp and one log per row (PIRLS calls
             # this at every step, and logaddexp twice costs four times as much)
+            # eta is clipped: loglik(y, mu) passes eta = link(mu) = +-inf where mu rounds
+            # to 0 or 1 (separation), and inf - inf would be NaN
+            eta = np.clip(eta, -_MAX_ETA, _MAX_ETA)
             softplus = np.maximum(eta, 0.0) + np.log(1.0 + np.exp(-np.abs(eta)))
             return float(np.dot(w, y * eta - softplus))
         # log(mu) and log(1 - mu) straight from eta: finite when mu rounds to 0 or 1
