@@ -254,7 +254,7 @@ class _BaseGLMM(BaseEstimator):
         self._set_param_attributes(self._family_)
         warn_about_fit(self, design, off, w)  # singular fit, separation
         self._set_criteria()
-        self._residuals = self._pearson_residuals(y, self._fitted_mu(design), w)
+        self._residuals = self._pearson_residuals(y, self._fitted_mu(design, off), w)
         return self
 
     def _fit_mixed(self, design, y, w, off) -> None:
@@ -351,8 +351,8 @@ class _BaseGLMM(BaseEstimator):
         self.df_resid_ = self.n_obs_ - n_params
 
     # -- predict --------------------------------------------------------------
-    def _fitted_mu(self, design) -> np.ndarray:
-        return self._family_.link.inverse(self._linear_predictor(design, None))
+    def _fitted_mu(self, design, offset) -> np.ndarray:
+        return self._family_.link.inverse(self._linear_predictor(design, offset))
 
     def _linear_predictor(self, design, offset) -> np.ndarray:
         eta = design.X @ self.fixef_.to_numpy()

@@ -262,3 +262,13 @@ def test_predict_checks(app_engagement):
         model.predict(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="2 labels but X has 3 rows"):
         model.predict(app_engagement[["day_centered"]].iloc[:3], groups=["1", "2"])
+
+
+def test_summary_residuals_include_the_offset(app_engagement):
+    """Scaled residuals are computed at the fitted means, offset included."""
+    X, y, g = app_engagement[["day_centered"]], app_engagement["logins"], app_engagement["user_id"]
+    offset = np.full(len(y), np.log(2.0))
+    model = PoissonGLMMRegressor("(1 | user_id)").fit(X, y, groups=g, offset=offset)
+    mu = model.predict(X, groups=g, offset=offset)
+    expected = np.quantile((y - mu) / np.sqrt(mu), [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(model.summary().residual_quantiles.to_numpy(), expected, rtol=1e-10)

@@ -358,7 +358,9 @@ def fit_laplace(
         n_evals=obj.n_evals,
         converged=converged,
         message=message,
-        singular=bool(np.any(np.abs(theta[diag]) < SINGULAR_TOL)),
+        # lme4's isSingular rule, on the covariate's scale: theta * rms (the SD of
+        # the term's contribution) so that a 1e8-scale covariate is not "singular"
+        singular=bool(np.any(np.abs(theta[diag] * theta_scale[diag]) < SINGULAR_TOL)),
         glm_beta=beta_glm,
         timings=timings,
     )
