@@ -317,10 +317,10 @@ class _BaseGLMM(BaseEstimator):
         if self.se_method == "hessian" and result.hessian is not None:
             try:
                 vcov = 2.0 * np.linalg.inv(result.hessian)[nt : nt + nb, nt : nt + nb]
-                if np.all(np.diag(vcov) > 0) and np.all(np.isfinite(vcov)):
-                    return 0.5 * (vcov + vcov.T), "Hessian of the Laplace deviance in (theta, beta)"
-            except np.linalg.LinAlgError:
-                pass
+            except np.linalg.LinAlgError:  # singular Hessian: use the PIRLS information below
+                vcov = np.full((nb, nb), np.nan)
+            if np.all(np.diag(vcov) > 0) and np.all(np.isfinite(vcov)):
+                return 0.5 * (vcov + vcov.T), "Hessian of the Laplace deviance in (theta, beta)"
             warnings.warn(
                 "The Hessian of the deviance is not positive definite (a variance "
                 "at its boundary?); standard errors come from the PIRLS "
