@@ -300,7 +300,7 @@ def fit_laplace(
             x, nit2, _ = _quasi_newton(obj, x, lower, upper, H, max_iter, tol)
             it2 += nit + nit2
         f, g = obj(x)
-        escape = _escape_boundary(obj, x, f, problem.theta_rows == problem.theta_cols)
+        escape = _escape_boundary(obj, x, f, diag)
         if escape is None:
             break
         _say(verbose, f"restart: leaving a boundary at deviance {f:.6f}", t0)
@@ -343,7 +343,6 @@ def fit_laplace(
         D[:nt, :nt] = np.diag(theta_scale)
         D[nt : nt + nb, nt : nt + nb] = R
         hessian = D.T @ H @ D
-    diag = problem.theta_rows == problem.theta_cols
     timings["total"] = time.perf_counter() - t0
     return FitResult(
         theta=theta,

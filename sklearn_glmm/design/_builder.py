@@ -189,10 +189,6 @@ class DesignBuilder:
         return Design(self._fixed(X), self._term(X, series))
 
     # -- helpers --------------------------------------------------------------
-    @property
-    def random_term_names(self) -> list[str]:
-        return self.spec.term_names
-
     def formula(self, response: str) -> str:
         """The model in lme4's formula syntax."""
         fixed = " + ".join(self.feature_names_) if self.feature_names_ else "1"
