@@ -125,8 +125,27 @@ class LaplaceProblem:
     def n_theta(self) -> int:
         return self.theta_rows.size
 
+    @property
+    def theta_diagonal(self) -> np.ndarray:
+        """Which theta elements are diagonal entries of Lambda (bounded below by 0)."""
+        return self.theta_rows == self.theta_cols
+
+    @property
+    def theta_rms(self) -> np.ndarray:
+        """Root-mean-square of the covariate each theta element multiplies (1 if zero).
+
+        The optimiser scales theta by it, so that a slope on a covariate of
+        scale 1e8 is as well conditioned as an intercept.
+        """
+        rms = np.sqrt(np.mean(self.ZT**2, axis=1))
+        return np.where(rms > 0, rms, 1.0)[self.theta_rows]
+
     def lambda_(self, theta: np.ndarray) -> np.ndarray:
         return lambda_from_theta(theta, self.q)
+
+    def random_effects(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Conditional modes on the link scale, ``b_g = Lambda u_g``: (G, q)."""
+        return u @ self.lambda_(theta).T
 
     def zero_modes(self) -> np.ndarray:
         return np.zeros((self.n_levels, self.q))

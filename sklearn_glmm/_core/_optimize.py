@@ -240,9 +240,7 @@ def fit_laplace(
     eta = offset + X @ beta_glm
     W = problem.family_at(param0).irls_quantities(y, eta, w).weights
     R = _cholesky_upper(X.T @ (X * W[:, None]))
-    rms = np.sqrt(np.mean(problem.Z**2, axis=0))
-    rms = np.where(rms > 0, rms, 1.0)
-    theta_scale = rms[problem.theta_rows]
+    theta_scale = problem.theta_rms
     timings["glm"] = time.perf_counter() - t0
 
     obj = _Objective(problem, theta_scale, R, verbose, t0)
@@ -251,7 +249,7 @@ def fit_laplace(
     # the link scale equals the covariate's spread; beyond +-MAX_SCALED_THETA
     # (exp(50) times the typical response) nothing is estimable, and line
     # searches that wander there only overflow.
-    diag = problem.theta_rows == problem.theta_cols
+    diag = problem.theta_diagonal
     theta_lower = np.where(diag, 0.0, -MAX_SCALED_THETA)
     lower = np.concatenate([theta_lower, np.full(beta_glm.size, -np.inf)])
     upper = np.concatenate([np.full(nt, MAX_SCALED_THETA), np.full(beta_glm.size, np.inf)])
@@ -264,7 +262,7 @@ def fit_laplace(
     ]
 
     # stage 1: theta alone, beta at the GLM estimate
-    theta0 = np.where(problem.theta_rows == problem.theta_cols, 1.0, 0.0)
+    theta0 = np.where(diag, 1.0, 0.0)
     rest = obj.to_x(np.zeros(nt), beta_glm, param0)[nt:]  # (R beta_glm[, log param0])
 
     def stage1(xt):
@@ -333,7 +331,6 @@ def fit_laplace(
     converged = bool(converged and ev.modes.converged)
     message = detail + ("" if ev.modes.converged else "; PIRLS did not converge at the optimum")
     theta, beta, param = obj.params(x)
-    lam = problem.lambda_(theta)
     hessian = None
     if compute_hessian:
         # back from scaled coordinates x = D p to p = (theta, beta[, log param]):
@@ -348,7 +345,7 @@ def fit_laplace(
         theta=theta,
         beta=beta,
         u=ev.modes.u,
-        b=ev.modes.u @ lam.T,
+        b=problem.random_effects(theta, ev.modes.u),
         deviance=f,
         gradient=np.concatenate([ev.grad_theta, ev.grad_beta] + ([[ev.grad_param]] if param is not None else [])),
         param=param,
