@@ -17,10 +17,12 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from ._core._laplace import LaplaceProblem
+from ._core._multilevel import CoreTerm, MultiLevelLaplaceProblem
 from ._core._optimize import FitResult, fit_glm_ml, fit_laplace
 from .design import DesignBuilder, parse_random_effects
 from .families import Family
-from .results import GLMMSummary, coefficient_table, varcorr_table
+from .results import GLMMSummary, coefficient_table
+from .results._varcorr import varcorr_table_bars
 from .results._varcorr import VARCORR_COLUMNS
 from .utils._param_validation import Interval, StrOptions, validate_data
 from .utils._validation import check_finite_information, check_fit_data, check_numeric_inputs, warn_about_fit
@@ -78,6 +80,17 @@ def _inverse_information(info: np.ndarray) -> np.ndarray:
         stacklevel=4,
     )
     return np.linalg.pinv(info)
+
+
+def core_terms(terms) -> list[CoreTerm]:
+    """The design's random-effect terms as the engine takes them."""
+    return [CoreTerm(t.codes, t.Z, t.n_levels, *t.theta_rows_cols) for t in terms]
+
+
+def split_theta(terms, theta: np.ndarray) -> list[np.ndarray]:
+    """The engine's theta (terms in design order) cut into one piece per term."""
+    bounds = np.cumsum([0] + [t.n_theta for t in terms])
+    return [theta[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 class NoGroupsWarning(UserWarning):
@@ -247,7 +260,7 @@ class _BaseGLMM(BaseEstimator):
         # slower dot products on a busy 2-core machine), so the fit runs them on
         # one thread; the setting is restored afterwards.
         with threadpool_limits(limits=1, user_api="blas"):
-            if design.term is None:
+            if not design.terms:
                 self._fit_glm(design.X, y, w, off)
             else:
                 self._fit_mixed(design, y, w, off)
@@ -258,12 +271,19 @@ class _BaseGLMM(BaseEstimator):
         return self
 
     def _fit_mixed(self, design, y, w, off) -> None:
-        term = design.term
-        problem = LaplaceProblem(self._family_, design.X, y, w, off, term.codes, term.Z, term.n_levels)
+        problem = self._laplace_problem_for(design, y, w, off)
         result = fit_laplace(problem, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
         if result.param is not None:
             self._family_ = self._family_.with_param(result.param)
-        self._set_mixed_attributes(problem, result, term)
+        self._set_mixed_attributes(problem, result, design.terms)
+
+    def _laplace_problem_for(self, design, y, w, off):
+        """The one-factor engine when it applies (fastest), the blocked one otherwise."""
+        terms = design.terms
+        if len(terms) == 1 and terms[0].bar_sizes is None:
+            term = terms[0]
+            return LaplaceProblem(self._family_, design.X, y, w, off, term.codes, term.Z, term.n_levels)
+        return MultiLevelLaplaceProblem(self._family_, design.X, y, w, off, core_terms(terms))
 
     def _fit_glm(self, Xd, y, w, off) -> None:
         beta, self._family_, converged, n_iter = fit_glm_ml(self._family_, Xd, y, w, off)
@@ -283,19 +303,31 @@ class _BaseGLMM(BaseEstimator):
         self.fit_summary_ = None
         self._se_method_used = "GLM Fisher information"
 
-    def _set_mixed_attributes(self, problem: LaplaceProblem, result: FitResult, term) -> None:
+    def _set_random_attributes(self, terms, theta, b, scale: float = 1.0, sigma: float | None = None) -> None:
+        """``theta_``, ``ranef_``, ``varcorr_``, ``group_levels_`` and the covariances for prediction.
+
+        ``theta`` is the engine's (terms in design order); ``theta_`` and
+        ``varcorr_`` are in lme4's order (see ``DesignBuilder.theta_order_``).
+        """
+        b = list(b) if isinstance(b, list) else [b]
+        self._b = b
+        # Sigma_k of each factor, for marginal predictions of new levels
+        self._re_cov = [scale * (lam @ lam.T) for lam in (t.lambda_(th) for t, th in zip(terms, split_theta(terms, theta)))]
+        levels = self._builder.levels_
+        self.group_levels_ = {t.factor: levels[t.factor] for t in terms}
+        self.ranef_ = {
+            t.factor: pd.DataFrame(bk, index=levels[t.factor].rename(t.factor), columns=t.term_names)
+            for t, bk in zip(terms, b)
+        }
+        self.theta_ = np.asarray(theta)[self._builder.theta_order_]
+        self.varcorr_ = varcorr_table_bars(
+            [(group, names, self.theta_[sl]) for group, names, sl in self._builder.report_bars_], scale, sigma
+        )
+
+    def _set_mixed_attributes(self, problem, result: FitResult, terms) -> None:
         vcov, self._se_method_used = self._fixed_vcov(problem, result)
         self._set_fixed(result.beta, vcov)
-        self.theta_ = result.theta
-        self._b = result.b
-        lam = problem.lambda_(result.theta)
-        self._re_cov = lam @ lam.T  # Sigma of the random effects, for marginal predictions
-        levels = self._builder.levels_
-        self.group_levels_ = {term.factor: levels}
-        self.ranef_ = {
-            term.factor: pd.DataFrame(result.b, index=levels.rename(term.factor), columns=term.term_names)
-        }
-        self.varcorr_ = varcorr_table(term.factor, term.term_names, result.theta)
+        self._set_random_attributes(terms, result.theta, result.b)
         self.loglik_ = -0.5 * result.deviance
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
@@ -358,8 +390,9 @@ class _BaseGLMM(BaseEstimator):
         eta = design.X @ self.fixef_.to_numpy()
         if offset is not None:
             eta = eta + offset
-        if design.term is not None and self._b is not None:
-            eta = eta + design.term.linear_predictor(self._b)
+        if self._b is not None:
+            for term, b in zip(design.terms, self._b):
+                eta = eta + term.linear_predictor(b)
         return eta
 
     def _split_group_column(self, X, groups):
@@ -371,16 +404,23 @@ class _BaseGLMM(BaseEstimator):
                 f"groups was passed although group_column={self.group_column!r} takes the "
                 "grouping factor from X; use one or the other."
             )
-        columns = self.group_column if isinstance(self.group_column, list) else [self.group_column]
-        if len(columns) != 1:
-            raise ValueError(f"group_column names {len(columns)} columns; one grouping factor is supported.")
-        column = columns[0]
+        several = isinstance(self.group_column, list)
+        columns = self.group_column if several else [self.group_column]
+        if not columns:
+            raise ValueError("group_column is an empty list; name at least one grouping column.")
         if isinstance(X, pd.DataFrame):
-            if column not in X.columns:
+            missing = [c for c in columns if c not in X.columns]
+            if missing:
                 raise ValueError(
-                    f"group_column={column!r} is not a column of X; X has columns {list(X.columns)}."
+                    f"group_column={missing[0]!r} is not a column of X; X has columns {list(X.columns)}."
                 )
-            return X.drop(columns=[column]), X[column]
+            return X.drop(columns=columns), (X[columns] if several else X[columns[0]])
+        if several:
+            raise TypeError(
+                f"group_column={self.group_column!r} lists several columns; pass X as a DataFrame "
+                "so that the grouping columns are found by name."
+            )
+        column = columns[0]
         if not isinstance(column, Integral):
             raise TypeError(
                 f"group_column={column!r} names a column, but X is not a DataFrame; pass a "
@@ -397,8 +437,11 @@ class _BaseGLMM(BaseEstimator):
         check_numeric_inputs(X)
         X = validate_data(self, _empty_frame_to_array(X), reset=False, dtype=np.float64, ensure_min_features=0)
         design = self._builder.transform(X, groups)
-        if self.new_groups == "error" and design.term is not None and np.any(design.term.codes < 0):
-            unseen = np.flatnonzero(design.term.codes < 0)
+        new = np.zeros(X.shape[0], dtype=bool)
+        for term in design.terms:
+            new |= term.codes < 0
+        if self.new_groups == "error" and np.any(new):
+            unseen = np.flatnonzero(new)
             raise ValueError(
                 f"{unseen.size} row(s) belong to groups not seen in fit (or no groups were "
                 "given), and new_groups='error'. Use new_groups='population' or 'marginal' "
@@ -411,13 +454,19 @@ class _BaseGLMM(BaseEstimator):
         eta = self._linear_predictor(design, offset)
         link = self._family_.link
         mu = link.inverse(eta)
-        if self.new_groups == "marginal" and design.term is not None and self._b is not None:
-            new = design.term.codes < 0
+        if self.new_groups == "marginal" and self._b is not None:
+            # E[g^-1(eta + sum_k z_k^T b_k)] over the random effects of the
+            # factors whose level is new in each row: a normal of variance
+            # sum over those factors of z_k^T Sigma_k z_k
+            var = np.zeros(eta.shape[0])
+            for term, cov in zip(design.terms, self._re_cov):
+                new = term.codes < 0
+                if np.any(new):
+                    Z = term.Z[new]
+                    var[new] += np.einsum("ij,jk,ik->i", Z, cov, Z)
+            new = var > 0
             if np.any(new):
-                # E[g^-1(eta + z^T b)] over b ~ N(0, Sigma): z^T b ~ N(0, z^T Sigma z)
-                Z = design.term.Z[new]
-                var = np.einsum("ij,jk,ik->i", Z, self._re_cov, Z)
-                mu[new] = link.marginal_mean(eta[new], var)
+                mu[new] = link.marginal_mean(eta[new], var[new])
         return mu
 
     def predict(self, X, groups=None, offset=None):

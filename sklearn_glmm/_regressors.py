@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin
 
-from ._base import _BaseGLMM
-from ._core._lmm import LMMProblem, fit_lmm
+from ._base import _BaseGLMM, core_terms
+from ._core._lmm import LMMProblem, MultiLevelLMMProblem, fit_lmm
 from .families import (
     BinomialFamily,
     GammaFamily,
@@ -21,7 +21,6 @@ from .families import (
     NegativeBinomialFamily,
     PoissonFamily,
 )
-from .design import lambda_from_theta
 from .results import varcorr_table
 from .utils._param_validation import StrOptions
 
@@ -369,10 +368,14 @@ class GaussianLMMRegressor(_GLMMRegressor):
         return GaussianFamily()
 
     def _fit_mixed(self, design, y, w, off) -> None:
-        term = design.term
-        problem = LMMProblem(design.X, y, w, off, term.codes, term.Z, term.n_levels)
+        terms = design.terms
+        if len(terms) == 1 and terms[0].bar_sizes is None:
+            term = terms[0]
+            problem = LMMProblem(design.X, y, w, off, term.codes, term.Z, term.n_levels)
+        else:
+            problem = MultiLevelLMMProblem(design.X, y, w, off, core_terms(terms))
         result = fit_lmm(problem, reml=self.reml, max_iter=self.max_iter, verbose=self.verbose)
-        self._set_lmm_attributes(result, term)
+        self._set_lmm_attributes(result, terms)
 
     def _fit_glm(self, Xd, y, w, off) -> None:
         # the linear model: the LMM engine with one empty random effect
@@ -396,22 +399,12 @@ class GaussianLMMRegressor(_GLMMRegressor):
         self.n_iter_, self.converged_, self.singular_, self.fit_summary_ = 1, True, False, None
         self._se_method_used = "sigma^2 (X^T W X)^-1"
 
-    def _set_lmm_attributes(self, result, term) -> None:
+    def _set_lmm_attributes(self, result, terms) -> None:
         self._family_ = GaussianFamily(sigma2=result.sigma**2)
         self._set_fixed(result.beta, result.vcov_beta)
-        self.theta_ = result.theta
-        self._b = result.b
-        lam = lambda_from_theta(result.theta, term.q)
-        self._re_cov = result.sigma**2 * lam @ lam.T
-        levels = self._builder.levels_
-        self.group_levels_ = {term.factor: levels}
-        self.ranef_ = {
-            term.factor: pd.DataFrame(result.b, index=levels.rename(term.factor), columns=term.term_names)
-        }
+        # b = Lambda u is on the response scale already (u ~ N(0, sigma^2 I))
+        self._set_random_attributes(terms, result.theta, result.b, scale=result.sigma**2, sigma=result.sigma)
         self.sigma_ = result.sigma
-        self.varcorr_ = varcorr_table(
-            term.factor, term.term_names, result.theta, scale=result.sigma**2, sigma=result.sigma
-        )
         self.loglik_ = -0.5 * result.deviance
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged

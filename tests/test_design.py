@@ -28,7 +28,7 @@ from sklearn_glmm.design._builder import groups_to_series
     ],
 )
 def test_parse_accepts_lme4_syntax(spec, columns, intercept, factor):
-    parsed = parse_random_effects(spec)
+    (parsed,) = parse_random_effects(spec)
     assert parsed.columns == columns
     assert parsed.intercept is intercept
     assert parsed.factor == factor
@@ -39,9 +39,10 @@ def test_parse_accepts_lme4_syntax(spec, columns, intercept, factor):
     [
         ("", "empty"),
         ("0", "no random-effect term"),
-        ("(1 | g) + (1 | h)", "several bars"),
-        ("(1 + x || g)", "uncorrelated"),
-        ("(1 | a/b)", "nested"),
+        ("(1 | g) (1 | h)", "joined by"),
+        ("(1 | g) + (0 + x | g) + (0 + z + x | g)", "'x' appears twice for the factor 'g'"),
+        ("(1 | a/)", "not a grouping-factor name"),
+        ("((1 | g)", "unbalanced"),
         ("1 + x + x", "appears twice"),
         ("1 + log(x)", "not a column name"),
         ("1 | g", "parentheses"),
@@ -59,9 +60,9 @@ def test_parse_rejects_non_string():
 
 
 def test_formula_round_trip():
-    assert parse_random_effects("1 + x").to_formula("g") == "(x | g)"
-    assert parse_random_effects("1").to_formula("g") == "(1 | g)"
-    assert parse_random_effects("0 + x").to_formula("g") == "(0 + x | g)"
+    assert parse_random_effects("1 + x")[0].to_formula("g") == "(x | g)"
+    assert parse_random_effects("1")[0].to_formula("g") == "(1 | g)"
+    assert parse_random_effects("0 + x")[0].to_formula("g") == "(0 + x | g)"
 
 
 def test_theta_order_is_lme4s():
@@ -75,8 +76,8 @@ def test_builder_levels_codes_and_unseen_levels():
     X = np.array([[0.5], [1.0], [2.0], [3.0]])
     builder = DesignBuilder("1 + x0")
     design = builder.fit(X, ["x0"], pd.Series(["b", "a", "b", "c"], name="user"))
-    assert list(builder.levels_) == ["a", "b", "c"]
-    assert builder.factor_ == "user"
+    assert list(builder.levels_["user"]) == ["a", "b", "c"]
+    assert builder.factors_ == ["user"]
     np.testing.assert_array_equal(design.term.codes, [1, 0, 1, 2])
     np.testing.assert_array_equal(design.term.Z, [[1, 0.5], [1, 1.0], [1, 2.0], [1, 3.0]])
     new = builder.transform(X[:2], ["zz", "c"])
@@ -89,10 +90,10 @@ def test_builder_factor_names():
     X = np.zeros((3, 1))
     b = DesignBuilder("1")
     b.fit(X, ["x0"], [1, 2, 1])
-    assert b.factor_ == "group"
+    assert b.factors_ == ["group"]
     b = DesignBuilder("(1 | user_id)")
     b.fit(X, ["x0"], np.array([1, 2, 1]))
-    assert b.factor_ == "user_id"
+    assert b.factors_ == ["user_id"]
     b.fit(X, ["x0"], pd.DataFrame({"user_id": [1, 2, 1]}))
     with pytest.raises(ValueError, match="groups by 'user_id' but groups is named 'clinic'"):
         DesignBuilder("(1 | user_id)").fit(X, ["x0"], pd.Series([1, 2, 1], name="clinic"))

@@ -243,7 +243,8 @@ def test_bad_input_gets_a_clear_error(override, error, match):
     "params, error, match",
     [
         ({"random_effects": 1}, ValueError, "random_effects"),
-        ({"random_effects": "(1 | g) + (1 | h)"}, ValueError, "several bars"),
+        ({"random_effects": "(1 | g) + (1 | h)"}, ValueError, r"factors \['g', 'h'\] but groups has one column"),
+        ({"random_effects": "(1 | g) (1 | h)"}, ValueError, "joined by '\+'"),
         ({"random_effects": "1 + nope"}, ValueError, "not in X"),
         ({"se_method": "sandwich"}, ValueError, "se_method"),
         ({"max_iter": 0}, ValueError, "max_iter"),

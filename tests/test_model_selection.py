@@ -133,7 +133,7 @@ def test_marginal_predictions_for_new_groups(panel):
     est = PoissonGLMMRegressor("1 + day_centered", new_groups="marginal").fit(X, y, groups=g)
     pop = PoissonGLMMRegressor("1 + day_centered").fit(X, y, groups=g)
     new = X.iloc[:4]
-    sigma = est._re_cov
+    (sigma,) = est._re_cov
     z = np.column_stack([np.ones(4), new["day_centered"]])
     expected = pop.predict(new) * np.exp(0.5 * np.einsum("ij,jk,ik->i", z, sigma, z))
     np.testing.assert_allclose(est.predict(new, groups=["x", "y", "z", "w"]), expected, rtol=1e-12)
@@ -149,7 +149,7 @@ def test_marginal_probabilities_match_simulation(rng):
     p = 1 / (1 + np.exp(-(-1.0 + 0.5 * x + rng.normal(0, 1.5, 150)[groups])))
     y = (rng.uniform(size=p.size) < p).astype(int)
     clf = BinomialGLMMClassifier(new_groups="marginal").fit(x.reshape(-1, 1), y, groups=groups)
-    sd = np.sqrt(clf._re_cov[0, 0])
+    sd = np.sqrt(clf._re_cov[0][0, 0])
     eta = clf.intercept_ + clf.coef_[0] * 0.3
     draws = 1 / (1 + np.exp(-(eta + sd * np.random.default_rng(0).normal(size=400_000))))
     marginal = clf.predict_proba(np.array([[0.3]]), groups=["new"])[0, 1]

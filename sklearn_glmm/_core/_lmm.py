@@ -33,9 +33,10 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ..design import lambda_from_theta, theta_index
+from ._blocked import RandomEffectsLayout
 from ._linalg import BlockCholesky, GroupIndex
 
-__all__ = ["LMMProblem", "LMMResult", "fit_lmm"]
+__all__ = ["LMMProblem", "MultiLevelLMMProblem", "LMMResult", "fit_lmm"]
 
 
 @dataclass
@@ -106,6 +107,14 @@ class LMMProblem:
     def n_theta(self) -> int:
         return self.theta_rows.size
 
+    @property
+    def theta_diagonal(self) -> np.ndarray:
+        return self.theta_rows == self.theta_cols
+
+    def random_effects(self, theta, u) -> np.ndarray:
+        """``b_g = Lambda u_g`` (relative to sigma): (G, q)."""
+        return u @ lambda_from_theta(theta, self.q).T
+
     def solve(self, theta):
         """Penalised least squares at theta: (beta, u, r2, logdet A, RX^T RX)."""
         lam = lambda_from_theta(theta, self.q)
@@ -125,14 +134,86 @@ class LMMProblem:
 
     def deviance(self, theta, reml: bool) -> float:
         """Profiled deviance (ML) or REML criterion at theta (eq. 10)."""
-        _, _, r2, logdet, RXtRX = self.solve(theta)
-        if reml:
-            dof = self.n - self.p
-            return (
-                logdet + np.linalg.slogdet(RXtRX)[1] + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof))
-                - self.sum_log_w
-            )
-        return logdet + self.n * (1.0 + np.log(2.0 * np.pi * r2 / self.n)) - self.sum_log_w
+        return _profiled_deviance(self, theta, reml)
+
+
+def _profiled_deviance(problem, theta, reml: bool) -> float:
+    _, _, r2, logdet, RXtRX = problem.solve(theta)
+    if reml:
+        dof = problem.n - problem.p
+        return (
+            logdet + np.linalg.slogdet(RXtRX)[1] + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof))
+            - problem.sum_log_w
+        )
+    return logdet + problem.n * (1.0 + np.log(2.0 * np.pi * r2 / problem.n)) - problem.sum_log_w
+
+
+class MultiLevelLMMProblem:
+    """A weighted LMM with several random-effects terms (crossed, nested, ``||``).
+
+    The same penalised least squares as :class:`LMMProblem`, with ``A``
+    factorised by :mod:`._blocked`. ``terms`` are :class:`._multilevel.CoreTerm`
+    records, the one with most levels first. Each evaluation makes one pass over
+    the rows (``A`` depends on theta through every row's ``Lambda^T z_i``).
+    """
+
+    def __init__(self, X, y, weights, offset, terms):
+        order = np.argsort(terms[0].codes, kind="stable")
+        positive = weights > 0
+        self.n = int(positive.sum())
+        self.p = X.shape[1]
+        self.w = weights[order]
+        self.XT = np.ascontiguousarray(X[order].T)
+        self.r = (y - offset)[order]
+        self.ZT = [np.ascontiguousarray(t.Z[order].T) for t in terms]
+        self.q = [t.Z.shape[1] for t in terms]
+        self.layout = RandomEffectsLayout([np.asarray(t.codes)[order] for t in terms], [t.n_levels for t in terms], self.q)
+        self.theta_index = [(np.asarray(t.theta_rows), np.asarray(t.theta_cols)) for t in terms]
+        bounds = np.cumsum([0] + [r.size for r, _ in self.theta_index])
+        self.theta_slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.XWX = (self.XT * self.w) @ self.XT.T
+        self.XWy = self.XT @ (self.w * self.r)
+        self.yWy = float(np.dot(self.w, self.r * self.r))
+        self.sum_log_w = float(np.sum(np.log(weights[positive])))
+
+    @property
+    def n_theta(self) -> int:
+        return self.theta_slices[-1].stop
+
+    @property
+    def theta_diagonal(self) -> np.ndarray:
+        return np.concatenate([r == c for r, c in self.theta_index])
+
+    def lambda_(self, theta) -> list[np.ndarray]:
+        out = []
+        for q, (rows, cols), sl in zip(self.q, self.theta_index, self.theta_slices):
+            lam = np.zeros((q, q))
+            lam[rows, cols] = theta[sl]
+            out.append(lam)
+        return out
+
+    def random_effects(self, theta, u) -> list[np.ndarray]:
+        """``b_k = U_k Lambda_k^T`` (relative to sigma) for every term."""
+        return [U @ lam.T for U, lam in zip(self.layout.split(u), self.lambda_(theta))]
+
+    def solve(self, theta):
+        """Penalised least squares at theta: (beta, u, r2, logdet A, RX^T RX)."""
+        lay = self.layout
+        ZlT = [lam.T @ ZT for lam, ZT in zip(self.lambda_(theta), self.ZT)]
+        factor = lay.factor(self.w, ZlT)
+        K = np.column_stack([lay.cross_product(self.w * x, ZlT) for x in self.XT])
+        c = lay.cross_product(self.w * self.r, ZlT)
+        AinvK = factor.solve_many(K)
+        Ainvc = factor.solve(c)
+        RXtRX = self.XWX - K.T @ AinvK
+        beta = np.linalg.solve(RXtRX, self.XWy - K.T @ Ainvc)
+        u = Ainvc - AinvK @ beta
+        r2 = max(self.yWy - float(c @ u) - float(self.XWy @ beta), 1e-300)
+        return beta, u, r2, factor.logdet(), RXtRX
+
+    def deviance(self, theta, reml: bool) -> float:
+        """Profiled deviance (ML) or REML criterion at theta (eq. 10)."""
+        return _profiled_deviance(self, theta, reml)
 
 
 def _central_gradient(fun, x, h=1e-6):
@@ -161,7 +242,7 @@ def fit_lmm(problem: LMMProblem, *, reml: bool = True, max_iter: int = 500, verb
     def fun(theta):
         return objective(theta), _central_gradient(objective, theta)
 
-    diag = problem.theta_rows == problem.theta_cols
+    diag = problem.theta_diagonal
     bounds = [(0.0, None) if d else (None, None) for d in diag]
     theta = np.where(diag, 1.0, 0.0)
     n_iter = 0
@@ -186,7 +267,6 @@ def fit_lmm(problem: LMMProblem, *, reml: bool = True, max_iter: int = 500, verb
     beta, u, r2, _, RXtRX = problem.solve(theta)
     dof = problem.n - problem.p if reml else problem.n
     sigma2 = r2 / dof
-    lam = lambda_from_theta(theta, problem.q)
     grad = _central_gradient(objective, theta)
     free = ~(diag & (theta <= 1e-8) & (grad > 0))
     max_grad = float(np.max(np.abs(grad[free]))) if np.any(free) else 0.0
@@ -198,7 +278,7 @@ def fit_lmm(problem: LMMProblem, *, reml: bool = True, max_iter: int = 500, verb
         beta=beta,
         sigma=float(np.sqrt(sigma2)),
         u=u,
-        b=u @ lam.T,
+        b=problem.random_effects(theta, u),
         deviance=float(f),
         vcov_beta=sigma2 * np.linalg.inv(RXtRX),
         reml=reml,

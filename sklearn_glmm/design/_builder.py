@@ -1,9 +1,22 @@
-"""Build the fixed-effects matrix and the random-effects term from X and groups.
+"""Build the fixed-effects matrix and the random-effects terms from X and groups.
 
 :class:`DesignBuilder` is fitted once (``fit`` remembers the column names, the
-grouping factor's name and its levels) and then rebuilds the same columns for
-new data (``transform``), where a level unseen in fit gets code ``-1`` and so a
-random effect of zero (lme4's ``allow.new.levels = TRUE``).
+grouping factors' names and their levels) and then rebuilds the same columns
+for new data (``transform``), where a level unseen in fit gets code ``-1`` and
+so a random effect of zero for that factor only (lme4's
+``allow.new.levels = TRUE``).
+
+``groups`` holds the grouping columns: a Series or 1-D array for one factor,
+a DataFrame whose columns are named as in ``random_effects`` for several (a
+2-D array's columns are taken in the order the factors first appear in
+``random_effects``). A factor ``a:b`` (from nesting, ``(1 | a/b)``) is built
+from the columns ``a`` and ``b``: one level per observed pair.
+
+Bars on the same factor become one :class:`RandomEffectTerm` (``||`` gives a
+diagonal ``Lambda``), and terms are ordered by decreasing number of levels,
+the order the engine needs (largest factor block diagonal). ``theta_order_``
+maps the engine's theta to lme4's order (bars by decreasing number of levels),
+in which ``theta_``, ``varcorr_`` and intervals are reported.
 """
 
 from __future__ import annotations
@@ -17,7 +30,7 @@ from ._spec import INTERCEPT, RandomEffectSpec, parse_random_effects
 from ._terms import RandomEffectTerm
 from ..utils._validation import check_group_labels, warn_on_text_label_matches
 
-__all__ = ["DesignBuilder", "Design", "groups_to_series", "independent_columns"]
+__all__ = ["DesignBuilder", "Design", "groups_to_series", "groups_to_frame", "independent_columns"]
 
 DEFAULT_GROUP_NAME = "group"
 
@@ -67,6 +80,78 @@ def groups_to_series(groups: object, n_samples: int) -> pd.Series:
     return series.reset_index(drop=True)
 
 
+def groups_to_frame(groups: object, n_samples: int, factor_columns: list[str]) -> pd.DataFrame:
+    """The grouping columns as a DataFrame with one column per name in ``factor_columns``.
+
+    ``factor_columns`` are the grouping columns ``random_effects`` names, in
+    order of first appearance (empty for the short form ``"1 + x"``, which
+    takes the one column of ``groups`` whatever its name).
+
+    Raises
+    ------
+    ValueError
+        If a needed column is missing, the shape does not fit, labels are
+        missing, or the length differs from ``n_samples``.
+    """
+    several = (isinstance(groups, pd.DataFrame) and groups.shape[1] > 1) or (
+        not isinstance(groups, (pd.DataFrame, pd.Series)) and np.ndim(groups) == 2 and np.shape(groups)[1] > 1
+    )
+    if several and not factor_columns:
+        raise ValueError(
+            f"groups has {np.shape(groups)[1]} columns, but random_effects does not name its "
+            "grouping factors, so groups must be one-dimensional (one label per row). For "
+            "several factors name them, e.g. '(1 | subject) + (1 | item)'."
+        )
+    if isinstance(groups, pd.DataFrame) and groups.shape[1] > 1:
+        missing = [c for c in factor_columns if c not in groups.columns]
+        if missing:
+            raise ValueError(
+                f"groups has columns {list(map(str, groups.columns))} but random_effects "
+                f"needs {missing}; pass groups with a column per grouping factor."
+            )
+        frame = groups[factor_columns]
+    elif not isinstance(groups, (pd.DataFrame, pd.Series)) and np.ndim(groups) == 2 and np.shape(groups)[1] > 1:
+        array = np.asarray(groups)
+        if array.shape[1] != len(factor_columns):
+            raise ValueError(
+                f"groups has {array.shape[1]} columns but random_effects uses the grouping "
+                f"factors {factor_columns}; pass one column per factor (a DataFrame with those "
+                "column names is safest)."
+            )
+        frame = pd.DataFrame(array, columns=factor_columns)
+    else:
+        series = groups_to_series(groups, n_samples)
+        if len(factor_columns) > 1:
+            raise ValueError(
+                f"random_effects uses the grouping factors {factor_columns} but groups has one "
+                "column; pass groups as a DataFrame with those columns (or set group_column "
+                "to a list of column names of X)."
+            )
+        name = factor_columns[0] if factor_columns else None
+        if name is not None and series.name is not None and str(series.name) != name:
+            raise ValueError(
+                f"random_effects groups by {name!r} but groups is named "
+                f"{str(series.name)!r}; rename one of them so they agree."
+            )
+        return series.to_frame(name if name is not None else (series.name if series.name is not None else DEFAULT_GROUP_NAME))
+    frame = frame.reset_index(drop=True)
+    frame.columns = [str(c) for c in frame.columns]
+    for column in frame.columns:
+        groups_to_series(frame[column].rename(column), n_samples)  # length, missing and infinite labels
+    return frame
+
+
+def _factor_labels(frame: pd.DataFrame, factor: str) -> pd.Series:
+    """The labels of one factor; ``a:b`` joins the columns' labels as text, as R's ``a:b``."""
+    columns = factor.split(":")
+    if len(columns) == 1:
+        return frame[columns[0]]
+    labels = frame[columns[0]].astype(str)
+    for column in columns[1:]:
+        labels = labels + ":" + frame[column].astype(str)
+    return labels.rename(factor)
+
+
 def _sorted_levels(values: pd.Series) -> pd.Index:
     levels = pd.Index(pd.unique(values))
     try:
@@ -110,12 +195,22 @@ class Design:
     ----------
     X : ndarray of shape (n, p)
         Fixed-effects matrix, intercept column first.
-    term : RandomEffectTerm or None
-        The random-effects term, ``None`` when there are no groups.
+    terms : list of RandomEffectTerm
+        One per grouping factor, most levels first; empty when there are no
+        groups.
     """
 
     X: np.ndarray
-    term: RandomEffectTerm | None
+    terms: list[RandomEffectTerm]
+
+    @property
+    def term(self) -> RandomEffectTerm | None:
+        """The single term of a one-factor model (None without groups)."""
+        if not self.terms:
+            return None
+        if len(self.terms) > 1:
+            raise AttributeError("this design has several grouping factors; use Design.terms")
+        return self.terms[0]
 
 
 class DesignBuilder:
@@ -128,7 +223,15 @@ class DesignBuilder:
     """
 
     def __init__(self, random_effects: str):
-        self.spec: RandomEffectSpec = parse_random_effects(random_effects)
+        self.bars: tuple[RandomEffectSpec, ...] = parse_random_effects(random_effects)
+
+    @property
+    def factor_columns(self) -> list[str]:
+        """Grouping columns named in ``random_effects``, in order of first appearance."""
+        out: list[str] = []
+        for bar in self.bars:
+            out += [c for c in bar.factor_columns if c not in out]
+        return out
 
     # -- fit ------------------------------------------------------------------
     def fit(
@@ -138,7 +241,7 @@ class DesignBuilder:
         groups: object | None,
         sample_weight: np.ndarray | None = None,
     ) -> Design:
-        """Fix names, kept columns and levels from the training data.
+        """Fix names, kept columns, factors and levels from the training data.
 
         Fixed-effect columns that are linearly dependent on earlier ones
         (constant, duplicated, collinear) are dropped, as lme4 does; their
@@ -152,67 +255,110 @@ class DesignBuilder:
         self.keep_ = independent_columns(full * np.sqrt(w)[:, None])
         self.fixef_names_ = [n for n, k in zip(all_names, self.keep_) if k]
         self.dropped_ = [n for n, k in zip(all_names, self.keep_) if not k]
-        missing = [c for c in self.spec.columns if c not in self.feature_names_]
+        missing = sorted({c for bar in self.bars for c in bar.columns if c not in self.feature_names_})
         if missing:
             raise ValueError(
                 f"random_effects names column(s) {missing} that are not in X; X has "
                 f"columns {self.feature_names_}. Random slopes must be columns of X."
             )
-        self.slope_index_ = [self.feature_names_.index(c) for c in self.spec.columns]
         if groups is None:
-            self.factor_ = self.spec.factor or DEFAULT_GROUP_NAME
-            self.levels_ = None
-            return Design(full[:, self.keep_], None)
-        series = groups_to_series(groups, X.shape[0])
-        name = None if series.name is None else str(series.name)
-        if self.spec.factor is not None and name is not None and name != self.spec.factor:
-            raise ValueError(
-                f"random_effects groups by {self.spec.factor!r} but groups is named "
-                f"{name!r}; rename one of them so they agree."
-            )
-        self.factor_ = self.spec.factor or name or DEFAULT_GROUP_NAME
-        self.levels_ = _sorted_levels(series)
-        return Design(full[:, self.keep_], self._term(X, series))
+            self.factors_, self.levels_ = [], {}
+            return Design(full[:, self.keep_], [])
+        frame = groups_to_frame(groups, X.shape[0], self.factor_columns)
+        if self.bars[0].factor is None:  # short form: the factor is groups' one column
+            self.bars = (RandomEffectSpec(self.bars[0].columns, self.bars[0].intercept, str(frame.columns[0])),)
+        # one term per factor, in order of first appearance, then most levels first
+        factors: list[str] = []
+        for bar in self.bars:
+            if bar.factor not in factors:
+                factors.append(bar.factor)
+        self.levels_ = {f: _sorted_levels(_factor_labels(frame, f)) for f in factors}
+        self.factors_ = sorted(factors, key=lambda f: -len(self.levels_[f]))
+        self._set_theta_order()
+        return Design(full[:, self.keep_], self._terms(X, frame))
+
+    def _set_theta_order(self) -> None:
+        """Engine theta (terms by levels, bars of a factor together) -> lme4's order.
+
+        lme4 orders bars by decreasing number of levels when they are not
+        already in that order (``mkReTrms``: ``rev(order(nl))``).
+        """
+        n_levels = np.array([len(self.levels_[bar.factor]) for bar in self.bars])
+        bar_order = np.arange(len(self.bars))
+        if np.any(np.diff(n_levels) > 0):
+            bar_order = np.argsort(n_levels, kind="stable")[::-1]
+        position, display, start = {}, {}, 0
+        for factor in self.factors_:
+            same = [j for j, bar in enumerate(self.bars) if bar.factor == factor]
+            for rank, j in enumerate(same):
+                size = len(self.bars[j].term_names)
+                position[j] = np.arange(start, start + size * (size + 1) // 2)
+                display[j] = factor if rank == 0 else f"{factor}.{rank}"  # lme4's "g", "g.1"
+                start += size * (size + 1) // 2
+        self.theta_order_ = np.concatenate([position[j] for j in bar_order])
+        #: per bar in lme4's order: (group name, term names, slice of the reported theta)
+        self.report_bars_ = []
+        start = 0
+        for j in bar_order:
+            k = position[j].size
+            self.report_bars_.append((display[j], self.bars[j].term_names, slice(start, start + k)))
+            start += k
 
     # -- transform ------------------------------------------------------------
     def transform(self, X: np.ndarray, groups: object | None) -> Design:
         """Rebuild the design for new rows; unseen levels get code ``-1``.
 
-        Without ``groups`` every row counts as unseen (code ``-1``): the term
-        still carries the rows' random-effect covariates, which marginal
+        Without ``groups`` every row counts as unseen (code ``-1``): the terms
+        still carry the rows' random-effect covariates, which marginal
         predictions need.
         """
-        if self.levels_ is None:
-            return Design(self._fixed(X), None)
-        series = None if groups is None else groups_to_series(groups, X.shape[0])
-        warn_on_text_label_matches(self.levels_, series)  # 7 vs '7': lme4 levels are text
-        return Design(self._fixed(X), self._term(X, series))
+        if not self.levels_:
+            return Design(self._fixed(X), [])
+        frame = None
+        columns = self.factor_columns
+        if groups is not None and len(columns) == 1 and not (isinstance(groups, pd.DataFrame) and groups.shape[1] > 1):
+            # one grouping column: its name at predict time does not matter
+            frame = groups_to_series(groups, X.shape[0]).rename(columns[0]).to_frame()
+        elif groups is not None:
+            frame = groups_to_frame(groups, X.shape[0], columns)
+        return Design(self._fixed(X), self._terms(X, frame))
 
     # -- helpers --------------------------------------------------------------
     def formula(self, response: str) -> str:
         """The model in lme4's formula syntax."""
         fixed = " + ".join(self.feature_names_) if self.feature_names_ else "1"
-        if self.levels_ is None:
+        if not self.levels_:
             return f"{response} ~ {fixed}"
-        return f"{response} ~ {fixed} + {self.spec.to_formula(self.factor_)}"
+        return f"{response} ~ {fixed} + " + " + ".join(bar.to_formula(bar.factor) for bar in self.bars)
 
     def _fixed(self, X: np.ndarray) -> np.ndarray:
         full = np.column_stack([np.ones(X.shape[0]), X]) if X.shape[1] else np.ones((X.shape[0], 1))
         return full[:, self.keep_]
 
-    def _term(self, X: np.ndarray, series: pd.Series | None) -> RandomEffectTerm:
-        if series is None:
-            codes = np.full(X.shape[0], -1, dtype=np.int64)
-        else:
-            codes = self.levels_.get_indexer(series.to_numpy()).astype(np.int64)
-        columns = ([np.ones(X.shape[0])] if self.spec.intercept else []) + [
-            X[:, j] for j in self.slope_index_
-        ]
-        Z = np.ascontiguousarray(np.column_stack(columns), dtype=float)
-        return RandomEffectTerm(
-            factor=self.factor_,
-            term_names=self.spec.term_names,
-            codes=codes,
-            Z=Z,
-            n_levels=len(self.levels_),
-        )
+    def _terms(self, X: np.ndarray, frame: pd.DataFrame | None) -> list[RandomEffectTerm]:
+        terms = []
+        for factor in self.factors_:
+            levels = self.levels_[factor]
+            if frame is None:
+                codes = np.full(X.shape[0], -1, dtype=np.int64)
+            else:
+                labels = _factor_labels(frame, factor)
+                warn_on_text_label_matches(levels, labels)  # 7 vs '7': lme4 levels are text
+                codes = levels.get_indexer(labels.to_numpy()).astype(np.int64)
+            bars = [bar for bar in self.bars if bar.factor == factor]
+            names = [name for bar in bars for name in bar.term_names]
+            columns = [
+                np.ones(X.shape[0]) if name == INTERCEPT else X[:, self.feature_names_.index(name)]
+                for name in names
+            ]
+            terms.append(
+                RandomEffectTerm(
+                    factor=factor,
+                    term_names=names,
+                    codes=codes,
+                    Z=np.ascontiguousarray(np.column_stack(columns), dtype=float),
+                    n_levels=len(levels),
+                    bar_sizes=None if len(bars) == 1 else tuple(len(bar.term_names) for bar in bars),
+                )
+            )
+        return terms

@@ -10,7 +10,13 @@ factor's name:
 ``"1 + day_centered"``             short form for a single grouping factor whose
                                    name comes from ``groups``
 ``"1"``                            random intercept (the default)
+``"(1 | subject) + (1 | item)"``   crossed factors (several bars)
+``"(1 | clinic/user)"``            nested: ``(1 | clinic) + (1 | clinic:user)``
+``"(1 + x || user)"``              uncorrelated: ``(1 | user) + (0 + x | user)``
 =============================== ===============================================
+
+A factor written ``a:b`` is the interaction of two grouping columns (one level
+per observed pair), which is what nesting expands to.
 
 The parser only reads the string; whether the names exist in ``X`` and
 ``groups`` is checked by :mod:`sklearn_glmm.design._builder`.
@@ -25,6 +31,7 @@ __all__ = ["RandomEffectSpec", "parse_random_effects", "INTERCEPT"]
 
 INTERCEPT = "(Intercept)"
 _IDENTIFIER = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+_FACTOR = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*(:[A-Za-z_.][A-Za-z0-9_.]*)*$")
 
 
 @dataclass(frozen=True)
@@ -39,12 +46,22 @@ class RandomEffectSpec:
         Whether the bar has a random intercept.
     factor : str or None
         Name of the grouping factor; ``None`` for the short form, in which the
-        name is taken from ``groups``.
+        name is taken from ``groups``. ``"a:b"`` is the interaction of the
+        grouping columns ``a`` and ``b``.
+    correlated : bool
+        False for the bars that ``||`` expands into (only changes how the
+        model is written back as a formula).
     """
 
     columns: tuple[str, ...]
     intercept: bool
     factor: str | None
+    correlated: bool = True
+
+    @property
+    def factor_columns(self) -> tuple[str, ...]:
+        """The grouping columns the factor is made of (``"a:b"`` -> ``("a", "b")``)."""
+        return () if self.factor is None else tuple(self.factor.split(":"))
 
     @property
     def term_names(self) -> list[str]:
@@ -62,58 +79,42 @@ class RandomEffectSpec:
 def _bad(spec: str, why: str) -> ValueError:
     return ValueError(
         f"Cannot parse random_effects={spec!r}: {why}. Use lme4's bar syntax, e.g. "
-        "'(1 + x | group)', or the short form '1 + x' for a single grouping factor."
+        "'(1 + x | group)' or '(1 | subject) + (1 | item)', or the short form '1 + x' "
+        "for a single grouping factor."
     )
 
 
-def parse_random_effects(spec: object) -> RandomEffectSpec:
-    """Parse ``random_effects`` into a :class:`RandomEffectSpec`.
+def _split_bars(spec: str, text: str) -> list[str]:
+    """The parenthesised bars of ``(a | g) + (b || h)``, without their parentheses."""
+    bars, depth, start, between = [], 0, 0, []
+    last = 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            if depth == 0:
+                between.append(text[last:i])
+                start = i + 1
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise _bad(spec, "unbalanced parentheses")
+            if depth == 0:
+                bars.append(text[start:i])
+                last = i + 1
+    if depth != 0:
+        raise _bad(spec, "unbalanced parentheses")
+    between.append(text[last:])
+    if not bars:
+        raise _bad(spec, "a bar must be enclosed in parentheses")
+    if between[0].strip() or between[-1].strip() or any(sep.strip() != "+" for sep in between[1:-1]):
+        raise _bad(spec, "bars must be enclosed in parentheses and joined by '+'")
+    return bars
 
-    Parameters
-    ----------
-    spec : str
-        See the module docstring for the accepted forms.
 
-    Returns
-    -------
-    RandomEffectSpec
-
-    Raises
-    ------
-    TypeError
-        If ``spec`` is not a string.
-    ValueError
-        If the string is not valid bar syntax, names a term twice, has no term
-        at all, or asks for something not supported (several bars, ``||``,
-        nested factors).
-    """
-    if not isinstance(spec, str):
-        raise TypeError(
-            f"random_effects must be a string such as '1' or '(1 + x | group)'; "
-            f"got {type(spec).__name__}."
-        )
-    text = spec.strip()
-    if not text:
-        raise _bad(spec, "it is empty")
-    factor = None
-    if "|" in text:
-        if text.count("|") > 1 or text.count("(") > 1:
-            if "||" in text:
-                raise _bad(spec, "uncorrelated terms '||' are not supported yet")
-            raise _bad(spec, "several bars (grouping factors) are not supported yet")
-        if not (text.startswith("(") and text.endswith(")")):
-            raise _bad(spec, "a bar must be enclosed in parentheses")
-        lhs, rhs = (part.strip() for part in text[1:-1].split("|"))
-        if "/" in rhs or ":" in rhs:
-            raise _bad(spec, "nested or interacted grouping factors are not supported yet")
-        if not _IDENTIFIER.match(rhs):
-            raise _bad(spec, f"{rhs!r} is not a grouping-factor name")
-        factor = rhs
-    else:
-        lhs = text[1:-1].strip() if text.startswith("(") and text.endswith(")") else text
+def _parse_terms(spec: str, lhs: str) -> tuple[bool, list[str]]:
+    """The left of a bar: (random intercept?, slope columns)."""
     if not lhs:
         raise _bad(spec, "the left of the bar is empty")
-
     intercept = True
     columns: list[str] = []
     tokens = [tok.strip() for tok in re.split(r"(?=[+-])", lhs) if tok.strip()]
@@ -135,4 +136,73 @@ def parse_random_effects(spec: object) -> RandomEffectSpec:
             columns.append(name)
     if not intercept and not columns:
         raise _bad(spec, "it has no random-effect term")
-    return RandomEffectSpec(columns=tuple(columns), intercept=intercept, factor=factor)
+    return intercept, columns
+
+
+def _parse_bar(spec: str, inner: str) -> list[RandomEffectSpec]:
+    """One bar, expanded: nesting ``a/b`` into ``a`` and ``a:b``, ``||`` into one bar per term."""
+    uncorrelated = "||" in inner
+    parts = inner.split("||") if uncorrelated else inner.split("|")
+    if len(parts) != 2:
+        raise _bad(spec, f"({inner}) must have exactly one bar '|' or '||'")
+    lhs, rhs = (part.strip() for part in parts)
+    intercept, columns = _parse_terms(spec, lhs)
+    nested = [part.strip() for part in rhs.split("/")]
+    for part in nested:
+        if not _FACTOR.match(part):
+            raise _bad(spec, f"{rhs!r} is not a grouping-factor name (or 'a/b' for b nested in a)")
+    factors = [":".join(nested[: k + 1]) for k in range(len(nested))]
+    if uncorrelated:
+        pieces = ([(True, ())] if intercept else []) + [(False, (c,)) for c in columns]
+    else:
+        pieces = [(intercept, tuple(columns))]
+    return [
+        RandomEffectSpec(columns=cols, intercept=icpt, factor=f, correlated=not uncorrelated)
+        for f in factors
+        for icpt, cols in pieces
+    ]
+
+
+def parse_random_effects(spec: object) -> tuple[RandomEffectSpec, ...]:
+    """Parse ``random_effects`` into its bars.
+
+    Parameters
+    ----------
+    spec : str
+        See the module docstring for the accepted forms.
+
+    Returns
+    -------
+    tuple of RandomEffectSpec
+        One per bar after expansion of nesting (``a/b``) and ``||``, in the
+        order written.
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` is not a string.
+    ValueError
+        If the string is not valid bar syntax, names a term twice (in one
+        bar, or in two bars of the same factor), or has no term at all.
+    """
+    if not isinstance(spec, str):
+        raise TypeError(
+            f"random_effects must be a string such as '1' or '(1 + x | group)'; "
+            f"got {type(spec).__name__}."
+        )
+    text = spec.strip()
+    if not text:
+        raise _bad(spec, "it is empty")
+    if "|" not in text:
+        lhs = text[1:-1].strip() if text.startswith("(") and text.endswith(")") else text
+        intercept, columns = _parse_terms(spec, lhs)
+        return (RandomEffectSpec(columns=tuple(columns), intercept=intercept, factor=None),)
+    bars = [bar for inner in _split_bars(spec, text) for bar in _parse_bar(spec, inner)]
+    seen: dict[str, set] = {}
+    for bar in bars:
+        names = seen.setdefault(bar.factor, set())
+        repeated = names.intersection(bar.term_names)
+        if repeated:
+            raise _bad(spec, f"term {sorted(repeated)[0]!r} appears twice for the factor {bar.factor!r}")
+        names.update(bar.term_names)
+    return tuple(bars)

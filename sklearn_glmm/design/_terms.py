@@ -15,8 +15,7 @@ lme4's order: for q = 2, ``[L11, L21, L22]``. The diagonal is bounded below by
 0; off-diagonal entries are free. ``Sigma = Lambda Lambda^T`` (times the
 dispersion for families that have one).
 
-Several grouping factors will be a list of such terms; nothing here assumes
-there is only one.
+Several grouping factors are a list of such terms, one per factor.
 """
 
 from __future__ import annotations
@@ -48,12 +47,16 @@ def lambda_from_theta(theta: np.ndarray, q: int) -> np.ndarray:
 
 @dataclass
 class RandomEffectTerm:
-    """A random-effects term for one grouping factor (see the module docstring).
+    """The random effects of one grouping factor (see the module docstring).
+
+    All bars on the same factor are one term: ``(1 + x || g)`` is a term with
+    ``q = 2`` whose ``Lambda`` is diagonal, so the factor's levels stay one
+    block each.
 
     Attributes
     ----------
     factor : str
-        Name of the grouping factor.
+        Name of the grouping factor (``"a:b"`` for an interaction).
     term_names : list of str
         ``"(Intercept)"`` and/or X column names, one per column of ``Z``.
     codes : ndarray of shape (n,)
@@ -62,6 +65,9 @@ class RandomEffectTerm:
         Term covariates of each row.
     n_levels : int
         Number of levels seen in fit.
+    bar_sizes : tuple of int or None
+        Number of columns of each bar on this factor, in order; ``None`` for
+        one bar (a full lower-triangular ``Lambda``).
     """
 
     factor: str
@@ -69,6 +75,7 @@ class RandomEffectTerm:
     codes: np.ndarray
     Z: np.ndarray
     n_levels: int
+    bar_sizes: tuple[int, ...] | None = None
 
     @property
     def q(self) -> int:
@@ -76,37 +83,54 @@ class RandomEffectTerm:
         return self.Z.shape[1]
 
     @property
-    def n_theta(self) -> int:
-        """Number of covariance parameters, ``q (q + 1) / 2``."""
-        return self.q * (self.q + 1) // 2
+    def sizes(self) -> tuple[int, ...]:
+        return (self.q,) if self.bar_sizes is None else tuple(self.bar_sizes)
 
     @property
-    def theta_lower(self) -> np.ndarray:
-        """Lower bounds of theta: 0 on the diagonal of Lambda, -inf elsewhere."""
-        rows, cols = theta_index(self.q)
-        return np.where(rows == cols, 0.0, -np.inf)
+    def theta_rows_cols(self) -> tuple[np.ndarray, np.ndarray]:
+        """Position in ``Lambda`` of each theta element: bar by bar, lme4's order within a bar."""
+        rows, cols, start = [], [], 0
+        for size in self.sizes:
+            r, c = theta_index(size)
+            rows.append(r + start)
+            cols.append(c + start)
+            start += size
+        return np.concatenate(rows), np.concatenate(cols)
+
+    @property
+    def n_theta(self) -> int:
+        """Number of covariance parameters."""
+        return sum(size * (size + 1) // 2 for size in self.sizes)
 
     @property
     def theta_start(self) -> np.ndarray:
         """lme4's start: ``Lambda = I``."""
-        rows, cols = theta_index(self.q)
+        rows, cols = self.theta_rows_cols
         return np.where(rows == cols, 1.0, 0.0)
+
+    @property
+    def bar_names(self) -> list[str]:
+        """lme4's group name of each bar: the factor, then ``factor.1``, ``factor.2`` ..."""
+        return [self.factor if j == 0 else f"{self.factor}.{j}" for j in range(len(self.sizes))]
 
     @property
     def theta_names(self) -> list[str]:
         """lme4's names, e.g. ``"user_id.day_centered.(Intercept)"``."""
-        rows, cols = theta_index(self.q)
-        names = []
-        for r, c in zip(rows, cols):
-            if r == c:
-                names.append(f"{self.factor}.{self.term_names[r]}")
-            else:
-                names.append(f"{self.factor}.{self.term_names[r]}.{self.term_names[c]}")
+        names, start = [], 0
+        for bar, size in zip(self.bar_names, self.sizes):
+            terms = self.term_names[start : start + size]
+            rows, cols = theta_index(size)
+            for r, c in zip(rows, cols):
+                names.append(f"{bar}.{terms[r]}" if r == c else f"{bar}.{terms[r]}.{terms[c]}")
+            start += size
         return names
 
     def lambda_(self, theta: np.ndarray) -> np.ndarray:
         """``Lambda(theta)``, the relative Cholesky factor."""
-        return lambda_from_theta(theta, self.q)
+        rows, cols = self.theta_rows_cols
+        lam = np.zeros((self.q, self.q))
+        lam[rows, cols] = theta
+        return lam
 
     def linear_predictor(self, b: np.ndarray) -> np.ndarray:
         """Row contributions ``z_i^T b_{g(i)}``; rows of unseen levels get 0.

@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..design import lambda_from_theta
 
-__all__ = ["VARCORR_COLUMNS", "varcorr_table"]
+__all__ = ["VARCORR_COLUMNS", "varcorr_table", "varcorr_table_bars"]
 
 VARCORR_COLUMNS = ["group", "var1", "var2", "vcov", "sdcor"]
 
@@ -36,16 +36,23 @@ def varcorr_table(
         Columns ``group, var1, var2, vcov, sdcor``: variances with their SDs
         (``var2`` NaN), covariances with their correlations.
     """
-    q = len(term_names)
-    lam = lambda_from_theta(np.asarray(theta, dtype=float), q)
-    cov = scale * lam @ lam.T
-    sd = np.sqrt(np.diag(cov))
-    rows = [(factor, term_names[j], np.nan, cov[j, j], sd[j]) for j in range(q)]
-    for j in range(q):
-        for k in range(j + 1, q):
-            denom = sd[j] * sd[k]
-            corr = cov[k, j] / denom if denom > 0 else np.nan
-            rows.append((factor, term_names[j], term_names[k], cov[k, j], corr))
+    return varcorr_table_bars([(factor, list(term_names), np.asarray(theta, dtype=float))], scale, sigma)
+
+
+def varcorr_table_bars(bars, scale: float = 1.0, sigma: float | None = None) -> pd.DataFrame:
+    """:func:`varcorr_table` for several bars ``[(group, term_names, theta), ...]``, in order."""
+    rows = []
+    for factor, term_names, theta in bars:
+        q = len(term_names)
+        lam = lambda_from_theta(np.asarray(theta, dtype=float), q)
+        cov = scale * lam @ lam.T
+        sd = np.sqrt(np.diag(cov))
+        rows += [(factor, term_names[j], np.nan, cov[j, j], sd[j]) for j in range(q)]
+        for j in range(q):
+            for k in range(j + 1, q):
+                denom = sd[j] * sd[k]
+                corr = cov[k, j] / denom if denom > 0 else np.nan
+                rows.append((factor, term_names[j], term_names[k], cov[k, j], corr))
     if sigma is not None:
         rows.append(("Residual", np.nan, np.nan, sigma**2, sigma))
     table = pd.DataFrame(rows, columns=VARCORR_COLUMNS)
