@@ -39,7 +39,7 @@ def rng() -> np.random.Generator:
 
 
 def reference_design(ref: dict, data: pd.DataFrame):
-    """Fixed-effect columns (intercept excluded) and the grouping factor of a case.
+    """Fixed-effect columns (intercept excluded) and the grouping factor(s) of a case.
 
     Builds each model-matrix column from the case's ``design`` spec: a product
     of indicators ``column == level`` and numeric columns, named as lme4 names
@@ -56,6 +56,9 @@ def reference_design(ref: dict, data: pd.DataFrame):
         {name: column(parts) for name, parts in ref["design"]["fixef"].items() if name != "(Intercept)"},
         index=data.index,
     )
-    (group, group_column), = ref["design"]["group_columns"].items()
+    columns = ref["design"]["group_columns"]
+    if len(columns) > 1:  # several grouping factors: a DataFrame named as in the formula
+        return X, pd.DataFrame({group: data[column] for group, column in columns.items()})
+    (group, group_column), = columns.items()
     groups = data[group_column].rename(group)
     return X, groups

@@ -11,7 +11,7 @@ factor's name:
                                    name comes from ``groups``
 ``"1"``                            random intercept (the default)
 ``"(1 | subject) + (1 | item)"``   crossed factors (several bars)
-``"(1 | clinic/user)"``            nested: ``(1 | clinic) + (1 | clinic:user)``
+``"(1 | clinic/user)"``            nested: ``(1 | clinic) + (1 | user:clinic)``
 ``"(1 + x || user)"``              uncorrelated: ``(1 | user) + (0 + x | user)``
 =============================== ===============================================
 
@@ -151,7 +151,8 @@ def _parse_bar(spec: str, inner: str) -> list[RandomEffectSpec]:
     for part in nested:
         if not _FACTOR.match(part):
             raise _bad(spec, f"{rhs!r} is not a grouping-factor name (or 'a/b' for b nested in a)")
-    factors = [":".join(nested[: k + 1]) for k in range(len(nested))]
+    # lme4 names the inner factor of a/b "b:a" (its levels "b-label:a-label")
+    factors = [":".join(reversed(nested[: k + 1])) for k in range(len(nested))]
     if uncorrelated:
         pieces = ([(True, ())] if intercept else []) + [(False, (c,)) for c in columns]
     else:

@@ -116,12 +116,12 @@ class RandomEffectTerm:
     @property
     def theta_names(self) -> list[str]:
         """lme4's names, e.g. ``"user_id.day_centered.(Intercept)"``."""
-        names, start = [], 0
-        for bar, size in zip(self.bar_names, self.sizes):
+        names, start, f = [], 0, self.factor
+        for size in self.sizes:
             terms = self.term_names[start : start + size]
             rows, cols = theta_index(size)
             for r, c in zip(rows, cols):
-                names.append(f"{bar}.{terms[r]}" if r == c else f"{bar}.{terms[r]}.{terms[c]}")
+                names.append(f"{f}.{terms[r]}" if r == c else f"{f}.{terms[r]}.{terms[c]}")
             start += size
         return names
 

@@ -153,7 +153,7 @@ class GLMMSummary:
             terms_seen.append(r["var1"])
             rows.append(row)
         lines = ["Random effects:"] + _table(rows, ["l", "l", "r", "r"] + (["l"] if has_corr else []))
-        groups = ", ".join(f"{k}, {v}" for k, v in self.n_groups.items())
+        groups = "; ".join(f"{k}, {v}" for k, v in self.n_groups.items())
         lines.append(f"Number of obs: {self.n_obs}, groups:  {groups}")
         return lines
 

@@ -182,16 +182,19 @@ def check_fit_data(estimator, design, y: np.ndarray, w: np.ndarray) -> None:
     why = _degenerate_response(family, y[positive], n_obs)
     if why is not None:
         raise ValueError(f"{name}: {why}.")
-    term = design.term
-    if term is None:
-        return
+    for term in design.terms:
+        _check_term_data(name, family, estimator, design, term, positive, n_obs)
+
+
+def _check_term_data(name, family, estimator, design, term, positive, n_obs) -> None:
+    """A factor with one level, or (Gaussian) more random effects than observations."""
     levels = np.unique(term.codes[positive])
     if levels.size == 1:
         raise ValueError(
-            f"{name}: groups has a single level among the rows with positive weight, and a "
-            "random-effect variance cannot be estimated from one group (lme4 refuses this "
-            "too: 'grouping factors must have > 1 sampled level'). Pass groups with at "
-            "least two levels, or fit without groups for the plain GLM."
+            f"{name}: the grouping factor {term.factor!r} has a single level among the rows with "
+            "positive weight, and a random-effect variance cannot be estimated from one group "
+            "(lme4 refuses this too: 'grouping factors must have > 1 sampled level'). Pass "
+            "groups with at least two levels, or fit without groups for the plain GLM."
         )
     if family.name == "gaussian":
         # the residual and the random effects are confounded (lmer's check.nobs.vs.nRE)
@@ -220,16 +223,18 @@ def warn_if_singular(estimator) -> None:
     """
     if not getattr(estimator, "singular_", False) or not estimator.ranef_:
         return
-    (factor, ranef), = estimator.ranef_.items()
-    q = ranef.shape[1]
-    rows, cols = np.tril_indices(q)
-    # theta lists Lambda's lower triangle column by column (lme4's order)
-    order = np.lexsort((rows, cols))
-    diag = np.flatnonzero(rows[order] == cols[order])
+    # lme4's isSingular: a diagonal element of a bar's Lambda (theta) below 1e-4;
+    # the element of term j is 0 when term j adds no variation beyond the earlier terms
     theta = np.asarray(estimator.theta_)
-    at_zero = [str(ranef.columns[rows[order][k]]) for k in diag if abs(theta[k]) < _SINGULAR_TOL]
-    what = f"the random-effect SD of {at_zero} by {factor!r} is (close to) 0" if at_zero else (
-        f"the random-effect covariance of {factor!r} is singular (a correlation of +-1)"
+    at_zero: dict[str, list[str]] = {}
+    for group, names, where in estimator._builder.report_bars_:
+        lower = [(r, c) for c in range(len(names)) for r in range(c, len(names))]  # lme4's theta order
+        for value, (r, c) in zip(theta[where], lower):
+            if r == c and abs(value) < _SINGULAR_TOL:
+                at_zero.setdefault(group, []).append(str(names[r]))
+    which = " and ".join(f"{names} by {group!r}" for group, names in at_zero.items())
+    what = f"the random-effect SD of {which} is (close to) 0" if at_zero else (
+        "a random-effect covariance matrix is singular (a correlation of +-1)"
     )
     warnings.warn(
         f"boundary (singular) fit: {what}, as lme4's isSingular. The data show no "
