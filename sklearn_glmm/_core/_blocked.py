@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg.blas import dsyrk
 
 from ._linalg import BlockCholesky, GroupIndex
 
@@ -133,8 +134,16 @@ class RandomEffectsLayout:
         A22 = np.tril(A22) + np.tril(A22, -1).T  # the loop filled one triangle per pair of components
         A22[np.diag_indices(m)] = np.diag(A22) + 1.0
         chol11 = BlockCholesky(A11)
-        B = _block_apply(chol11.inverse(), A12, q0)  # A11^{-1} A12
-        S = A22 - A12.T @ B
+        inv11 = chol11.inverse()
+        B = _block_apply(inv11, A12, q0)  # A11^{-1} A12
+        if q0 == 1:
+            # S = A22 - A12^T D A12 with D > 0 diagonal: a symmetric rank-k
+            # update (half the flops of the general product; it dominates the
+            # cost of a factorisation for a large first factor)
+            half = A12 * np.sqrt(inv11[:, 0, 0])[:, None]
+            S = dsyrk(-1.0, half.T, beta=1.0, c=np.asfortranarray(A22), lower=1)
+        else:
+            S = A22 - A12.T @ B
         return BlockedFactor(self, chol11, A12, B, cho_factor(S, lower=True))
 
 

@@ -85,10 +85,17 @@ def pirls_multilevel(family, y, w, eta_fixed, layout: RandomEffectsLayout, ZlT, 
     pdev = _objective(family, y, w, eta, mu, u)
     converged = False
     n_iter = 0
+    irls = factor = None
     for n_iter in range(1, PIRLS_MAX_ITER + 1):
         irls = family.irls_quantities(y, eta, w, mu)
         factor = layout.factor(irls.weights, ZlT)
         delta = factor.solve(layout.cross_product(irls.score, ZlT) - u)
+        if np.max(np.abs(delta)) < PIRLS_TOL:
+            # u is the mode to within the tolerance: keep it, and the factor
+            # at it (unlike the one-factor PIRLS, which takes the last tiny
+            # step and factorises again; a factorisation is the costly part here)
+            converged = True
+            break
         step_eta = layout.expand_dot(ZlT, delta)
         step = 1.0
         for _ in range(MAX_HALVINGS):
@@ -100,17 +107,16 @@ def pirls_multilevel(family, y, w, eta_fixed, layout: RandomEffectsLayout, ZlT, 
                 break
             step *= 0.5
         else:
-            break  # no decrease possible: at the mode to rounding precision
-        u, eta, mu, pdev = u_new, eta_new, mu_new, pdev_new
-        if np.max(np.abs(step * delta)) < PIRLS_TOL:
-            converged = True
+            # no decrease possible: at the mode to rounding precision
+            converged = bool(np.max(np.abs(delta)) < 1e-6)
             break
-    irls = family.irls_quantities(y, eta, w, mu)
-    factor = layout.factor(irls.laplace_weights, ZlT)
-    if not converged:
-        step_factor = layout.factor(irls.weights, ZlT)
-        residual = step_factor.solve(layout.cross_product(irls.score, ZlT) - u)
-        converged = bool(np.max(np.abs(residual)) < 1e-6)
+        u, eta, mu, pdev = u_new, eta_new, mu_new, pdev_new
+        irls = None
+    if irls is None:  # the loop ended on a step: quantities at the new u
+        irls = family.irls_quantities(y, eta, w, mu)
+        factor = None
+    if factor is None or irls.laplace_weights is not irls.weights:
+        factor = layout.factor(irls.laplace_weights, ZlT)
     return MultiLevelModes(u, eta, irls, factor, pdev, n_iter, converged)
 
 
