@@ -278,3 +278,22 @@ def test_binomial_regressor_with_trials_and_crossed_factors():
     long = BinomialGLMMRegressor("(1 | a) + (1 | b)").fit(np.empty((rows.size, 0)), yy, groups=groups.iloc[rows])
     np.testing.assert_allclose(agg.theta_, long.theta_, rtol=1e-5)
     np.testing.assert_allclose(agg.fixef_, long.fixef_, rtol=1e-6)
+
+
+def test_crossed_conditional_sds_and_residuals_match_lme4():
+    ref = load_reference("crossed_binary_sim")
+    data = load_reference_data(ref["data"], factors=["subject", "item"])
+    X, groups = reference_design(ref, data)
+    model = BinomialGLMMClassifier("(1 | subject) + (1 | item)").fit(X, data["y"], groups=groups)
+    condsd = model.ranef_condsd_
+    for factor in ("subject", "item"):
+        want = pd.Series({level: row["(Intercept)"] for level, row in ref["ranef_condsd"][factor].items()})
+        got = condsd[factor]["(Intercept)"].reindex(want.index)
+        np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=3e-3)
+    # Pearson residuals of the classifier use the fitted probabilities (not the labels)
+    pearson = model.residuals(X, data["y"], groups, kind="pearson")
+    np.testing.assert_allclose(pearson[:20], ref["pearson_resid"][:20], atol=2e-3)
+    with pytest.raises(NotImplementedError, match="several factors"):
+        model.confint("profile")
+    wald = model.confint("wald")
+    assert list(wald.index) == [".sig01", ".sig02", "(Intercept)", "x"]

@@ -244,6 +244,24 @@ class MultiLevelLaplaceProblem:
             )
         return grad_theta, grad_beta, grad_param
 
+    def conditional_covariances(self, theta, beta, u, dispersion: float = 1.0, param=None) -> list[np.ndarray]:
+        """``Var(b_{k,g} | y) ~= Lambda_k (A^{-1})_{kg,kg} Lambda_k^T`` per term: list of (G_k, q_k, q_k).
+
+        lme4's ``condVar``: the diagonal blocks of ``A^{-1}`` at the modes.
+        """
+        modes = self.modes(theta, beta, u, param)
+        inv11, _, inv22 = modes.chol.selected_inverse()
+        lay = self.layout
+        blocks = [inv11]
+        for k in range(1, lay.n_terms):
+            G, q = lay.n_levels[k], lay.q[k]
+            idx = (lay.starts[k] - lay.n_block) + np.arange(G)[:, None] * q + np.arange(q)
+            blocks.append(inv22[idx[:, :, None], idx[:, None, :]])
+        return [
+            dispersion * np.einsum("ab,gbc,dc->gad", lam, block, lam)
+            for lam, block in zip(self.lambda_(theta), blocks)
+        ]
+
     def beta_information(self, theta, modes: MultiLevelModes) -> np.ndarray:
         """Fisher information of beta with theta fixed: ``X^T W X - K^T A^{-1} K``."""
         W = modes.irls.weights

@@ -40,8 +40,9 @@ RESIDUAL_KINDS = ("response", "pearson", "deviance")
 
 def _response(model, X, y, groups, sample_weight, offset):
     """Checked ``y``, weights and the fitted mean at (X, groups)."""
-    mu = model.predict(X, groups=groups, offset=offset)
-    n = mu.shape[0]
+    # the fitted mean (a probability for the classifier, whose predict gives labels)
+    design, n = model._design_for(X, groups)
+    mu = model._mean(design, model._offset_or_none(offset, n))
     y = model._check_y(y, n)
     w = model._check_sample_weight(sample_weight, n)
     return y, w, mu
@@ -144,6 +145,11 @@ def simulate(model, X, groups=None, n_simulations: int = 1, random_state=None, c
     if offset is not None:
         eta_fixed = eta_fixed + np.asarray(offset, dtype=float)
     mixed = bool(model.ranef_)
+    if len(design.terms) > 1 or (mixed and design.terms[0].bar_sizes is not None):
+        raise NotImplementedError(
+            "simulate is implemented for one grouping factor with correlated terms; this "
+            "model has several factors (or '||' terms)."
+        )
     if mixed and groups is None:
         raise ValueError(
             "simulate needs groups for a mixed model (the random effects are drawn per group); "

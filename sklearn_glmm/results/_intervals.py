@@ -228,9 +228,12 @@ def ranef_condsd(model) -> dict:
         return {}
     problem, fit = _mixed_fit(model, "ranef_condsd_")
     param = getattr(fit, "param", None)
-    cov = conditional_covariance(problem, fit.theta, fit.beta, fit.u, _dispersion(model), param)
+    if hasattr(problem, "conditional_covariances"):  # several grouping factors
+        covs = problem.conditional_covariances(fit.theta, fit.beta, fit.u, _dispersion(model), param)
+    else:
+        covs = [conditional_covariance(problem, fit.theta, fit.beta, fit.u, _dispersion(model), param)]
     out = {}
-    for factor, frame in model.ranef_.items():
+    for (factor, frame), cov in zip(model.ranef_.items(), covs):
         sd = np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0))
         out[factor] = pd.DataFrame(sd, index=frame.index, columns=frame.columns)
     return out
@@ -261,6 +264,12 @@ def confint(
     if method == "wald":
         return wald_intervals(model.fixef_, model.fixef_se_, n_theta, level, parm)
     problem, fit = _mixed_fit(model, f"confint(method={method!r})")
+    if len(model.ranef_) > 1 or hasattr(problem, "layout"):
+        raise NotImplementedError(
+            f"confint(method={method!r}) is implemented for one grouping factor with "
+            "correlated terms; this model has several factors (or '||' terms). Use "
+            "method='wald' for the fixed effects."
+        )
     if method == "profile":
         table, profiles = profile_intervals(problem, fit, fixef_names, level, parm)
         table.attrs["profiles"] = profiles
