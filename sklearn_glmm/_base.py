@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from ._core._agq import MAX_AGQ, AGQProblem
 from ._core._laplace import LaplaceProblem
 from ._core._optimize import FitResult, fit_glm_ml, fit_laplace
 from .design import DesignBuilder, parse_random_effects
@@ -96,6 +97,7 @@ class _BaseGLMM(BaseEstimator):
         "group_column": [None, str, Integral, list],
         "new_groups": [StrOptions({"population", "marginal", "error"})],
         "se_method": [StrOptions({"hessian", "pirls"})],
+        "n_agq": [Interval(Integral, 1, MAX_AGQ, closed="both")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0.0, None, closed="neither")],
         "verbose": ["verbose"],
@@ -116,6 +118,7 @@ class _BaseGLMM(BaseEstimator):
         group_column=None,
         new_groups="population",
         se_method="hessian",
+        n_agq=1,
         max_iter=500,
         tol=1e-10,
         verbose=0,
@@ -124,6 +127,7 @@ class _BaseGLMM(BaseEstimator):
         self.group_column = group_column
         self.new_groups = new_groups
         self.se_method = se_method
+        self.n_agq = n_agq
         self.max_iter = max_iter
         self.tol = tol
         self.verbose = verbose
@@ -151,6 +155,11 @@ class _BaseGLMM(BaseEstimator):
     _wald_statistic = "z"
 
     def _method_description(self, mixed: bool) -> str:
+        if mixed and getattr(self, "n_agq", 1) > 1:
+            return (
+                "Generalized linear mixed model fit by maximum likelihood "
+                f"(Adaptive Gauss-Hermite quadrature, nAGQ = {self.n_agq})"
+            )
         if mixed:
             return "Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)"
         return "Generalized linear model fit by maximum likelihood (no groups given)"
@@ -260,6 +269,10 @@ class _BaseGLMM(BaseEstimator):
     def _fit_mixed(self, design, y, w, off) -> None:
         term = design.term
         problem = LaplaceProblem(self._family_, design.X, y, w, off, term.codes, term.Z, term.n_levels)
+        if getattr(self, "n_agq", 1) > 1:
+            # issue 7: the same problem with the quadrature deviance (true marginal
+            # scale); refuses anything but one scalar random effect, as lme4
+            problem = AGQProblem(problem, self.n_agq)
         result = fit_laplace(problem, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
         if result.param is not None:
             self._family_ = self._family_.with_param(result.param)
@@ -320,7 +333,8 @@ class _BaseGLMM(BaseEstimator):
             except np.linalg.LinAlgError:  # singular Hessian: use the PIRLS information below
                 vcov = np.full((nb, nb), np.nan)
             if np.all(np.diag(vcov) > 0) and np.all(np.isfinite(vcov)):
-                return 0.5 * (vcov + vcov.T), "Hessian of the Laplace deviance in (theta, beta)"
+                deviance = "AGQ" if getattr(self, "n_agq", 1) > 1 else "Laplace"
+                return 0.5 * (vcov + vcov.T), f"Hessian of the {deviance} deviance in (theta, beta)"
             warnings.warn(
                 "The Hessian of the deviance is not positive definite (a variance "
                 "at its boundary?); standard errors come from the PIRLS "
