@@ -145,6 +145,10 @@ class _BaseGLMM(BaseEstimator):
     def _check_weighted_y(self, y: np.ndarray, w: np.ndarray) -> None:
         """Checks that need the weights (the classifier's two classes)."""
 
+    def _design_builder(self) -> DesignBuilder:
+        """The builder of this model's design (the zero-inflated model adds its own columns)."""
+        return DesignBuilder(self.random_effects)
+
     def _set_param_attributes(self, family: Family) -> None:
         """Public attributes for the family's extra parameter (NB size, ...)."""
 
@@ -239,7 +243,7 @@ class _BaseGLMM(BaseEstimator):
         self._check_weighted_y(y, w)
         off = self._check_offset(offset, n)
 
-        self._builder = DesignBuilder(self.random_effects)
+        self._builder = self._design_builder()
         design = self._builder.fit(X, self._feature_names(), groups, w)
         check_fit_data(self, design, y, w)  # estimates that do not exist or are not identified
         if self._builder.dropped_:
