@@ -192,9 +192,21 @@ class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
         return y
 
     # -- fit ------------------------------------------------------------------
+    def _take_zero_inflation_design(self) -> np.ndarray:
+        """The training zero-inflation matrix, with lme4's warning for dropped columns."""
+        dropped = [n for n in self._builder.zi_dropped_ if n not in self._builder.dropped_]
+        if dropped:
+            warnings.warn(
+                f"Zero-inflation column(s) {dropped} are linearly dependent on earlier "
+                "zero-inflation columns and were dropped.",
+                UserWarning,
+                stacklevel=4,
+            )
+        return self._builder.pop_fit_zi()
+
     def _fit_mixed(self, design, y, w, off) -> None:
         term = design.term
-        X_zi = self._builder.pop_fit_zi()
+        X_zi = self._take_zero_inflation_design()
         problem = ZIPProblem(design.X, X_zi, y, w, off, term.codes, term.Z, term.n_levels)
         result = fit_laplace(problem, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
         p, nt = design.X.shape[1], result.theta.size
@@ -229,7 +241,7 @@ class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
         return self._joint_vcov[:p, :p], "Hessian of the Laplace deviance in (theta, beta, beta_zi)"
 
     def _fit_glm(self, Xd, y, w, off) -> None:
-        X_zi = self._builder.pop_fit_zi()
+        X_zi = self._take_zero_inflation_design()
         glm = fit_zip_glm(Xd, X_zi, y, w, off)
         vcov = _inverse_information(glm.information)
         vcov = 0.5 * (vcov + vcov.T)
