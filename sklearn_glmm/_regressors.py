@@ -360,7 +360,9 @@ BinomialGLMMRegressor.__doc__ = _doc(
 
 class GaussianLMMRegressor(_GLMMRegressor):
     _parameter_constraints = {
-        **{k: v for k, v in _BaseGLMM._parameter_constraints.items() if k not in ("se_method", "tol", "n_agq")},
+        **{
+            k: v for k, v in _BaseGLMM._parameter_constraints.items() if k not in ("se_method", "tol", "n_agq")
+        },
         "reml": ["boolean"],
     }
     _wald_statistic = "t"

@@ -73,7 +73,9 @@ class ZeroInflationDesignBuilder(DesignBuilder):
                 index.append(feature_names.index(item))
             elif isinstance(item, Integral) and not isinstance(item, bool):
                 if not -len(feature_names) <= item < len(feature_names):
-                    raise ValueError(f"zero_inflation position {item} is not a column of X ({len(feature_names)} columns).")
+                    raise ValueError(
+                        f"zero_inflation position {item} is not a column of X ({len(feature_names)} columns)."
+                    )
                 index.append(int(item) % len(feature_names))
             else:
                 raise TypeError(f"zero_inflation entries must be column names or positions; got {item!r}.")
@@ -129,7 +131,10 @@ class ZeroInflatedGLMMSummary(GLMMSummary):
     def __str__(self) -> str:
         zi = dataclasses.replace(self, coefficients=self.zero_inflation)
         lines = zi._fixed_effects_lines()
-        lines[0] = f"Zero-inflation model: {self.zero_inflation_formula} (logit link; standard errors: {self.se_method}):"
+        lines[0] = (
+            f"Zero-inflation model: {self.zero_inflation_formula} "
+            f"(logit link; standard errors: {self.se_method}):"
+        )
         return super().__str__() + "\n\n" + "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -393,7 +398,7 @@ class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
         return pd.concat([count, zi])
 
 
-ZeroInflatedPoissonGLMMRegressor.__doc__ = f"""Zero-inflated Poisson GLMM, fitted as glmmTMB's ``ziformula`` model.
+ZeroInflatedPoissonGLMMRegressor.__doc__ = f"""Zero-inflated Poisson GLMM, fitted as glmmTMB's ``ziformula``.
 
     Each count is a structural zero with probability ``p_ij`` and otherwise a
     Poisson draw::

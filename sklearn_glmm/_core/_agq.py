@@ -121,7 +121,9 @@ class AGQProblem:
         return getattr(self.laplace, name)
 
     # -- the deviance ---------------------------------------------------------
-    def evaluate(self, theta, beta, u0, gradient: bool = True, param: float | None = None) -> LaplaceEvaluation:
+    def evaluate(
+        self, theta, beta, u0, gradient: bool = True, param: float | None = None
+    ) -> LaplaceEvaluation:
         """AGQ deviance ``-2 sum_g log L_g`` (and its gradient) at (theta, beta[, param])."""
         lap = self.laplace
         family = lap.family_at(param)
@@ -151,7 +153,8 @@ class AGQProblem:
         # total from the exact log-likelihood at the modes
         mu_star = fit.irls.mu
         phi = float(np.median(family.variance(mu_star) / np.maximum(family.unit_variance(mu_star), 1e-300)))
-        constant = family.loglik(y, mu_star, w) + 0.5 * float(np.dot(w, family.unit_deviance(y, mu_star))) / phi
+        kernel_at_modes = -0.5 * float(np.dot(w, family.unit_deviance(y, mu_star))) / phi
+        constant = family.loglik(y, mu_star, w) - kernel_at_modes
         t = self.nodes
         U = u[:, None] + s[:, None] * t[None, :]  # (G, K) node positions
         zlam = lam * z

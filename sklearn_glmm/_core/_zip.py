@@ -203,9 +203,9 @@ class ZIPGLMResult:
 def _information(X, XZ, r: ZIPRows, w, observed=True):
     he = r.h_ee if observed else r.em_eta
     hz = r.h_zz if observed else r.p * (1.0 - r.p)
-    top = np.hstack([X.T @ (X * (w * he)[:, None]), X.T @ (XZ * (w * r.h_ez)[:, None]) if observed else np.zeros((X.shape[1], XZ.shape[1]))])
-    bottom = np.hstack([top[:, X.shape[1] :].T, XZ.T @ (XZ * (w * hz)[:, None])])
-    return np.vstack([top, bottom])
+    # the complete-data information has no count / zero-inflation cross term
+    cross = X.T @ (XZ * (w * r.h_ez)[:, None]) if observed else np.zeros((X.shape[1], XZ.shape[1]))
+    return np.block([[X.T @ (X * (w * he)[:, None]), cross], [cross.T, XZ.T @ (XZ * (w * hz)[:, None])]])
 
 
 def fit_zip_glm(X, XZ, y, w, offset, tol: float = 1e-12, max_iter: int = 200) -> ZIPGLMResult:
@@ -241,7 +241,8 @@ def fit_zip_glm(X, XZ, y, w, offset, tol: float = 1e-12, max_iter: int = 200) ->
         for observed in (True, False):
             H = _information(X, XZ, r, w, observed)
             try:
-                L = np.linalg.cholesky(H + 1e-12 * np.eye(p + pz) * max(1.0, float(np.max(np.abs(np.diag(H))))))
+                ridge = 1e-12 * max(1.0, float(np.max(np.abs(np.diag(H)))))
+                L = np.linalg.cholesky(H + ridge * np.eye(p + pz))
             except np.linalg.LinAlgError:
                 continue
             step = np.linalg.solve(L.T, np.linalg.solve(L, g))
