@@ -11,7 +11,7 @@ integral ``L_g = int prod_{i in g} p(y_i | u) phi(u) du``. Adaptive quadrature
 ``u*_g`` (from PIRLS) and scales it by ``s_g = A_g^{-1/2}``, the Laplace
 curvature ``A_g = 1 + theta^2 sum_i W_i z_i^2``: with the probabilists'
 Gauss-Hermite nodes ``t_k`` and weights ``omega_k`` (normalised to sum to 1),
-``u_gk = u*_g + s_g t_k`` and (eq. 7 of ``docs/theory.md``)::
+``u_gk = u*_g + s_g t_k`` and (eq. 11 of ``docs/theory.md``)::
 
     log L_g = log s_g + logsumexp_k [log omega_k + sum_{i in g} log p(y_i | u_gk)
                                      - u_gk^2 / 2 + t_k^2 / 2]
@@ -30,7 +30,7 @@ binomial and NB2 at a fixed size); the row constants ``c_i`` sum to the
 family's constant, fixed once per evaluation from the log-likelihood at the
 modes, so the sum over rows is exact.
 
-Gradient (eq. 8). ``log L_g`` depends on ``(theta, beta)`` directly, through
+Gradient (eq. 12). ``log L_g`` depends on ``(theta, beta)`` directly, through
 the centre ``u*_g`` and through the scale ``s_g``. With ``pi_gk`` the softmax
 of the bracket above, ``s_ik`` the score at node ``k``, ``G_gk = sum z_i s_ik``::
 

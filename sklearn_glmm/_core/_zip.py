@@ -13,7 +13,7 @@ effects. Per row (prior weight ``w_i``)::
     log p(0)     = log(p + (1 - p) e^{-mu}) = log_expit(zeta) - log_expit(zeta + mu)
     log p(y > 0) = log_expit(-zeta) + y eta - mu - log(y!)
 
-written with ``log_expit`` so that nothing overflows or cancels (eq. 9 of
+written with ``log_expit`` so that nothing overflows or cancels (eq. 13 of
 ``docs/theory.md``). Derivatives are simplest in terms of
 ``omega = P(structural zero | y) = expit(zeta + mu)`` for ``y = 0`` (0 for
 ``y > 0``) and ``kappa = omega (1 - omega)``::
