@@ -186,6 +186,20 @@ def test_agq_corrects_laplace_on_small_binary_groups(rng):
     assert abs(np.mean(sd_agq) - 2.0) < abs(np.mean(sd_laplace) - 2.0)
 
 
+def test_intervals_use_the_quadrature_deviance(cbpp_agq25):
+    model, _ = cbpp_agq25
+    profile = model.confint("profile", parm=[".sig01", "period2"])
+    sd, slope = model.varcorr_["sdcor"].iloc[0], model.fixef_["period2"]
+    assert profile.loc[".sig01"].iloc[0] < sd < profile.loc[".sig01"].iloc[1]
+    assert profile.loc["period2"].iloc[0] < slope < profile.loc["period2"].iloc[1]
+    # a fixed effect of this well-determined model: profile and Wald intervals nearly agree
+    wald = model.confint("wald").loc["period2"]
+    np.testing.assert_allclose(profile.loc["period2"], wald, atol=0.1)
+    boot = model.confint("bootstrap", n_boot=4, random_state=0, parm="period2")
+    assert np.all(np.isfinite(boot.to_numpy()))
+    assert np.all(np.isfinite(model.ranef_condsd_["herd"].to_numpy()))
+
+
 def test_agq_needs_a_single_scalar_random_effect(rng):
     g = np.repeat(np.arange(20), 10)
     X = pd.DataFrame({"x": rng.normal(size=200)})

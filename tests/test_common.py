@@ -48,10 +48,11 @@ class ProportionTargetBinomialRegressor(BinomialGLMMRegressor):
 
 def _to_counts(y):
     """Non-negative real check targets rounded to whole counts; anything else passes unchanged."""
-    if np.iscomplexobj(y):
-        return y
     try:
-        values = np.asarray(y, dtype=float)
+        values = np.asarray(y)
+        if values.dtype.kind == "c":  # the complex-data check must still see complex values
+            return y
+        values = values.astype(float)
     except (TypeError, ValueError):
         return y
     with np.errstate(invalid="ignore"):
