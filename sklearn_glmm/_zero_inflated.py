@@ -298,7 +298,7 @@ class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
         var = np.maximum((1.0 - p) * mu * (1.0 + p * mu), 1e-300)
         return (y - (1.0 - p) * mu) * np.sqrt(w / var)
 
-    def predict_zero_proba(self, X, groups=None, offset=None, kind="structural"):
+    def predict_zero_proba(self, X, groups=None, offset=None, kind: str = "structural") -> np.ndarray:
         """Probability of a zero.
 
         Parameters
@@ -363,7 +363,9 @@ class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
             return y - self._mean(design, off)
         return self._pearson_residuals(y, self._fitted_mu(design, off), w)
 
-    def simulate(self, X, groups=None, n_simulations=1, random_state=None, conditional=True, offset=None):
+    def simulate(
+        self, X, groups=None, n_simulations: int = 1, random_state=None, conditional: bool = True, offset=None
+    ) -> np.ndarray:
         """Simulated counts, shape (n_samples, n_simulations): Poisson draws zeroed with probability p.
 
         See :func:`sklearn_glmm.simulate` for the parameters; the structural
@@ -376,7 +378,7 @@ class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
         counts[structural] = 0.0
         return counts
 
-    def confint(self, method="wald", level=0.95, **kwargs) -> pd.DataFrame:
+    def confint(self, method: str = "wald", level: float = 0.95, **kwargs) -> pd.DataFrame:
         """Wald intervals for both parts; zero-inflation rows are named ``"zi~<name>"``.
 
         Profile and bootstrap intervals are not available for this model.
