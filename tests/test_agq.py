@@ -1,5 +1,6 @@
 """Adaptive Gauss-Hermite quadrature (n_agq > 1) against lme4 and against exact integrals."""
 
+import pickle
 import warnings
 
 import numpy as np
@@ -220,6 +221,10 @@ def test_agq_fit_is_deterministic_and_without_groups_is_the_glm(rng):
     again, _ = _cbpp(7)
     np.testing.assert_array_equal(model.fixef_, again.fixef_)
     assert model.loglik_ == again.loglik_
+    # the stored quadrature problem survives pickling (condVar, profiles reuse it)
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.ranef_condsd_["herd"], model.ranef_condsd_["herd"])
+    assert restored._laplace_problem.n_agq == 7
     g = np.repeat(np.arange(10), 5)
     x = rng.normal(size=50).reshape(-1, 1)
     y = rng.poisson(2.0, size=50)
