@@ -194,7 +194,7 @@ class _BaseGLMM(BaseEstimator):
 
     # -- fit ------------------------------------------------------------------
     def fit(self, X, y, groups=None, sample_weight=None, offset=None):
-        """Fit the GLMM by maximum likelihood (Laplace approximation).
+        """Fit the GLMM by maximum likelihood (Laplace approximation, or quadrature with ``n_agq > 1``).
 
         Parameters
         ----------
