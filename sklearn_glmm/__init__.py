@@ -13,6 +13,7 @@ from ._regressors import (
     PoissonGLMMRegressor,
 )
 from ._formula import glmer  # issue 8
+from ._zero_inflated import ZeroInflatedPoissonGLMMRegressor  # issue 7
 from .results._compare import compare_models  # issue 8
 from .results._diagnostics import overdispersion, simulate  # issue 8
 
@@ -25,6 +26,7 @@ __all__ = [
     "BinomialGLMMRegressor",
     "BinomialGLMMClassifier",
     "GaussianLMMRegressor",
+    "ZeroInflatedPoissonGLMMRegressor",
     "compare_models",
     "glmer",
     "overdispersion",

@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from ._core._agq import MAX_AGQ, AGQProblem
 from ._core._laplace import LaplaceProblem
 from ._core._multilevel import CoreTerm, MultiLevelLaplaceProblem
 from ._core._optimize import FitResult, fit_glm_ml, fit_laplace
@@ -109,6 +110,7 @@ class _BaseGLMM(BaseEstimator):
         "group_column": [None, str, Integral, list],
         "new_groups": [StrOptions({"population", "marginal", "error"})],
         "se_method": [StrOptions({"hessian", "pirls"})],
+        "n_agq": [Interval(Integral, 1, MAX_AGQ, closed="both")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0.0, None, closed="neither")],
         "verbose": ["verbose"],
@@ -129,6 +131,7 @@ class _BaseGLMM(BaseEstimator):
         group_column=None,
         new_groups="population",
         se_method="hessian",
+        n_agq=1,
         max_iter=500,
         tol=1e-10,
         verbose=0,
@@ -137,6 +140,7 @@ class _BaseGLMM(BaseEstimator):
         self.group_column = group_column
         self.new_groups = new_groups
         self.se_method = se_method
+        self.n_agq = n_agq
         self.max_iter = max_iter
         self.tol = tol
         self.verbose = verbose
@@ -154,6 +158,10 @@ class _BaseGLMM(BaseEstimator):
     def _check_weighted_y(self, y: np.ndarray, w: np.ndarray) -> None:
         """Checks that need the weights (the classifier's two classes)."""
 
+    def _design_builder(self) -> DesignBuilder:
+        """The builder of this model's design (the zero-inflated model adds its own columns)."""
+        return DesignBuilder(self.random_effects)
+
     def _set_param_attributes(self, family: Family) -> None:
         """Public attributes for the family's extra parameter (NB size, ...)."""
 
@@ -164,6 +172,11 @@ class _BaseGLMM(BaseEstimator):
     _wald_statistic = "z"
 
     def _method_description(self, mixed: bool) -> str:
+        if mixed and getattr(self, "n_agq", 1) > 1:
+            return (
+                "Generalized linear mixed model fit by maximum likelihood "
+                f"(Adaptive Gauss-Hermite quadrature, nAGQ = {self.n_agq})"
+            )
         if mixed:
             return "Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)"
         return "Generalized linear model fit by maximum likelihood (no groups given)"
@@ -194,7 +207,7 @@ class _BaseGLMM(BaseEstimator):
 
     # -- fit ------------------------------------------------------------------
     def fit(self, X, y, groups=None, sample_weight=None, offset=None):
-        """Fit the GLMM by maximum likelihood (Laplace approximation).
+        """Fit the GLMM by maximum likelihood (Laplace approximation, or quadrature with ``n_agq > 1``).
 
         Parameters
         ----------
@@ -243,7 +256,7 @@ class _BaseGLMM(BaseEstimator):
         self._check_weighted_y(y, w)
         off = self._check_offset(offset, n)
 
-        self._builder = DesignBuilder(self.random_effects)
+        self._builder = self._design_builder()
         design = self._builder.fit(X, self._feature_names(), groups, w)
         check_fit_data(self, design, y, w)  # estimates that do not exist or are not identified
         if self._builder.dropped_:
@@ -272,6 +285,16 @@ class _BaseGLMM(BaseEstimator):
 
     def _fit_mixed(self, design, y, w, off) -> None:
         problem = self._laplace_problem_for(design, y, w, off)
+        if getattr(self, "n_agq", 1) > 1:
+            # issue 7: the same problem with the quadrature deviance (true marginal
+            # scale); refuses anything but one scalar random effect, as lme4
+            if not isinstance(problem, LaplaceProblem):
+                raise ValueError(
+                    f"n_agq={self.n_agq} (adaptive Gauss-Hermite quadrature) needs a single scalar "
+                    f"random effect, e.g. '(1 | g)'; random_effects={self.random_effects!r} has "
+                    "several terms. Use n_agq=1 (Laplace), as lme4 requires too."
+                )
+            problem = AGQProblem(problem, self.n_agq)
         result = fit_laplace(problem, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
         if result.param is not None:
             self._family_ = self._family_.with_param(result.param)
@@ -352,7 +375,8 @@ class _BaseGLMM(BaseEstimator):
             except np.linalg.LinAlgError:  # singular Hessian: use the PIRLS information below
                 vcov = np.full((nb, nb), np.nan)
             if np.all(np.diag(vcov) > 0) and np.all(np.isfinite(vcov)):
-                return 0.5 * (vcov + vcov.T), "Hessian of the Laplace deviance in (theta, beta)"
+                deviance = "AGQ" if getattr(self, "n_agq", 1) > 1 else "Laplace"
+                return 0.5 * (vcov + vcov.T), f"Hessian of the {deviance} deviance in (theta, beta)"
             warnings.warn(
                 "The Hessian of the deviance is not positive definite (a variance "
                 "at its boundary?); standard errors come from the PIRLS "

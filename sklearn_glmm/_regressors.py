@@ -57,6 +57,14 @@ OPTIMISER_DOC = GROUPS_DOC + """
         Hessian of the Laplace deviance in (theta, beta), lme4's default;
         ``"pirls"`` uses the information with theta held fixed
         (``vcov(m, use.hessian = FALSE)``).
+    n_agq : int, default=1
+        Number of adaptive Gauss-Hermite quadrature points per group, in
+        [1, 100]: 1 is the Laplace approximation; more (lme4's ``nAGQ``, e.g.
+        25) integrate the random effect numerically, which is more accurate
+        for binary data with small groups. Only for a single scalar random
+        effect (``"(1 | g)"``); anything else raises ``ValueError``, as lme4.
+        Unlike lme4, the log-likelihood keeps every constant, so AIC, BIC and
+        likelihood-ratio tests compare across ``n_agq``.
     max_iter : int, default=500
         Iteration limit of the joint (theta, beta) optimisation; must be >= 1.
     tol : float, default=1e-10
@@ -232,13 +240,14 @@ class GammaGLMMRegressor(_GLMMRegressor):
         group_column=None,
         new_groups="population",
         se_method="hessian",
+        n_agq=1,
         max_iter=500,
         tol=1e-10,
         verbose=0,
     ):
         super().__init__(
             random_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
-            max_iter=max_iter, tol=tol, verbose=verbose,
+            n_agq=n_agq, max_iter=max_iter, tol=tol, verbose=verbose,
         )
         self.link = link
 
@@ -298,13 +307,14 @@ class _BinomialGLMM(_BaseGLMM):
         group_column=None,
         new_groups="population",
         se_method="hessian",
+        n_agq=1,
         max_iter=500,
         tol=1e-10,
         verbose=0,
     ):
         super().__init__(
             random_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
-            max_iter=max_iter, tol=tol, verbose=verbose,
+            n_agq=n_agq, max_iter=max_iter, tol=tol, verbose=verbose,
         )
         self.link = link
 
@@ -349,7 +359,9 @@ BinomialGLMMRegressor.__doc__ = _doc(
 
 class GaussianLMMRegressor(_GLMMRegressor):
     _parameter_constraints = {
-        **{k: v for k, v in _BaseGLMM._parameter_constraints.items() if k not in ("se_method", "tol")},
+        **{
+            k: v for k, v in _BaseGLMM._parameter_constraints.items() if k not in ("se_method", "tol", "n_agq")
+        },
         "reml": ["boolean"],
     }
     _wald_statistic = "t"

@@ -13,6 +13,7 @@ from sklearn_glmm import (
     GaussianLMMRegressor,
     NegativeBinomialGLMMRegressor,
     PoissonGLMMRegressor,
+    ZeroInflatedPoissonGLMMRegressor,
 )
 
 if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 6):  # pragma: no cover
@@ -45,6 +46,36 @@ class ProportionTargetBinomialRegressor(BinomialGLMMRegressor):
         return super().score(X, _to_proportion(y), groups=groups, sample_weight=sample_weight, offset=offset)
 
 
+def _to_counts(y):
+    """Non-negative real check targets rounded to whole counts; anything else passes unchanged."""
+    try:
+        values = np.asarray(y)
+        if values.dtype.kind == "c":  # the complex-data check must still see complex values
+            return y
+        values = values.astype(float)
+    except (TypeError, ValueError):
+        return y
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(values) & (values >= 0), np.round(values), values)
+
+
+class CountTargetZIPRegressor(ZeroInflatedPoissonGLMMRegressor):
+    """ZeroInflatedPoissonGLMMRegressor fitted on rounded targets.
+
+    The zero-inflated Poisson model refuses non-integer counts, and the common
+    checks draw real-valued (positive, because of the ``positive_only`` tag)
+    targets; rounding them gives valid counts, so every check exercises the
+    estimator on valid data. Negative, NaN and infinite targets pass unchanged,
+    so the checks of bad targets still see them.
+    """
+
+    def fit(self, X, y, groups=None, sample_weight=None, offset=None):
+        return super().fit(X, _to_counts(y), groups=groups, sample_weight=sample_weight, offset=offset)
+
+    def score(self, X, y, groups=None, sample_weight=None, offset=None):
+        return super().score(X, _to_counts(y), groups=groups, sample_weight=sample_weight, offset=offset)
+
+
 # An intercept-only fixed part (X with zero columns, lme4's `y ~ 1 + (1 | g)`) is a
 # supported model, so X with zero features is accepted rather than refused.
 COMMON = {"check_estimators_empty_data_messages": "X with zero columns is the intercept-only model"}
@@ -72,6 +103,7 @@ ESTIMATORS = [
     ProportionTargetBinomialRegressor(),
     BinomialGLMMClassifier(),
     GaussianLMMRegressor(),
+    CountTargetZIPRegressor(),
 ]
 
 

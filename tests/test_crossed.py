@@ -297,3 +297,14 @@ def test_crossed_conditional_sds_and_residuals_match_lme4():
         model.confint("profile")
     wald = model.confint("wald")
     assert list(wald.index) == [".sig01", ".sig02", "(Intercept)", "x"]
+
+
+def test_quadrature_and_zero_inflation_refuse_several_factors():
+    from sklearn_glmm import ZeroInflatedPoissonGLMMRegressor
+
+    rng = np.random.default_rng(3)
+    X, y, groups = _crossed_poisson(rng, n_a=10, n_b=5)
+    with pytest.raises(ValueError, match="n_agq=5 .* single scalar random effect"):
+        PoissonGLMMRegressor("(1 | user) + (1 | day)", n_agq=5).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match="one grouping factor"):
+        ZeroInflatedPoissonGLMMRegressor("(1 | user) + (1 | day)").fit(X, y, groups=groups)

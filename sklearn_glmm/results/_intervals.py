@@ -135,6 +135,10 @@ def _one_bootstrap(problem, fit, seed, sample_response) -> np.ndarray:
     boot = LaplaceProblem(
         problem.family, problem.X, y, problem.weights, problem.offset, problem.codes, problem.Z, problem.n_levels
     )
+    if getattr(problem, "n_agq", 1) > 1:  # issue 7: refit with the model's own quadrature
+        from .._core._agq import AGQProblem
+
+        boot = AGQProblem(boot, problem.n_agq)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = fit_laplace(boot, compute_hessian=False)

@@ -1,0 +1,485 @@
+"""ZeroInflatedPoissonGLMMRegressor: a Poisson GLMM plus a logistic model of structural zeros.
+
+The estimator reuses the GLMM plumbing of :class:`~sklearn_glmm._base._BaseGLMM`
+(checks, groups, routing, predict policies) and adds the zero-inflation design
+(:class:`ZeroInflationDesignBuilder`) and coefficients. The likelihood, its
+Laplace approximation and gradient live in :mod:`sklearn_glmm._core._zip`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.special import expit
+
+from ._base import _BaseGLMM, _inverse_information
+from ._core._optimize import fit_laplace
+from ._core._zip import ZIPProblem, fit_zip_glm
+from ._regressors import ATTRIBUTES_DOC, GROUPS_DOC, RANDOM_EFFECTS_DOC, _GLMMRegressor
+from .design import INTERCEPT, Design, DesignBuilder, independent_columns
+from .families import PoissonFamily
+from .results import GLMMSummary, coefficient_table
+from .results._varcorr import VARCORR_COLUMNS
+
+__all__ = ["ZeroInflatedPoissonGLMMRegressor", "ZeroInflationDesignBuilder"]
+
+
+@dataclasses.dataclass
+class ZeroInflatedDesign(Design):
+    """A :class:`~sklearn_glmm.design.Design` with the zero-inflation columns.
+
+    Attributes
+    ----------
+    X_zi : ndarray of shape (n, pz)
+        Zero-inflation design, intercept column first.
+    """
+
+    X_zi: np.ndarray | None = None
+
+
+class ZeroInflationDesignBuilder(DesignBuilder):
+    """The count model's design plus the zero-inflation columns of X.
+
+    Parameters
+    ----------
+    random_effects : str
+        As :class:`~sklearn_glmm.design.DesignBuilder`.
+    zero_inflation : list of str or int, or None
+        The X columns of the zero-inflation model (names for a DataFrame,
+        positions otherwise); ``None`` takes them all, ``[]`` only the
+        intercept.
+    """
+
+    def __init__(self, random_effects: str, zero_inflation):
+        super().__init__(random_effects)
+        self.zero_inflation = zero_inflation
+
+    def _zi_index(self, feature_names: list[str]) -> list[int]:
+        if self.zero_inflation is None:
+            return list(range(len(feature_names)))
+        index = []
+        for item in self.zero_inflation:
+            if isinstance(item, str):
+                if item not in feature_names:
+                    raise ValueError(
+                        f"zero_inflation names column {item!r}, which is not in X; X has columns "
+                        f"{feature_names}."
+                    )
+                index.append(feature_names.index(item))
+            elif isinstance(item, Integral) and not isinstance(item, bool):
+                if not -len(feature_names) <= item < len(feature_names):
+                    raise ValueError(
+                        f"zero_inflation position {item} is not a column of X ({len(feature_names)} columns)."
+                    )
+                index.append(int(item) % len(feature_names))
+            else:
+                raise TypeError(f"zero_inflation entries must be column names or positions; got {item!r}.")
+        if len(set(index)) != len(index):
+            raise ValueError(f"zero_inflation lists a column twice: {self.zero_inflation!r}.")
+        return index
+
+    def fit(self, X, feature_names, groups, sample_weight=None) -> ZeroInflatedDesign:
+        """Fit the count design (see the parent), then the zero-inflation columns.
+
+        Zero-inflation columns dependent on earlier ones are dropped, as for the
+        count model; their names are in ``zi_dropped_``.
+        """
+        design = super().fit(X, feature_names, groups, sample_weight)
+        self.zi_index_ = self._zi_index(list(feature_names))
+        self.zi_keep_ = np.ones(len(self.zi_index_) + 1, dtype=bool)
+        full = self._zero_inflation(X)
+        w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        self.zi_keep_ = independent_columns(full * np.sqrt(w)[:, None])
+        names = [INTERCEPT] + [self.feature_names_[j] for j in self.zi_index_]
+        self.fixef_zi_names_ = [n for n, k in zip(names, self.zi_keep_) if k]
+        self.zi_dropped_ = [n for n, k in zip(names, self.zi_keep_) if not k]
+        # kept only until the estimator takes it (pop_fit_zi), so a fitted
+        # model does not carry a copy of its training data
+        self._fit_zi = full[:, self.zi_keep_]
+        return ZeroInflatedDesign(design.X, design.terms, self._fit_zi)
+
+    def pop_fit_zi(self) -> np.ndarray:
+        """The zero-inflation matrix of the training data (once)."""
+        out, self._fit_zi = self._fit_zi, None
+        return out
+
+    def transform(self, X, groups) -> ZeroInflatedDesign:
+        design = super().transform(X, groups)
+        return ZeroInflatedDesign(design.X, design.terms, self._zero_inflation(X)[:, self.zi_keep_])
+
+    def _zero_inflation(self, X) -> np.ndarray:
+        return np.column_stack([np.ones(X.shape[0])] + [X[:, j] for j in self.zi_index_])
+
+    def formula_zi(self) -> str:
+        """The zero-inflation model as glmmTMB's ``ziformula``."""
+        terms = [self.feature_names_[j] for j in self.zi_index_]
+        return "~" + (" + ".join(terms) if terms else "1")
+
+
+@dataclasses.dataclass
+class ZeroInflatedGLMMSummary(GLMMSummary):
+    """:class:`~sklearn_glmm.results.GLMMSummary` with the zero-inflation table."""
+
+    zero_inflation: pd.DataFrame | None = None
+    zero_inflation_formula: str = "~1"
+
+    def __str__(self) -> str:
+        zi = dataclasses.replace(self, coefficients=self.zero_inflation)
+        lines = zi._fixed_effects_lines()
+        lines[0] = (
+            f"Zero-inflation model: {self.zero_inflation_formula} "
+            f"(logit link; standard errors: {self.se_method}):"
+        )
+        return super().__str__() + "\n\n" + "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return (
+            super()._repr_html_()
+            + f"<p>Zero-inflation model: {self.zero_inflation_formula} (logit link)</p>"
+            + self.zero_inflation.to_html(float_format=lambda v: f"{v:.4g}")
+        )
+
+
+def _check_counts(y: np.ndarray) -> None:
+    bad = y != np.floor(y)
+    if np.any(bad):
+        raise ValueError(
+            "Zero-inflated Poisson y must be whole counts (0, 1, 2, ...); found "
+            f"{int(np.sum(bad))} non-integer value(s), e.g. {y[bad][0]!r}."
+        )
+
+
+class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
+    _parameter_constraints = {
+        **{k: v for k, v in _BaseGLMM._parameter_constraints.items() if k not in ("se_method", "n_agq")},
+        "zero_inflation": [None, list],
+    }
+
+    def __init__(
+        self,
+        random_effects="1",
+        *,
+        zero_inflation=None,
+        group_column=None,
+        new_groups="population",
+        max_iter=500,
+        tol=1e-10,
+        verbose=0,
+    ):
+        self.random_effects = random_effects
+        self.zero_inflation = zero_inflation
+        self.group_column = group_column
+        self.new_groups = new_groups
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+
+    # -- hooks ----------------------------------------------------------------
+    def _get_family(self):
+        return PoissonFamily()
+
+    def _design_builder(self):
+        return ZeroInflationDesignBuilder(self.random_effects, self.zero_inflation)
+
+    def _prepare_y(self, y):
+        y = super()._prepare_y(y)
+        _check_counts(y)
+        return y
+
+    def _check_y(self, y, n_samples):
+        y = super()._check_y(y, n_samples)
+        _check_counts(y)
+        return y
+
+    # -- fit ------------------------------------------------------------------
+    def _take_zero_inflation_design(self) -> np.ndarray:
+        """The training zero-inflation matrix, with lme4's warning for dropped columns."""
+        dropped = [n for n in self._builder.zi_dropped_ if n not in self._builder.dropped_]
+        if dropped:
+            warnings.warn(
+                f"Zero-inflation column(s) {dropped} are linearly dependent on earlier "
+                "zero-inflation columns and were dropped.",
+                UserWarning,
+                stacklevel=4,
+            )
+        return self._builder.pop_fit_zi()
+
+    def _fit_mixed(self, design, y, w, off) -> None:
+        if len(design.terms) != 1 or design.terms[0].bar_sizes is not None:
+            raise ValueError(
+                f"{type(self).__name__} supports one grouping factor with correlated terms; "
+                f"random_effects={self.random_effects!r} has several factors or '||' terms."
+            )
+        term = design.terms[0]
+        X_zi = self._take_zero_inflation_design()
+        problem = ZIPProblem(design.X, X_zi, y, w, off, term.codes, term.Z, term.n_levels)
+        result = fit_laplace(problem, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
+        p, nt = design.X.shape[1], result.theta.size
+        self._joint_vcov = self._vcov_from_hessian(result.hessian, nt)
+        self._set_zero_inflation(result.beta[p:], self._joint_vcov[p:, p:])
+        # the shared plumbing sees the count model; _fixed_vcov hands it its block
+        self._set_mixed_attributes(problem, dataclasses.replace(result, beta=result.beta[:p]), design.terms)
+        # profiles, bootstrap and condVar need a Laplace problem of the count
+        # model alone; with None they say "not available" instead of failing
+        self._laplace_problem = None
+
+    @staticmethod
+    def _vcov_from_hessian(hessian, nt) -> np.ndarray:
+        """Covariance of (beta, beta_zi): the (theta, beta, beta_zi) Hessian, as glmmTMB's sdreport."""
+        try:
+            vcov = 2.0 * np.linalg.inv(hessian)[nt:, nt:]
+        except np.linalg.LinAlgError:
+            vcov = np.full((hessian.shape[0] - nt,) * 2, np.nan)
+        if np.all(np.isfinite(vcov)) and np.all(np.diag(vcov) > 0):
+            return 0.5 * (vcov + vcov.T)
+        warnings.warn(
+            "The Hessian of the deviance is not positive definite (a variance at its "
+            "boundary?); standard errors hold the random-effect variance fixed instead.",
+            UserWarning,
+            stacklevel=4,
+        )
+        vcov = _inverse_information(0.5 * hessian[nt:, nt:])
+        return 0.5 * (vcov + vcov.T)
+
+    def _fixed_vcov(self, problem, result):
+        p = result.beta.size
+        return self._joint_vcov[:p, :p], "Hessian of the Laplace deviance in (theta, beta, beta_zi)"
+
+    def _fit_glm(self, Xd, y, w, off) -> None:
+        X_zi = self._take_zero_inflation_design()
+        glm = fit_zip_glm(Xd, X_zi, y, w, off)
+        vcov = _inverse_information(glm.information)
+        vcov = 0.5 * (vcov + vcov.T)
+        p = Xd.shape[1]
+        self._set_fixed(glm.beta, vcov[:p, :p])
+        self._set_zero_inflation(glm.gamma, vcov[p:, p:])
+        self.theta_ = np.empty(0)
+        self.ranef_ = {}
+        self.varcorr_ = pd.DataFrame(columns=VARCORR_COLUMNS)
+        self.group_levels_ = {}
+        self._b = self._re_cov = None
+        self._laplace_problem = None
+        self.loglik_ = glm.loglik
+        self.n_iter_ = glm.n_iter
+        self.converged_ = bool(glm.converged)
+        self.singular_ = False
+        self.fit_summary_ = None
+        self._se_method_used = "observed information"
+
+    def _set_zero_inflation(self, gamma, vcov) -> None:
+        names = self._builder.fixef_zi_names_
+        self.fixef_zi_ = pd.Series(gamma, index=names, name="fixef_zi")
+        self.vcov_zi_ = pd.DataFrame(vcov, index=names, columns=names)
+        self.fixef_zi_se_ = pd.Series(np.sqrt(np.diag(vcov)), index=names, name="se")
+
+    def _set_criteria(self) -> None:
+        n_params = self.fixef_.size + self.fixef_zi_.size + self.theta_.size
+        self.deviance_ = -2.0 * self.loglik_
+        self.aic_ = self.deviance_ + 2.0 * n_params
+        self.bic_ = self.deviance_ + np.log(self.n_obs_) * n_params
+        self.df_resid_ = self.n_obs_ - n_params
+
+    # -- predict --------------------------------------------------------------
+    def _zero_proba(self, design) -> np.ndarray:
+        return expit(design.X_zi @ self.fixef_zi_.to_numpy())
+
+    def _mean(self, design, offset) -> np.ndarray:
+        # zero inflation has no random effects, so E[(1 - p) mu] = (1 - p) E[mu]
+        # under every new_groups policy
+        return (1.0 - self._zero_proba(design)) * super()._mean(design, offset)
+
+    def _fitted_mu(self, design, offset):
+        # base fit passes this straight to _pearson_residuals: both parts are needed
+        mu = self._family_.link.inverse(self._linear_predictor(design, offset))
+        return np.column_stack([mu, self._zero_proba(design)])
+
+    def _pearson_residuals(self, y, fitted, w) -> np.ndarray:
+        mu, p = fitted[:, 0], fitted[:, 1]
+        var = np.maximum((1.0 - p) * mu * (1.0 + p * mu), 1e-300)
+        return (y - (1.0 - p) * mu) * np.sqrt(w / var)
+
+    def predict_zero_proba(self, X, groups=None, offset=None, kind: str = "structural") -> np.ndarray:
+        """Probability of a zero.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        groups : array-like of shape (n_samples,), default=None
+            Group labels; only ``kind="total"`` uses them.
+        offset : array-like of shape (n_samples,), default=None
+            The count model's offset; only ``kind="total"`` uses it.
+        kind : {"structural", "total"}, default="structural"
+            ``"structural"``: the zero-inflation probability ``p`` (glmmTMB's
+            ``predict(type = "zprob")``). ``"total"``: ``P(y = 0) = p + (1 - p)
+            exp(-mu)``, with the conditional modes of known groups and a zero
+            random effect for new groups.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        if kind not in ("structural", "total"):
+            raise ValueError(f"kind must be 'structural' or 'total'; got {kind!r}.")
+        design, n = self._design_for(X, groups)
+        p = self._zero_proba(design)
+        if kind == "structural":
+            return p
+        mu = self._family_.link.inverse(self._linear_predictor(design, self._offset_or_none(offset, n)))
+        return p + (1.0 - p) * np.exp(-mu)
+
+    # -- report ---------------------------------------------------------------
+    def _method_description(self, mixed: bool) -> str:
+        if mixed:
+            return "Zero-inflated Poisson GLMM fit by maximum likelihood (Laplace Approximation)"
+        return "Zero-inflated Poisson GLM fit by maximum likelihood (no groups given)"
+
+    def _summary_family(self):
+        return "poisson (zero-inflated)", "log"
+
+    def summary(self) -> ZeroInflatedGLMMSummary:
+        """A glmmTMB-style summary with the count and the zero-inflation tables."""
+        base = super().summary()
+        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(GLMMSummary)}
+        return ZeroInflatedGLMMSummary(
+            **fields,
+            zero_inflation=coefficient_table(self.fixef_zi_, self.vcov_zi_.to_numpy()),
+            zero_inflation_formula=self._builder.formula_zi(),
+        )
+
+    def residuals(self, X, y, groups=None, kind="pearson", sample_weight=None, offset=None) -> np.ndarray:
+        """``"response"`` (``y - predict``) or ``"pearson"`` residuals (glmmTMB's).
+
+        Pearson residuals are ``(y - (1 - p) mu) / sqrt((1 - p) mu (1 + p mu))``.
+        Deviance residuals are not defined for zero-inflated models (glmmTMB
+        refuses them too).
+        """
+        if kind not in ("response", "pearson"):
+            raise ValueError(f"kind must be 'response' or 'pearson' for a zero-inflated model; got {kind!r}.")
+        design, n = self._design_for(X, groups)
+        y = self._check_y(y, n)
+        w = self._check_sample_weight(sample_weight, n)
+        off = self._offset_or_none(offset, n)
+        if kind == "response":
+            return y - self._mean(design, off)
+        return self._pearson_residuals(y, self._fitted_mu(design, off), w)
+
+    def simulate(
+        self, X, groups=None, n_simulations: int = 1, random_state=None, conditional: bool = True, offset=None
+    ) -> np.ndarray:
+        """Simulated counts, shape (n_samples, n_simulations): Poisson draws zeroed with probability p.
+
+        See :func:`sklearn_glmm.simulate` for the parameters; the structural
+        zeros are drawn independently of the counts, which is the ZIP model.
+        """
+        rng = np.random.default_rng(random_state)
+        counts = super().simulate(X, groups, n_simulations, rng, conditional, offset)
+        design, _ = self._design_for(X, groups)
+        structural = rng.uniform(size=counts.shape) < self._zero_proba(design)[:, None]
+        counts[structural] = 0.0
+        return counts
+
+    def confint(self, method: str = "wald", level: float = 0.95, **kwargs) -> pd.DataFrame:
+        """Wald intervals for both parts; zero-inflation rows are named ``"zi~<name>"``.
+
+        Profile and bootstrap intervals are not available for this model.
+        """
+        if method != "wald":
+            raise NotImplementedError(
+                f"confint(method={method!r}) is not available for ZeroInflatedPoissonGLMMRegressor; "
+                "use method='wald'."
+            )
+        count = super().confint("wald", level, **kwargs)
+        z = stats.norm.ppf(0.5 + level / 2.0)
+        zi = pd.DataFrame(
+            {
+                count.columns[0]: self.fixef_zi_ - z * self.fixef_zi_se_,
+                count.columns[1]: self.fixef_zi_ + z * self.fixef_zi_se_,
+            }
+        )
+        zi.index = [f"zi~{name}" for name in zi.index]
+        return pd.concat([count, zi])
+
+
+ZeroInflatedPoissonGLMMRegressor.__doc__ = f"""Zero-inflated Poisson GLMM, fitted as glmmTMB's ``ziformula``.
+
+    Each count is a structural zero with probability ``p_ij`` and otherwise a
+    Poisson draw::
+
+        P(y_ij = 0) = p_ij + (1 - p_ij) exp(-mu_ij),
+        P(y_ij = k) = (1 - p_ij) Poisson(k; mu_ij)               (k > 0),
+        log(mu_ij)   = offset_ij + X_ij beta + Z_ij b_i,     b_i ~ N(0, Sigma),
+        logit(p_ij)  = XZ_ij beta_zi,
+
+    with ``XZ`` the columns of X named by ``zero_inflation`` (and an intercept
+    of its own). ``beta``, ``beta_zi`` and ``theta`` maximise the Laplace
+    approximation over the count model's random effects, with the observed
+    information as glmmTMB. This is ``glmmTMB(y ~ X + (Z | group), ziformula
+    = ~XZ, family = poisson)`` in R.
+
+    Parameters
+    ----------
+    {RANDOM_EFFECTS_DOC}
+    zero_inflation : list of str or int, default=None
+        Columns of X (names for a DataFrame, positions otherwise) in the
+        zero-inflation model; ``None`` uses all of them, ``[]`` only its
+        intercept.
+    {GROUPS_DOC}
+    max_iter : int, default=500
+        Iteration limit of the joint (theta, beta, beta_zi) optimisation; must be >= 1.
+    tol : float, default=1e-10
+        That optimisation stops when the Newton decrement is below ``tol``; must be > 0.
+    verbose : int, default=0
+        1 prints progress per stage, 2 per deviance evaluation.
+
+    Attributes
+    ----------
+    fixef_zi_ : pandas.Series
+        Zero-inflation coefficients (log-odds of a structural zero),
+        ``"(Intercept)"`` first, then the ``zero_inflation`` columns.
+    fixef_zi_se_ : pandas.Series
+        Their standard errors.
+    vcov_zi_ : pandas.DataFrame
+        Their covariance matrix.
+    {ATTRIBUTES_DOC}
+
+    See Also
+    --------
+    PoissonGLMMRegressor : the same count model without zero inflation.
+
+    Notes
+    -----
+    ``predict`` returns the expected count ``(1 - p) mu``; ``predict_zero_proba``
+    the probability of a structural zero (or of any zero). ``score`` is D^2 of
+    the Poisson deviance of ``predict``. ``y`` must be whole counts. Without
+    ``groups`` the model is the zero-inflated Poisson GLM. ``fixef_``,
+    ``fixef_se_``, ``vcov_`` and ``coef_`` describe the count model; AIC and
+    BIC count both parts. Standard errors come from the Hessian in (theta,
+    beta, beta_zi), as glmmTMB's ``sdreport``. Profile and bootstrap intervals
+    and ``ranef_condsd_`` are not available for this model.
+
+    References
+    ----------
+    Lambert, D. (1992). Zero-inflated Poisson regression, with an application
+    to defects in manufacturing. Technometrics 34(1), 1-14.
+    Brooks, M. E. et al. (2017). glmmTMB balances speed and flexibility among
+    packages for zero-inflated generalized linear mixed modeling. The R
+    Journal 9(2), 378-400.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_glmm import ZeroInflatedPoissonGLMMRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(40), 25)
+    >>> x = rng.normal(size=1000)
+    >>> mu = np.exp(0.8 + 0.4 * x + rng.normal(0, 0.5, 40)[g])
+    >>> y = np.where(rng.uniform(size=1000) < 0.3, 0, rng.poisson(mu))
+    >>> model = ZeroInflatedPoissonGLMMRegressor(zero_inflation=[]).fit(x.reshape(-1, 1), y, groups=g)
+    >>> bool(abs(model.predict_zero_proba(x[:1].reshape(-1, 1))[0] - 0.3) < 0.05)
+    True
+    """
