@@ -62,6 +62,8 @@ class ParsedFormula:
     fixed: str
     bars: tuple[tuple[str, str], ...]
     offsets: tuple[str, ...] = ()
+    #: per bar: written with ``||`` (uncorrelated terms)
+    uncorrelated: tuple[bool, ...] = ()
 
 
 def _extract_offsets(text: str) -> tuple[str, list[str]]:
@@ -92,7 +94,7 @@ def parse_formula(formula: str) -> ParsedFormula:
     Examples
     --------
     >>> parse_formula("logins ~ day_centered + (day_centered | user_id)")
-    ParsedFormula(response='logins', fixed='day_centered', bars=(('day_centered', 'user_id'),), offsets=())
+    ParsedFormula(response='logins', fixed='day_centered', bars=(('day_centered', 'user_id'),), offsets=(), uncorrelated=(False,))
     """
     if not isinstance(formula, str):
         raise TypeError(f"formula must be a string; got {type(formula).__name__}.")
@@ -101,7 +103,7 @@ def parse_formula(formula: str) -> ParsedFormula:
     lhs, rhs = (part.strip() for part in formula.split("~"))
     if not re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_.]*", lhs):
         raise _bad(formula, f"the response {lhs!r} must be a column name (transform it in the data first)")
-    bars, rest, depth, start, pieces = [], [], 0, None, []
+    bars, rest, depth, start, pieces, uncorrelated = [], [], 0, None, [], []
     # find top-level parenthesised groups that contain a bar
     i = 0
     while i < len(rhs):
@@ -117,12 +119,12 @@ def parse_formula(formula: str) -> ParsedFormula:
             if depth == 0:
                 inner = rhs[start + 1 : i]
                 if "|" in inner and not rhs[:start].rstrip().endswith(("I", "C")):
-                    if "||" in inner:
-                        raise _bad(formula, "uncorrelated random effects '||' are not supported yet")
-                    terms, factor = (p.strip() for p in inner.split("|", 1))
+                    double = "||" in inner
+                    terms, factor = (p.strip() for p in inner.split("||" if double else "|", 1))
                     if not terms or not factor:
                         raise _bad(formula, f"the bar ({inner}) needs terms on the left and a factor on the right")
                     bars.append((terms, factor))
+                    uncorrelated.append(double)
                     pieces.append((start, i + 1))
         i += 1
     if depth != 0:
@@ -136,7 +138,14 @@ def parse_formula(formula: str) -> ParsedFormula:
     # tidy the '+' left behind by removed bars
     fixed = re.sub(r"\+\s*(\+\s*)+", "+ ", fixed)
     fixed = re.sub(r"^\s*\+\s*|\s*\+\s*$", "", fixed.strip()).strip()
-    return ParsedFormula(response=lhs, fixed=fixed or "1", bars=tuple(bars), offsets=tuple(offsets))
+    return ParsedFormula(
+        response=lhs, fixed=fixed or "1", bars=tuple(bars), offsets=tuple(offsets), uncorrelated=tuple(uncorrelated)
+    )
+
+
+def _factor_columns(factor: str) -> list[str]:
+    """The data columns of a grouping factor: ``a``, ``a:b`` and nested ``a/b`` name several."""
+    return [part.strip() for part in re.split(r"[/:]", factor)]
 
 
 def _r_power(text: str) -> str:
@@ -193,9 +202,10 @@ def _fixed_matrix(parsed: ParsedFormula, data: pd.DataFrame, formula: str):
 
 def _random_effects(parsed: ParsedFormula, data: pd.DataFrame, fixed_names: list[str], formula: str) -> str:
     specs = []
-    for terms, factor in parsed.bars:
-        if factor not in data.columns:
-            raise _bad(formula, f"the grouping factor {factor!r} is not a column of data")
+    for (terms, factor), double in zip(parsed.bars, parsed.uncorrelated or (False,) * len(parsed.bars)):
+        for column in _factor_columns(factor):
+            if column not in data.columns:
+                raise _bad(formula, f"the grouping factor {column!r} is not a column of data")
         try:
             mm = _model_matrix(_r_power(terms), data)
         except Exception as exc:
@@ -210,7 +220,7 @@ def _random_effects(parsed: ParsedFormula, data: pd.DataFrame, fixed_names: list
                 f"random slope(s) {missing} must also be fixed effects (add them to the fixed part)",
             )
         lhs = " + ".join((["1"] if intercept else ["0"]) + slopes)
-        specs.append(f"({lhs} | {factor})")
+        specs.append(f"({lhs} {'||' if double else '|'} {factor})")
     return " + ".join(specs)
 
 
@@ -222,13 +232,14 @@ def fit_formula(cls, formula: str, data: pd.DataFrame, *, weights=None, offset=N
     if parsed.response not in data.columns:
         raise _bad(formula, f"the response {parsed.response!r} is not a column of data (columns: {list(data.columns)})")
     for _, factor in parsed.bars:
-        if factor not in data.columns:
-            raise _bad(formula, f"the grouping factor {factor!r} is not a column of data")
+        for column in _factor_columns(factor):
+            if column not in data.columns:
+                raise _bad(formula, f"the grouping factor {column!r} is not a column of data")
     frame = _prepare(data.reset_index(drop=True))
     mm = _fixed_matrix(parsed, frame, formula)
     # formulaic drops rows with missing values; drop the same rows everywhere else
     rows = pd.Index(mm.index)
-    factors = [f for _, f in parsed.bars]
+    factors = list(dict.fromkeys(c for _, f in parsed.bars for c in _factor_columns(f)))
     needed = frame.loc[rows, [parsed.response] + factors]
     keep = needed.notna().all(axis=1).to_numpy()
     rows = rows[keep]
@@ -308,7 +319,7 @@ def formula_design(model, data: pd.DataFrame):
     y = None
     if parsed.response in frame.columns:
         y = frame.loc[rows, parsed.response].reset_index(drop=True).rename(parsed.response)
-    factors = [f for _, f in parsed.bars]
+    factors = list(dict.fromkeys(c for _, f in parsed.bars for c in _factor_columns(f)))
     groups = None
     if factors:
         groups = frame.loc[rows, factors].reset_index(drop=True)

@@ -308,3 +308,21 @@ def test_quadrature_and_zero_inflation_refuse_several_factors():
         PoissonGLMMRegressor("(1 | user) + (1 | day)", n_agq=5).fit(X, y, groups=groups)
     with pytest.raises(ValueError, match="one grouping factor"):
         ZeroInflatedPoissonGLMMRegressor("(1 | user) + (1 | day)").fit(X, y, groups=groups)
+
+
+def test_formula_interface_with_several_bars():
+    pytest.importorskip("formulaic")
+    from sklearn_glmm import glmer
+
+    ref = load_reference("crossed_binary_sim")
+    data = load_reference_data(ref["data"], factors=["subject", "item"])
+    model = glmer("y ~ x + (1 | subject) + (1 | item)", data, family="binomial")
+    assert model.loglik_ == pytest.approx(ref["crosscheck"]["loglik"], abs=2e-6)
+    nested_ref = load_reference("nested_poisson_sim")
+    nested = load_reference_data(nested_ref["data"], factors=["clinic", "user"])
+    fit = glmer("y ~ x + (1 | clinic/user)", nested, family="poisson")
+    assert fit.loglik_ == pytest.approx(nested_ref["loglik"], abs=1e-3)
+    sleep_ref = load_reference("sleepstudy_uncorrelated")
+    sleep = load_reference_data(sleep_ref["data"], factors=["Subject"])
+    lmm = GaussianLMMRegressor.from_formula("Reaction ~ Days + (Days || Subject)", sleep)
+    assert lmm.loglik_ == pytest.approx(sleep_ref["loglik"], abs=1e-6)
