@@ -217,8 +217,10 @@ class _BaseGLMM(BaseEstimator):
             its columns.
         y : array-like of shape (n_samples,)
             Response.
-        groups : array-like, Series or one-column DataFrame of shape (n_samples,), default=None
-            Grouping factor (e.g. user id). ``None`` fits the plain GLM.
+        groups : array-like, Series or DataFrame of shape (n_samples,) or (n_samples, n_factors), default=None
+            Grouping factor (e.g. user id); for several factors a DataFrame
+            whose columns are named as in ``random_effects``. ``None`` fits the
+            plain GLM.
         sample_weight : array-like of shape (n_samples,), default=None
             Prior weights (non-negative).
         offset : array-like of shape (n_samples,), default=None
@@ -499,9 +501,10 @@ class _BaseGLMM(BaseEstimator):
         Parameters
         ----------
         X : {array-like, DataFrame} of shape (n_samples, n_features)
-        groups : array-like of shape (n_samples,), default=None
-            Group labels. Rows of groups seen in fit use their conditional
-            modes. Rows of new groups, and all rows when ``groups`` is None,
+        groups : array-like or DataFrame, default=None
+            Group labels (one column per factor). Rows of groups seen in fit
+            use their conditional modes; with several factors each factor
+            counts on its own. Rows of new groups, and all rows when ``groups`` is None,
             follow ``new_groups``: population-level predictions (random
             effects 0), the mean over the random-effect distribution
             (``"marginal"``), or an error.

@@ -36,12 +36,15 @@ RANDOM_EFFECTS_DOC = """random_effects : str, default="1"
         The random-effects terms in lme4's bar syntax over X's column names,
         e.g. ``"(1 + day_centered | user_id)"``, or the short form
         ``"1 + day_centered"`` (``"0 + day_centered"`` drops the random
-        intercept). ``"1"`` is a random intercept."""
+        intercept). ``"1"`` is a random intercept. Several grouping factors:
+        crossed ``"(1 | subject) + (1 | item)"``, nested ``"(1 | clinic/user)"``,
+        uncorrelated ``"(1 + x || user)"``; ``groups`` then holds one column per
+        factor."""
 
 GROUPS_DOC = """group_column : str, int, list or None, default=None
         Take the grouping factor from this column of X (a DataFrame column
-        name, or a position) instead of from ``groups``; the column is left
-        out of the fixed effects. This makes the estimator work in any
+        name, or a position; a list of names for several factors) instead of
+        from ``groups``; the columns are left out of the fixed effects. This makes the estimator work in any
         Pipeline, search or cross-validation without metadata routing.
     new_groups : {"population", "marginal", "error"}, default="population"
         Predictions for groups not seen in fit (every group under
