@@ -33,7 +33,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ..design import lambda_from_theta, theta_index
-from ._blocked import RandomEffectsLayout
+from ._multilevel import TermsParameters
 from ._linalg import BlockCholesky, GroupIndex
 
 __all__ = ["LMMProblem", "MultiLevelLMMProblem", "LMMResult", "fit_lmm"]
@@ -148,13 +148,14 @@ def _profiled_deviance(problem, theta, reml: bool) -> float:
     return logdet + problem.n * (1.0 + np.log(2.0 * np.pi * r2 / problem.n)) - problem.sum_log_w
 
 
-class MultiLevelLMMProblem:
+class MultiLevelLMMProblem(TermsParameters):
     """A weighted LMM with several random-effects terms (crossed, nested, ``||``).
 
     The same penalised least squares as :class:`LMMProblem`, with ``A``
     factorised by :mod:`._blocked`. ``terms`` are :class:`._multilevel.CoreTerm`
     records, the one with most levels first. Each evaluation makes one pass over
     the rows (``A`` depends on theta through every row's ``Lambda^T z_i``).
+    ``random_effects`` gives ``b_k`` on the response scale (``u ~ N(0, sigma^2 I)``).
     """
 
     def __init__(self, X, y, weights, offset, terms):
@@ -166,35 +167,11 @@ class MultiLevelLMMProblem:
         self.XT = np.ascontiguousarray(X[order].T)
         self.r = (y - offset)[order]
         self.ZT = [np.ascontiguousarray(t.Z[order].T) for t in terms]
-        self.q = [t.Z.shape[1] for t in terms]
-        self.layout = RandomEffectsLayout([np.asarray(t.codes)[order] for t in terms], [t.n_levels for t in terms], self.q)
-        self.theta_index = [(np.asarray(t.theta_rows), np.asarray(t.theta_cols)) for t in terms]
-        bounds = np.cumsum([0] + [r.size for r, _ in self.theta_index])
-        self.theta_slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        self._set_terms(terms, [np.asarray(t.codes)[order] for t in terms])
         self.XWX = (self.XT * self.w) @ self.XT.T
         self.XWy = self.XT @ (self.w * self.r)
         self.yWy = float(np.dot(self.w, self.r * self.r))
         self.sum_log_w = float(np.sum(np.log(weights[positive])))
-
-    @property
-    def n_theta(self) -> int:
-        return self.theta_slices[-1].stop
-
-    @property
-    def theta_diagonal(self) -> np.ndarray:
-        return np.concatenate([r == c for r, c in self.theta_index])
-
-    def lambda_(self, theta) -> list[np.ndarray]:
-        out = []
-        for q, (rows, cols), sl in zip(self.q, self.theta_index, self.theta_slices):
-            lam = np.zeros((q, q))
-            lam[rows, cols] = theta[sl]
-            out.append(lam)
-        return out
-
-    def random_effects(self, theta, u) -> list[np.ndarray]:
-        """``b_k = U_k Lambda_k^T`` (relative to sigma) for every term."""
-        return [U @ lam.T for U, lam in zip(self.layout.split(u), self.lambda_(theta))]
 
     def solve(self, theta):
         """Penalised least squares at theta: (beta, u, r2, logdet A, RX^T RX)."""

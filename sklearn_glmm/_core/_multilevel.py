@@ -33,7 +33,7 @@ from ._blocked import BlockedFactor, RandomEffectsLayout, _rowdot
 from ._laplace import LaplaceEvaluation
 from ._pirls import MAX_HALVINGS, PIRLS_MAX_ITER, PIRLS_TOL
 
-__all__ = ["CoreTerm", "MultiLevelLaplaceProblem", "MultiLevelModes"]
+__all__ = ["CoreTerm", "MultiLevelLaplaceProblem", "MultiLevelModes", "TermsParameters"]
 
 
 @dataclass
@@ -120,7 +120,45 @@ def pirls_multilevel(family, y, w, eta_fixed, layout: RandomEffectsLayout, ZlT, 
     return MultiLevelModes(u, eta, irls, factor, pdev, n_iter, converged)
 
 
-class MultiLevelLaplaceProblem:
+class TermsParameters:
+    """Theta bookkeeping shared by the several-factor problems (GLMM and LMM).
+
+    ``_set_terms`` sets ``q``, ``layout``, ``theta_index`` (rows and columns of
+    each term's theta in its ``Lambda``) and ``theta_slices`` (each term's part
+    of the flat theta).
+    """
+
+    def _set_terms(self, terms: list[CoreTerm], sorted_codes: list[np.ndarray]) -> None:
+        self.q = [t.Z.shape[1] for t in terms]
+        self.layout = RandomEffectsLayout(sorted_codes, [int(t.n_levels) for t in terms], self.q)
+        self.theta_index = [(np.asarray(t.theta_rows), np.asarray(t.theta_cols)) for t in terms]
+        bounds = np.cumsum([0] + [r.size for r, _ in self.theta_index])
+        self.theta_slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    @property
+    def n_theta(self) -> int:
+        return self.theta_slices[-1].stop
+
+    @property
+    def theta_diagonal(self) -> np.ndarray:
+        """Which theta elements are diagonal entries of a ``Lambda_k`` (bounded below by 0)."""
+        return np.concatenate([r == c for r, c in self.theta_index])
+
+    def lambda_(self, theta: np.ndarray) -> list[np.ndarray]:
+        """``Lambda_k`` of every term."""
+        out = []
+        for q, (rows, cols), sl in zip(self.q, self.theta_index, self.theta_slices):
+            lam = np.zeros((q, q))
+            lam[rows, cols] = theta[sl]
+            out.append(lam)
+        return out
+
+    def random_effects(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
+        """``b_k = U_k Lambda_k^T`` for every term: list of (G_k, q_k)."""
+        return [U @ lam.T for U, lam in zip(self.layout.split(u), self.lambda_(theta))]
+
+
+class MultiLevelLaplaceProblem(TermsParameters):
     """Data and family of a GLMM with several random-effects terms.
 
     Parameters
@@ -142,25 +180,13 @@ class MultiLevelLaplaceProblem:
         self.offset = offset[order]
         self.ZT = [np.ascontiguousarray(t.Z[order].T) for t in terms]
         self.codes = [np.asarray(t.codes)[order] for t in terms]
-        self.q = [t.Z.shape[1] for t in terms]
         self.n_levels = [int(t.n_levels) for t in terms]
-        self.layout = RandomEffectsLayout(self.codes, self.n_levels, self.q)
-        self.theta_index = [(np.asarray(t.theta_rows), np.asarray(t.theta_cols)) for t in terms]
-        bounds = np.cumsum([0] + [r.size for r, _ in self.theta_index])
-        self.theta_slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        self._set_terms(terms, self.codes)
         self._constant = family.loglik_constant(self.y, self.weights)
 
     @property
     def X(self) -> np.ndarray:
         return self.XT.T
-
-    @property
-    def n_theta(self) -> int:
-        return self.theta_slices[-1].stop
-
-    @property
-    def theta_diagonal(self) -> np.ndarray:
-        return np.concatenate([r == c for r, c in self.theta_index])
 
     @property
     def theta_rms(self) -> np.ndarray:
@@ -170,21 +196,8 @@ class MultiLevelLaplaceProblem:
             parts.append(np.where(rms > 0, rms, 1.0)[rows])
         return np.concatenate(parts)
 
-    def lambda_(self, theta: np.ndarray) -> list[np.ndarray]:
-        """``Lambda_k`` of every term."""
-        out = []
-        for q, (rows, cols), sl in zip(self.q, self.theta_index, self.theta_slices):
-            lam = np.zeros((q, q))
-            lam[rows, cols] = theta[sl]
-            out.append(lam)
-        return out
-
     def zero_modes(self) -> np.ndarray:
         return np.zeros(self.layout.size)
-
-    def random_effects(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
-        """``b_k = U_k Lambda_k^T`` for every term: list of (G_k, q_k)."""
-        return [U @ lam.T for U, lam in zip(self.layout.split(u), self.lambda_(theta))]
 
     def family_at(self, param: float | None) -> Family:
         return self.family if param is None else self.family.with_param(param)
