@@ -77,6 +77,14 @@ class RandomEffectsLayout:
         ]
         # the dense row of each (block row a) entry of the first term, for gathers
         self.block_rows = [self.codes[0] * self.q[0] + a for a in range(self.q[0])]
+        # flat positions in A12 and A22 of every row's entries (fixed by the
+        # codes, so computed once instead of at every factorisation)
+        m = self.m
+        self._a12_index = [[rows * m + idx for _, _, idx in self.dense_index] for rows in self.block_rows]
+        self._a22_index = [
+            [idx_s * m + idx_t for _, _, idx_t in self.dense_index[: s + 1]]
+            for s, (_, _, idx_s) in enumerate(self.dense_index)
+        ]
 
     @property
     def size(self) -> int:
@@ -118,18 +126,18 @@ class RandomEffectsLayout:
         A11[:, np.arange(q0), np.arange(q0)] += 1.0
         if m == 0:
             return BlockedFactor(self, BlockCholesky(A11), None, None, None)
-        dense = [(idx, ZlT[k][j]) for k, j, idx in self.dense_index]
+        dense = [ZlT[k][j] for k, j, _ in self.dense_index]
         A12 = np.zeros(G0 * q0 * m)
-        for a, rows in enumerate(self.block_rows):
+        for a in range(q0):
             wz = W * ZlT[0][a]
-            for idx, zl in dense:
-                A12 += np.bincount(rows * m + idx, weights=wz * zl, minlength=G0 * q0 * m)
+            for flat, zl in zip(self._a12_index[a], dense):
+                A12 += np.bincount(flat, weights=wz * zl, minlength=G0 * q0 * m)
         A12 = A12.reshape(G0 * q0, m)
         A22 = np.zeros(m * m)
-        for s, (idx_s, zl_s) in enumerate(dense):
+        for s, zl_s in enumerate(dense):
             wz = W * zl_s
-            for idx_t, zl_t in dense[: s + 1]:
-                A22 += np.bincount(idx_s * m + idx_t, weights=wz * zl_t, minlength=m * m)
+            for flat, zl_t in zip(self._a22_index[s], dense[: s + 1]):
+                A22 += np.bincount(flat, weights=wz * zl_t, minlength=m * m)
         A22 = A22.reshape(m, m)
         A22 = np.tril(A22) + np.tril(A22, -1).T  # the loop filled one triangle per pair of components
         A22[np.diag_indices(m)] = np.diag(A22) + 1.0
