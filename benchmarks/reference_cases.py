@@ -43,14 +43,39 @@ def _seed_case(case):
     return model, ref, data
 
 
+#: several grouping factors (issue 4): estimator, random_effects, X columns, y, factor columns, kwargs
+MULTI_FACTOR_CASES = {
+    "crossed_binary_sim": ("BinomialGLMMClassifier", "(1 | subject) + (1 | item)", ["x"], "y", ["subject", "item"], {}),
+    "penicillin_crossed": ("GaussianLMMRegressor", "(1 | plate) + (1 | sample)", [], "diameter", ["plate", "sample"],
+                           {"reml": False}),
+    "nested_poisson_sim": ("PoissonGLMMRegressor", "(1 | clinic/user)", ["x"], "y", ["clinic", "user"], {}),
+    "sleepstudy_uncorrelated": ("GaussianLMMRegressor", "(1 + Days || Subject)", ["Days"], "Reaction", ["Subject"], {}),
+}
+
+
+def _multi_factor_case(case):
+    import sklearn_glmm
+    from tests.conftest import load_reference, load_reference_data
+
+    name, spec, columns, response, factors, kwargs = MULTI_FACTOR_CASES[case]
+    ref = load_reference(case)
+    data = load_reference_data(ref["data"], factors=factors)
+    groups = data[factors] if len(factors) > 1 else data[factors[0]]
+    model = getattr(sklearn_glmm, name)(spec, **kwargs).fit(data[columns], data[response], groups=groups)
+    return model, ref, data
+
+
 def main() -> None:
     helpers = _load_test_helpers()
-    cases = ["app_engagement_ri", "app_engagement_rs"] + helpers.CASES
+    cases = ["app_engagement_ri", "app_engagement_rs"] + helpers.CASES + list(MULTI_FACTOR_CASES)
     rows = []
     for case in cases:
-        fit = (lambda c=case: _seed_case(c)) if case.startswith("app_engagement_r") else (
-            lambda c=case: helpers._fit_case(c)
-        )
+        if case.startswith("app_engagement_r"):
+            fit = lambda c=case: _seed_case(c)  # noqa: E731
+        elif case in MULTI_FACTOR_CASES:
+            fit = lambda c=case: _multi_factor_case(c)  # noqa: E731
+        else:
+            fit = lambda c=case: helpers._fit_case(c)  # noqa: E731
         times = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
