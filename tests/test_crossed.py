@@ -373,3 +373,18 @@ def test_negative_binomial_with_crossed_factors_recovers_size():
     assert 2.5 < model.nb_size_ < 6.5  # truth 4 (SE of the size about 0.6 here)
     sd = model.varcorr_.set_index("group")["sdcor"]
     assert abs(sd["user"] / 0.5 - 1) < 0.35 and abs(sd["day"] / 0.3 - 1) < 0.5
+
+
+def test_calendar_day_simulator_adds_a_crossed_factor_and_leaves_the_default_unchanged():
+    from sklearn_glmm.datasets import make_app_engagement
+
+    plain = make_app_engagement(20, 30, random_state=5)
+    with_calendar, truth = make_app_engagement(20, 30, random_state=5, calendar_sd=0.4, return_truth=True)
+    pd.testing.assert_frame_equal(plain, make_app_engagement(20, 30, random_state=5))
+    assert list(with_calendar.columns) == list(plain.columns) + ["calendar_day"]
+    # everything drawn before the calendar effects is the same panel
+    pd.testing.assert_frame_equal(with_calendar[["user_id", "day", "mood"]], plain[["user_id", "day", "mood"]])
+    assert truth["calendar_sd"] == 0.4
+    assert set(truth["calendar_effects"].index) == set(with_calendar["calendar_day"])
+    with pytest.raises(ValueError, match="calendar_sd"):
+        make_app_engagement(5, 5, calendar_sd=-1.0)

@@ -27,6 +27,7 @@ def make_app_engagement(
     *,
     random_state: int | np.random.Generator | None = None,
     return_truth: bool = False,
+    calendar_sd: float = 0.0,
 ):
     """Simulate a daily app-engagement panel with a correlated random slope.
 
@@ -42,6 +43,11 @@ def make_app_engagement(
     ``mood`` is a standardised daily self-report following an AR(1) process
     (autocorrelation 0.6) around a user-specific level.
 
+    With ``calendar_sd > 0`` users enrol on different calendar days (uniform
+    over the first 60) and every calendar day has its own effect, normal with
+    SD ``calendar_sd``, shared by all users active that day (a push campaign,
+    an outage): a factor crossed with users, ``(1 | calendar_day)``.
+
     Parameters
     ----------
     n_users : int, default=50
@@ -52,15 +58,21 @@ def make_app_engagement(
         Seed for reproducible panels.
     return_truth : bool, default=False
         Also return the true parameters and random effects.
+    calendar_sd : float, default=0.0
+        SD of the calendar-day effects; 0 (the default) leaves them out and
+        the panel is exactly what earlier versions produced.
 
     Returns
     -------
     data : pandas.DataFrame of shape (n_users * n_days, 7)
         ``user_id`` (str), ``day``, ``day_centered``, ``notifications``,
-        ``weekend``, ``mood``, ``logins``.
+        ``weekend``, ``mood``, ``logins``; with ``calendar_sd > 0`` also
+        ``calendar_day`` (int).
     truth : dict
         Only when ``return_truth``: ``fixef``, ``sd``, ``corr`` and ``ranef``
-        (a DataFrame of the users' true random effects).
+        (a DataFrame of the users' true random effects); with
+        ``calendar_sd > 0`` also ``calendar_sd`` and ``calendar_effects`` (a
+        Series by calendar day).
 
     Examples
     --------
@@ -70,6 +82,8 @@ def make_app_engagement(
     """
     if int(n_users) < 1 or int(n_days) < 1:
         raise ValueError(f"n_users and n_days must be >= 1; got {n_users} and {n_days}.")
+    if not np.isfinite(calendar_sd) or calendar_sd < 0:
+        raise ValueError(f"calendar_sd must be a finite number >= 0; got {calendar_sd!r}.")
     rng = np.random.default_rng(random_state)
     truth = APP_ENGAGEMENT_TRUTH
     n = n_users * n_days
@@ -101,6 +115,12 @@ def make_app_engagement(
         + b[user, 0]
         + b[user, 1] * day_c
     )
+    if calendar_sd > 0:
+        # drawn only here, so that calendar_sd=0 leaves the random stream unchanged
+        enrol = rng.integers(0, 60, size=n_users)
+        calendar_day = enrol[user] + day
+        calendar_effects = rng.normal(0.0, calendar_sd, size=int(calendar_day.max()) + 1)
+        eta = eta + calendar_effects[calendar_day]
     logins = rng.poisson(np.exp(eta))
     width = len(str(n_users))
     labels = np.array([f"u{i + 1:0{width}d}" for i in range(n_users)])
@@ -115,7 +135,14 @@ def make_app_engagement(
             "logins": logins,
         }
     )
+    if calendar_sd > 0:
+        data["calendar_day"] = calendar_day
     if not return_truth:
         return data
     ranef = pd.DataFrame(b, index=pd.Index(labels, name="user_id"), columns=["(Intercept)", "day_centered"])
-    return data, {"fixef": dict(f), "sd": dict(truth["sd"]), "corr": truth["corr"], "ranef": ranef}
+    out = {"fixef": dict(f), "sd": dict(truth["sd"]), "corr": truth["corr"], "ranef": ranef}
+    if calendar_sd > 0:
+        seen = np.unique(calendar_day)
+        out["calendar_sd"] = float(calendar_sd)
+        out["calendar_effects"] = pd.Series(calendar_effects[seen], index=pd.Index(seen, name="calendar_day"))
+    return data, out
