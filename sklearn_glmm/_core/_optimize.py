@@ -261,12 +261,16 @@ def fit_laplace(
         (lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper)
     ]
 
-    # stage 1: theta alone, beta at the GLM estimate
+    # stage 1: theta alone, beta at the GLM estimate; on a subsample of the
+    # levels when the problem offers one (a start needs no more; see
+    # LaplaceProblem.stage1_problem)
     theta0 = np.where(diag, 1.0, 0.0)
     rest = obj.to_x(np.zeros(nt), beta_glm, param0)[nt:]  # (R beta_glm[, log param0])
+    sub = problem.stage1_problem() if hasattr(problem, "stage1_problem") else problem
+    obj1 = obj if sub is problem else _Objective(sub, theta_scale, R, verbose, t0)
 
     def stage1(xt):
-        f, g = obj(np.concatenate([xt, rest]))
+        f, g = obj1(np.concatenate([xt, rest]))
         return f, g[:nt]
 
     # a start only: stop once the relative decrease is below 1e-10
@@ -274,7 +278,10 @@ def fit_laplace(
     # covariate rms): lme4's theta = I would give a covariate of scale 1e8 an SD of 1e8
     xt, it1, _ = _lbfgsb(stage1, theta0, bounds[:nt], 1e-3, 200, ftol=1e-10)
     timings["stage1"] = time.perf_counter() - t0
-    _say(verbose, f"stage 1 (theta only): {it1} iterations, {obj.n_evals} evaluations", t0)
+    levels = "" if sub is problem else f" on {sub.n_levels} of {problem.n_levels} levels"
+    _say(verbose, f"stage 1 (theta only{levels}): {it1} iterations, {obj1.n_evals} evaluations", t0)
+    if obj1 is not obj:
+        obj.n_evals += obj1.n_evals
 
     # stage 2: theta and beta jointly, by quasi-Newton steps that start from
     # the finite-difference Hessian of the exact gradient (few evaluations when

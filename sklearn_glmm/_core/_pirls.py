@@ -234,6 +234,20 @@ def pirls_term(
     eta = eta_fixed + rows.dot(u @ lam.T)
     mu, ll = kernel.loglik_rows(eta)
     pdev_g = np.einsum("gq,gq->g", u, u) - 2.0 * groups.sum(ll)
+    # A warm start can be far worse than u = 0 when theta moved a lot (the
+    # outer line search tries far-out points): exp(eta) then needs ~1 Newton
+    # step per unit of eta to come back (177 steps were seen). Such groups
+    # start from 0 instead.
+    mu0, ll0 = kernel.loglik_rows(eta_fixed)
+    pdev0 = -2.0 * groups.sum(ll0)
+    reset = ~(pdev_g <= pdev0)
+    if np.any(reset):
+        u[reset] = 0.0
+        rows_reset = groups.expand(reset)
+        eta = np.where(rows_reset, eta_fixed, eta)
+        mu = np.where(rows_reset, mu0, mu)
+        pdev_g = np.where(reset, pdev0, pdev_g)
+    del mu0, ll0, ll
     converged = stuck = False
     last_step = np.inf
     n_iter = 0
