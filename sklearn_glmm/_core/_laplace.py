@@ -228,7 +228,8 @@ class LaplaceProblem:
         Ainv = fit.chol.inverse()  # (G, q, q)
         # h_i = zl_i^T A_g^{-1} zl_i = z_i^T (Lambda A_g^{-1} Lambda^T) z_i
         h = rows.quadratic(np.einsum("ab,gbc,dc->gad", lam, Ainv, lam))
-        c = irls.laplace_weights_deriv * h
+        dW = irls.laplace_weights_deriv
+        c = (self._row_kernel(family).weights_deriv(irls) if dW is None else dW) * h
         T = rows.sums(irls.score) if fit.T is None else fit.T
         C = rows.sums(c)
         M = rows.outer(irls.laplace_weights) if fit.M is None else fit.M

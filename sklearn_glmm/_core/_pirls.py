@@ -250,6 +250,7 @@ def pirls_term(
     del mu0, ll0, ll
     converged = stuck = False
     last_step = np.inf
+    prev_size = None
     n_iter = 0
     while True:
         irls = kernel.irls(eta, mu)
@@ -295,6 +296,16 @@ def pirls_term(
         last_step = float(np.max(size * step))
         # once only stuck groups are left, they are judged by their residual below
         stuck = bool(np.any(bad))
+        full = bool(np.all(step == 1.0))
+        if kernel.newton and full and prev_size is not None and last_step < 1e-5:
+            # Newton steps converge quadratically, |step_{k+1}| ~ K |step_k|^2
+            # with K ~ |step_k| / |step_{k-1}|^2: when the predicted next step is
+            # 1000 times below tol, u is already as exact as one more step
+            # would leave it, and that step is skipped
+            predicted = size**3 / np.maximum(prev_size, 1e-300) ** 2
+            if float(np.max(predicted)) < 1e-3 * tol:
+                last_step = 0.0
+        prev_size = size if full else None
     M_fisher = M
     if irls.laplace_weights is not irls.weights:
         M = rows.outer(irls.laplace_weights)

@@ -110,6 +110,10 @@ class RowKernel:
     so each pass saved is a few per cent of a fit).
     """
 
+    #: whether ``irls`` gives Newton steps (canonical link: Fisher = observed
+    #: information), so that PIRLS converges quadratically
+    newton = False
+
     def __init__(self, family, y, w):
         self.family, self.y, self.w = family, y, w
 
@@ -122,9 +126,15 @@ class RowKernel:
     def irls(self, eta, mu):
         return self.family.irls_quantities(self.y, eta, self.w, mu)
 
+    def weights_deriv(self, irls):
+        """``d laplace_weights / d eta`` when ``irls`` left it out (None)."""
+        return irls.laplace_weights_deriv
+
 
 class _PoissonKernel(RowKernel):
     """Canonical log link: ``ll = w (y eta - mu)``, every weight ``w mu``."""
+
+    newton = True
 
     def __init__(self, family, y, w):
         super().__init__(family, y, w)
@@ -145,36 +155,45 @@ class _PoissonKernel(RowKernel):
 
 
 class _LogitKernel(RowKernel):
-    """Canonical logit link: one ``exp`` and one ``log1p`` per row give both
-    ``mu`` and the softplus ``log(1 + e^eta)`` of the log-likelihood."""
+    """Canonical logit link: the softplus ``sp = log(1 + e^eta)`` (one ``exp``
+    and one ``log1p`` per row) gives both the log-likelihood ``y eta - sp``
+    and ``mu = exp(eta - sp)``, accurate in both tails and without branches."""
+
+    newton = True
 
     def __init__(self, family, y, w):
         super().__init__(family, y, w)
         self.unit = bool(np.all(w == 1.0))
 
     def loglik_rows(self, eta):
-        eta = np.clip(eta, -_MAX_ETA, _MAX_ETA)
-        e = np.abs(eta)
-        np.negative(e, out=e)
-        np.exp(e, out=e)  # e = exp(-|eta|) in (0, 1]
-        r = 1.0 + e
-        np.reciprocal(r, out=r)  # 1 / (1 + e)
-        mu = np.where(eta >= 0.0, r, e * r)
-        # y eta - softplus(eta), softplus = max(eta, 0) + log1p(exp(-|eta|))
-        ll = self.y * eta
-        ll -= np.maximum(eta, 0.0)
-        ll -= np.log1p(e, out=e)
+        if eta.size and max(float(eta.max()), -float(eta.min())) > _MAX_ETA:
+            eta = np.clip(eta, -_MAX_ETA, _MAX_ETA)
+        sp = np.abs(eta)
+        np.negative(sp, out=sp)
+        np.exp(sp, out=sp)
+        np.log1p(sp, out=sp)  # log1p(exp(-|eta|))
+        ll = np.maximum(eta, 0.0)
+        sp += ll  # softplus(eta)
+        np.multiply(self.y, eta, out=ll)
+        ll -= sp
         if not self.unit:
             ll *= self.w
+        np.subtract(eta, sp, out=sp)
+        mu = np.exp(sp, out=sp)  # log(mu) = eta - softplus(eta)
         return mu, ll
 
     def irls(self, eta, mu):
-        v = mu * (1.0 - mu)
+        v = 1.0 - mu
+        v *= mu
         resid = self.y - mu
         if not self.unit:
             v *= self.w
             resid *= self.w
-        return IRLSQuantities(mu, resid, v, v * (1.0 - 2.0 * mu), v)
+        # d W / d eta = W (1 - 2 mu) is only needed by the gradient: formed there
+        return IRLSQuantities(mu, resid, v, None, v)
+
+    def weights_deriv(self, irls):
+        return irls.weights * (1.0 - 2.0 * irls.mu)
 
 
 class Family:
