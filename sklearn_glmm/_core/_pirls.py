@@ -302,7 +302,7 @@ def pirls_term(
             # with K ~ |step_k| / |step_{k-1}|^2: when the predicted next step is
             # 1000 times below tol, u is already as exact as one more step
             # would leave it, and that step is skipped
-            predicted = size**3 / np.maximum(prev_size, 1e-300) ** 2
+            predicted = size * (size / np.maximum(prev_size, 1e-150)) ** 2
             if float(np.max(predicted)) < 1e-3 * tol:
                 last_step = 0.0
         prev_size = size if full else None
