@@ -157,6 +157,11 @@ class LaplaceProblem:
         rms = np.sqrt(np.mean(self.ZT**2, axis=1))
         return np.where(rms > 0, rms, 1.0)[self.theta_rows]
 
+    @property
+    def theta_is_cheap(self) -> bool:
+        """Whether evaluations that change only theta cost O(G) (Poisson random intercept)."""
+        return self._group_sums is not None
+
     def stage1_problem(self, max_levels: int = STAGE1_LEVELS) -> LaplaceProblem:
         """The same model on ``max_levels`` evenly spaced levels (itself when it has few more).
 
@@ -168,8 +173,8 @@ class LaplaceProblem:
         once.
         """
         G = self.n_levels
-        if G <= 2 * max_levels or self._group_sums is not None:
-            return self  # few levels, or stage 1 costs O(G) anyway
+        if G <= 2 * max_levels:
+            return self
         keep = np.unique(np.linspace(0, G - 1, max_levels).round().astype(np.intp))
         mask = np.zeros(G, dtype=bool)
         mask[keep] = True

@@ -78,7 +78,8 @@ class FitResult:
     singular : bool
         Whether a variance is at its boundary.
     glm_beta : ndarray
-        The plain GLM's estimates (``theta = 0``).
+        The plain GLM's estimates (``theta = 0``), the start of the fit; on
+        the problem's stage-1 subsample of levels when it offers one.
     param : float or None
         The family's extra parameter (NB size, Gamma shape), if it has one.
         ``gradient`` and ``hessian`` then end with its log.
@@ -229,7 +230,11 @@ def fit_laplace(
     t0 = time.perf_counter()
     timings = {}
     family = problem.family
-    X, y, w, offset = problem.X, problem.y, problem.weights, problem.offset
+    # The GLM start, the whitening and stage 1 need no more than a few hundred
+    # levels: the problem may offer such a subsample (see
+    # LaplaceProblem.stage1_problem); its information is scaled up to all rows.
+    sub = problem.stage1_problem() if hasattr(problem, "stage1_problem") else problem
+    X, y, w, offset = sub.X, sub.y, sub.weights, sub.offset
     beta_glm, _, _ = fit_glm(family, X, y, w, offset)
     param0 = None
     if family.has_param:
@@ -239,7 +244,8 @@ def fit_laplace(
         beta_glm, _, _ = fit_glm(family.with_param(param0), X, y, w, offset)
     eta = offset + X @ beta_glm
     W = problem.family_at(param0).irls_quantities(y, eta, w).weights
-    R = _cholesky_upper(X.T @ (X * W[:, None]))
+    XT = X.T
+    R = _cholesky_upper((XT * W) @ X) * np.sqrt(problem.y.size / max(y.size, 1))
     theta_scale = problem.theta_rms
     timings["glm"] = time.perf_counter() - t0
 
@@ -261,12 +267,12 @@ def fit_laplace(
         (lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper)
     ]
 
-    # stage 1: theta alone, beta at the GLM estimate; on a subsample of the
-    # levels when the problem offers one (a start needs no more; see
-    # LaplaceProblem.stage1_problem)
+    # stage 1: theta alone, beta at the GLM estimate; on the subsample of the
+    # levels, unless evaluations in theta alone are cheap on all of them
     theta0 = np.where(diag, 1.0, 0.0)
     rest = obj.to_x(np.zeros(nt), beta_glm, param0)[nt:]  # (R beta_glm[, log param0])
-    sub = problem.stage1_problem() if hasattr(problem, "stage1_problem") else problem
+    if getattr(problem, "theta_is_cheap", False):
+        sub = problem
     obj1 = obj if sub is problem else _Objective(sub, theta_scale, R, verbose, t0)
 
     def stage1(xt):

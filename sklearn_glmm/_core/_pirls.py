@@ -337,6 +337,13 @@ def fit_glm(
     n_iter : int
         IRLS iterations, the first weighted least-squares solve included.
     """
+    kernel = family.row_kernel(y, w)
+
+    def objective(eta):
+        # -2 loglik up to a constant in y: the deviance's minimiser, without
+        # the logarithms of the unit deviance
+        return -2.0 * float(np.sum(kernel.loglik_rows(eta)[1]))
+
     mu = family.starting_mu(y)
     eta = family.link.link(mu)
     # first step from the working response at mustart (as R's glm.fit)
@@ -344,7 +351,7 @@ def fit_glm(
     z = eta - offset + irls.score / np.where(irls.weights > 0, irls.weights, 1.0)
     beta = _weighted_lstsq(X, z, irls.weights)
     eta = offset + X @ beta
-    dev = family.deviance(y, family.link.inverse(eta), w)
+    dev = objective(eta)
     if not np.isfinite(dev):
         # The first step left the family's domain (a negative mean under the
         # Gamma identity link): restart from the constant fit, which is valid,
@@ -352,16 +359,18 @@ def fit_glm(
         # keeps every later iterate valid. R's glm.fit stops here instead.
         beta = _weighted_lstsq(X, family.link.link(np.full_like(y, np.average(y, weights=w))) - offset, w)
         eta = offset + X @ beta
-        dev = family.deviance(y, family.link.inverse(eta), w)
+        dev = objective(eta)
     for it in range(1, max_iter + 1):
-        irls = family.irls_quantities(y, eta, w)
+        mu = family.link.inverse(eta)
+        irls = kernel.irls(eta, mu)
         grad = X.T @ irls.score
-        info = X.T @ (X * irls.weights[:, None])
+        info = (X.T * irls.weights) @ X
         delta = _solve_spd(info, grad)
         step = 1.0
+        step_eta = X @ delta
         for _ in range(MAX_HALVINGS):
-            eta_new = eta + step * (X @ delta)
-            dev_new = family.deviance(y, family.link.inverse(eta_new), w)
+            eta_new = eta + step * step_eta
+            dev_new = objective(eta_new)
             if dev_new <= dev + 1e-14 * abs(dev):
                 break
             step *= 0.5
