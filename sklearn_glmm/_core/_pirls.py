@@ -234,20 +234,8 @@ def pirls_term(
     eta = eta_fixed + rows.dot(u @ lam.T)
     mu, ll = kernel.loglik_rows(eta)
     pdev_g = np.einsum("gq,gq->g", u, u) - 2.0 * groups.sum(ll)
-    # A warm start can be far worse than u = 0 when theta moved a lot (the
-    # outer line search tries far-out points): exp(eta) then needs ~1 Newton
-    # step per unit of eta to come back (177 steps were seen). Such groups
-    # start from 0 instead.
-    mu0, ll0 = kernel.loglik_rows(eta_fixed)
-    pdev0 = -2.0 * groups.sum(ll0)
-    reset = ~(pdev_g <= pdev0)
-    if np.any(reset):
-        u[reset] = 0.0
-        rows_reset = groups.expand(reset)
-        eta = np.where(rows_reset, eta_fixed, eta)
-        mu = np.where(rows_reset, mu0, mu)
-        pdev_g = np.where(reset, pdev0, pdev_g)
-    del mu0, ll0, ll
+    del ll
+    checked_start = False
     converged = stuck = False
     last_step = np.inf
     prev_size = None
@@ -275,6 +263,24 @@ def pirls_term(
         # are Newton steps next to the mode, which decrease pdev in exact
         # arithmetic, so their rounding noise is not tested at all
         bad = ~(pdev_new <= pdev_g + 1e-14 * np.abs(pdev_g)) & (size * step > 1e-8)
+        if not checked_start and (n_iter >= 3 or np.any(bad)):
+            # A warm start can be far worse than u = 0 when theta moved a lot
+            # (the outer line search tries far-out points): exp(eta) then needs
+            # about one Newton step per unit of eta to come back (177 steps were
+            # seen). When the first step fails somewhere, or three steps have
+            # not converged, groups for which u = 0 is better restart from
+            # there (checked once, and only then: it costs a pass).
+            checked_start = True
+            mu0, ll0 = kernel.loglik_rows(eta_fixed)
+            pdev0 = -2.0 * groups.sum(ll0)
+            reset = ~(pdev_g <= pdev0)
+            if np.any(reset):
+                u[reset] = 0.0
+                rows_reset = groups.expand(reset)
+                eta = np.where(rows_reset, eta_fixed, eta)
+                mu = np.where(rows_reset, mu0, mu)
+                pdev_g = np.where(reset, pdev0, pdev_g)
+                continue
         for _ in range(MAX_HALVINGS):
             if not np.any(bad):
                 break

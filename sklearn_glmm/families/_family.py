@@ -155,31 +155,29 @@ class _PoissonKernel(RowKernel):
 
 
 class _LogitKernel(RowKernel):
-    """Canonical logit link: the softplus ``sp = log(1 + e^eta)`` (one ``exp``
-    and one ``log1p`` per row) gives both the log-likelihood ``y eta - sp``
-    and ``mu = exp(eta - sp)``, accurate in both tails and without branches."""
+    """Canonical logit link: ``mu = 1 / (1 + exp(-eta))`` (relatively accurate in
+    both tails) and ``ll = (y - 1) eta + log(mu)`` (= ``y eta - log(1 + e^eta)``),
+    one ``exp`` and one ``log`` per row, no branches; eta is clipped to +-700
+    only when it gets there, so neither overflows."""
 
     newton = True
 
     def __init__(self, family, y, w):
         super().__init__(family, y, w)
         self.unit = bool(np.all(w == 1.0))
+        self.ym1 = y - 1.0
 
     def loglik_rows(self, eta):
         if eta.size and max(float(eta.max()), -float(eta.min())) > _MAX_ETA:
             eta = np.clip(eta, -_MAX_ETA, _MAX_ETA)
-        sp = np.abs(eta)
-        np.negative(sp, out=sp)
-        np.exp(sp, out=sp)
-        np.log1p(sp, out=sp)  # log1p(exp(-|eta|))
-        ll = np.maximum(eta, 0.0)
-        sp += ll  # softplus(eta)
-        np.multiply(self.y, eta, out=ll)
-        ll -= sp
+        mu = np.negative(eta)
+        np.exp(mu, out=mu)
+        mu += 1.0
+        np.reciprocal(mu, out=mu)
+        ll = np.log(mu)
+        ll += self.ym1 * eta
         if not self.unit:
             ll *= self.w
-        np.subtract(eta, sp, out=sp)
-        mu = np.exp(sp, out=sp)  # log(mu) = eta - softplus(eta)
         return mu, ll
 
     def irls(self, eta, mu):
