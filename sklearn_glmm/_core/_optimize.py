@@ -180,20 +180,28 @@ def _hessian(obj: _Objective, x, step=1e-4, central=True):
 
     Central differences (2k gradients, error O(step^2)) for the Hessian that
     gives standard errors; forward differences (k + 1 gradients) where it only
-    seeds the quasi-Newton iterations.
+    seeds the quasi-Newton iterations. The step is absolute: in the
+    optimiser's whitened coordinates one unit is about one standard error
+    whatever the parameter's size (a step relative to |x| was 0.1 standard
+    errors for an intercept at 3.6M rows, and cost PIRLS iterations). Every
+    point starts PIRLS from the modes at ``x`` (the warm start on entry,
+    restored on exit), a distance ``step`` away.
     """
     k = x.size
     H = np.empty((k, k))
     g0 = None if central else obj(x)[1]
+    u0 = obj.u
     for j in range(k):
         e = np.zeros(k)
-        e[j] = step * max(1.0, abs(x[j]))
+        e[j] = step
+        obj.u = u0
         gp = obj(x + e)[1]
         if central:
-            H[:, j] = (gp - obj(x - e)[1]) / (2.0 * e[j])
+            obj.u = u0
+            H[:, j] = (gp - obj(x - e)[1]) / (2.0 * step)
         else:
-            H[:, j] = (gp - g0) / e[j]
-    obj(x)  # leave the warm start at x
+            H[:, j] = (gp - g0) / step
+    obj.u = u0  # leave the warm start at x
     return 0.5 * (H + H.T)
 
 
