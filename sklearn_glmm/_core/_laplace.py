@@ -218,6 +218,7 @@ class LaplaceProblem:
         lam = self.lambda_(theta)
         eta_fixed = self.offset + beta @ self.XT
         fit = pirls_term(self._row_kernel(family), eta_fixed, self._rows, lam, u0)
+        del eta_fixed
         # pdev = -2 loglik kernel + ||u||^2; add the constant back for the full scale
         deviance = fit.pdev - 2.0 * constant + fit.chol.logdet()
         if not gradient:
@@ -253,8 +254,10 @@ class LaplaceProblem:
         zv = rows.dot(V @ lam.T)
         r = irls.hessian_weights * zv
         np.subtract(c, r, out=r)
+        del c
         r -= 2.0 * irls.score
         grad_beta = self.XT @ r
+        del r
         grad_param = None
         if family.has_param:
             # eq. 6b: the shape enters the likelihood directly, and the score and

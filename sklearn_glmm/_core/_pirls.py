@@ -145,7 +145,10 @@ class TermRows:
             term = expand(B[:, j, k] if j == k else 2.0 * B[:, j, k])
             if row is not None:
                 term *= row
-            out = term if out is None else out + term
+            if out is None:
+                out = term
+            else:
+                out += term
         return out
 
     def dot(self, b: np.ndarray) -> np.ndarray:
@@ -252,6 +255,10 @@ def pirls_term(
             break
         n_iter += 1
         delta = chol.solve(T @ lam - u)
+        # the rows' IRLS quantities are not needed again unless this is the
+        # last step (then the top of the loop recomputes them): freeing them
+        # keeps the trial point's arrays within the same memory
+        del irls, mu
         step_eta = rows.dot(delta @ lam.T)
         size = np.max(np.abs(delta), axis=1)
         step = np.ones(groups.n_levels)
@@ -259,6 +266,7 @@ def pirls_term(
         eta_new = eta + step_eta
         mu_new, ll_new = kernel.loglik_rows(eta_new)
         pdev_new = np.einsum("gq,gq->g", u_new, u_new) - 2.0 * groups.sum(ll_new)
+        del ll_new
         # a relative slack of 1e-14 lets rounding noise pass; steps below 1e-8
         # are Newton steps next to the mode, which decrease pdev in exact
         # arithmetic, so their rounding noise is not tested at all
@@ -278,14 +286,16 @@ def pirls_term(
                 u[reset] = 0.0
                 rows_reset = groups.expand(reset)
                 eta = np.where(rows_reset, eta_fixed, eta)
-                mu = np.where(rows_reset, mu0, mu)
+                mu, _ = kernel.loglik_rows(eta)
                 pdev_g = np.where(reset, pdev0, pdev_g)
                 continue
+            del mu0, ll0
         for _ in range(MAX_HALVINGS):
             if not np.any(bad):
                 break
             step[bad] *= 0.5
             u_new = u + step[:, None] * delta
+            del eta_new, mu_new
             eta_new = eta + groups.expand(step) * step_eta
             mu_new, ll_new = kernel.loglik_rows(eta_new)
             pdev_new = np.einsum("gq,gq->g", u_new, u_new) - 2.0 * groups.sum(ll_new)
@@ -295,10 +305,12 @@ def pirls_term(
             # (or hopeless); they keep their current u
             step[bad] = 0.0
             u_new = u + step[:, None] * delta
+            del eta_new, mu_new
             eta_new = eta + groups.expand(step) * step_eta
             mu_new, ll_new = kernel.loglik_rows(eta_new)
             pdev_new = np.einsum("gq,gq->g", u_new, u_new) - 2.0 * groups.sum(ll_new)
         u, eta, mu, pdev_g = u_new, eta_new, mu_new, pdev_new
+        del eta_new, mu_new, step_eta
         last_step = float(np.max(size * step))
         # once only stuck groups are left, they are judged by their residual below
         stuck = bool(np.any(bad))
