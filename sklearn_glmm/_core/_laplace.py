@@ -123,6 +123,7 @@ class LaplaceProblem:
         self._constant = family.loglik_constant(self.y, self.weights)
         self._rows = TermRows(self.ZT, self.groups)
         self._kernel = family.row_kernel(self.y, self.weights)
+        self._y_values = None
         # The Poisson random intercept needs only group sums (see _GroupSums)
         self._group_sums = (
             _GroupSums(self) if isinstance(family, PoissonFamily) and self._rows.intercept_only else None
@@ -199,6 +200,24 @@ class LaplaceProblem:
         """The family with its extra parameter set (itself when ``param`` is None)."""
         return self.family if param is None else self.family.with_param(param)
 
+    def _constant_at(self, family: Family) -> float:
+        """``loglik_constant`` at the family's parameter.
+
+        When it is a weighted sum over rows of a function of y alone (NB,
+        Gamma), it is summed over the distinct values of y with their summed
+        weights: counts take few values, so the gammas cost O(distinct y), not
+        O(n), for each new parameter value.
+        """
+        if not getattr(family, "constant_linear_in_weights", False):
+            return family.loglik_constant(self.y, self.weights)
+        if self._y_values is None:
+            values, inverse = np.unique(self.y, return_inverse=True)
+            self._y_values = (values, np.bincount(inverse.ravel(), weights=self.weights, minlength=values.size))
+        values, weight_sums = self._y_values
+        if 4 * values.size > self.y.size:
+            return family.loglik_constant(self.y, self.weights)
+        return family.loglik_constant(values, weight_sums)
+
     def _row_kernel(self, family: Family):
         return self._kernel if family is self.family else family.row_kernel(self.y, self.weights)
 
@@ -214,7 +233,7 @@ class LaplaceProblem:
         if self._group_sums is not None and param is None:
             return self._group_sums.evaluate(theta, beta, u0, gradient)
         family = self.family_at(param)
-        constant = self._constant if param is None else family.loglik_constant(self.y, self.weights)
+        constant = self._constant if param is None else self._constant_at(family)
         lam = self.lambda_(theta)
         eta_fixed = self.offset + beta @ self.XT
         fit = pirls_term(self._row_kernel(family), eta_fixed, self._rows, lam, u0)
@@ -233,7 +252,7 @@ class LaplaceProblem:
         irls, U = fit.irls, fit.u
         Ainv = fit.chol.inverse()  # (G, q, q)
         # h_i = zl_i^T A_g^{-1} zl_i = z_i^T (Lambda A_g^{-1} Lambda^T) z_i
-        h = rows.quadratic(np.einsum("ab,gbc,dc->gad", lam, Ainv, lam))
+        h = rows.quadratic(lam @ Ainv @ lam.T)
         dW = irls.laplace_weights_deriv
         c = (self._row_kernel(family).weights_deriv(irls) if dW is None else dW) * h
         T = rows.sums(irls.score) if fit.T is None else fit.T
@@ -245,10 +264,12 @@ class LaplaceProblem:
             Mo, Hchol = M, fit.chol
         else:
             Mo = rows.outer(irls.hessian_weights)
-            Hchol = BlockCholesky(np.eye(q) + np.einsum("ba,gbc,cd->gad", lam, Mo, lam))
+            Hchol = BlockCholesky(np.eye(q) + lam.T @ Mo @ lam)
         V = Hchol.solve(C @ lam)  # rows: H_g^{-1} Lambda^T C_g
-        R = np.einsum("gab,bc,gc->ga", Mo, lam, V)
-        S = np.einsum("gab,cb,gcd->ad", Ainv, lam, M)
+        # (matrix products over the (G, q, q) stacks: a three-operand einsum
+        # takes numpy's slow unoptimised path)
+        R = (Mo @ (V @ lam.T)[:, :, None])[:, :, 0]
+        S = (Ainv @ lam.T @ M).sum(axis=0)
         dlam = -2.0 * T.T @ U + 2.0 * S.T + C.T @ U + T.T @ V - R.T @ U
         grad_theta = dlam[self.theta_rows, self.theta_cols]
         zv = rows.dot(V @ lam.T)

@@ -243,9 +243,10 @@ def pirls_term(
     last_step = np.inf
     prev_size = None
     n_iter = 0
+    laplace_steps = kernel.step_with_laplace_weights
     while True:
         irls = kernel.irls(eta, mu)
-        M = rows.outer(irls.weights)
+        M = rows.outer(irls.laplace_weights if laplace_steps else irls.weights)
         T = rows.sums(irls.score)
         chol = BlockCholesky(eye + lam.T @ M @ lam)
         if last_step < tol:
@@ -325,7 +326,7 @@ def pirls_term(
                 last_step = 0.0
         prev_size = size if full else None
     M_fisher = M
-    if irls.laplace_weights is not irls.weights:
+    if irls.laplace_weights is not irls.weights and not laplace_steps:
         M = rows.outer(irls.laplace_weights)
         chol = BlockCholesky(eye + lam.T @ M @ lam)
     if not converged:

@@ -110,9 +110,13 @@ class RowKernel:
     so each pass saved is a few per cent of a fit).
     """
 
-    #: whether ``irls`` gives Newton steps (canonical link: Fisher = observed
-    #: information), so that PIRLS converges quadratically
+    #: whether PIRLS's steps are Newton steps (canonical link: Fisher = observed
+    #: information; or steps taken with the observed weights), so that PIRLS
+    #: converges quadratically
     newton = False
+    #: whether PIRLS steps with the Laplace weights (observed information,
+    #: when it is positive) instead of the Fisher weights
+    step_with_laplace_weights = False
 
     def __init__(self, family, y, w):
         self.family, self.y, self.w = family, y, w
@@ -192,6 +196,57 @@ class _LogitKernel(RowKernel):
 
     def weights_deriv(self, irls):
         return irls.weights * (1.0 - 2.0 * irls.mu)
+
+
+class _NegBinKernel(RowKernel):
+    """NB2 with the log link, in closed form (no finite differences per row).
+
+    With ``r = k / (k + mu)``: score ``w (y - mu) r``, Fisher weights
+    ``w mu r``, observed weights ``w mu r (k + y) / (k + mu)`` (positive, so
+    PIRLS takes Newton steps with them and converges quadratically) and their
+    d/deta ``Wobs (k - mu) / (k + mu)``. The observed weights are the Laplace
+    weights (the exact Laplace of glmmTMB, see ``NegativeBinomialFamily``).
+    """
+
+    newton = True
+    step_with_laplace_weights = True
+
+    def __init__(self, family, y, w):
+        super().__init__(family, y, w)
+        self.unit = bool(np.all(w == 1.0))
+        self.k = family.size
+
+    def loglik_rows(self, eta):
+        if eta.size and float(eta.max()) > _MAX_ETA:
+            eta = np.minimum(eta, _MAX_ETA)
+        k = self.k
+        mu = np.exp(eta)
+        # y log(mu / (k + mu)) + k log(k / (k + mu)) = y (eta - log(k + mu)) - k log1p(mu / k)
+        ll = np.log(k + mu)
+        np.subtract(eta, ll, out=ll)
+        ll *= self.y
+        t = mu / k
+        np.log1p(t, out=t)
+        t *= k
+        ll -= t
+        if not self.unit:
+            ll *= self.w
+        return mu, ll
+
+    def irls(self, eta, mu):
+        k = self.k
+        kpm = k + mu
+        r = k / kpm
+        wr = r if self.unit else self.w * r
+        score = (self.y - mu) * wr
+        fisher = mu * wr
+        observed = (k + self.y) / kpm
+        observed *= fisher
+        return IRLSQuantities(mu, score, fisher, None, observed, observed, None)
+
+    def weights_deriv(self, irls):
+        k = self.k
+        return irls.laplace_weights * (k - irls.mu) / (k + irls.mu)
 
 
 class Family:
@@ -496,6 +551,8 @@ class NegativeBinomialFamily(Family):
     has_param = True
     laplace = "observed"
     param_name = "nb_size"
+    #: loglik_constant(y, w) is sum_i w_i f(y_i): it may be summed over distinct y
+    constant_linear_in_weights = True
     # size <= 1e8: beyond it the NB log-likelihood equals the Poisson one to ~1e-6
     param_bounds = (np.log(1e-6), np.log(1e8))
 
@@ -541,6 +598,17 @@ class NegativeBinomialFamily(Family):
         k = self.size
         return float(np.dot(w, digamma(y + k) - digamma(k) - np.log1p(mu / k) + (mu - y) / (k + mu)))
 
+    def row_kernel(self, y, w):
+        return _NegBinKernel(self, y, w) if isinstance(self.link, LogLink) else RowKernel(self, y, w)
+
+    def laplace_weights_param_deriv(self, y, eta, w, irls):
+        if not isinstance(self.link, LogLink):
+            return super().laplace_weights_param_deriv(y, eta, w, irls)
+        # d/dk of the observed weights w k mu (k + y) / (k + mu)^2 at fixed eta
+        k, mu = self.size, irls.mu
+        kpm = k + mu
+        return w * mu * (2.0 * k * mu + y * mu - k * y) / (kpm * kpm * kpm)
+
     def check_response(self, y):
         PoissonFamily.check_response(self, y)
 
@@ -571,6 +639,7 @@ class GammaFamily(Family):
     has_param = True
     laplace = "observed"
     param_name = "gamma_shape"
+    constant_linear_in_weights = True
     param_bounds = (np.log(1e-6), np.log(1e10))
 
     def __init__(self, link=None, shape: float = 1.0):
