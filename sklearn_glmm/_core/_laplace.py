@@ -227,8 +227,15 @@ class LaplaceProblem:
         eta_fixed = self.offset + beta @ self.XT
         return pirls_term(self._row_kernel(family), eta_fixed, self._rows, self.lambda_(theta), u0)
 
-    def evaluate(self, theta, beta, u0, gradient: bool = True, param: float | None = None) -> LaplaceEvaluation:
-        """Laplace deviance (and gradient) at (theta, beta[, param])."""
+    def evaluate(
+        self, theta, beta, u0, gradient: bool = True, param: float | None = None, predicted: bool = False
+    ) -> LaplaceEvaluation:
+        """Laplace deviance (and gradient) at (theta, beta[, param]).
+
+        ``predicted=True`` says that ``u0`` comes from :meth:`mode_derivative`
+        (accurate to second order), so PIRLS may stop after one small Newton
+        step (see :func:`~._pirls.pirls_term`).
+        """
         theta, beta = np.asarray(theta, dtype=float), np.asarray(beta, dtype=float)
         if self._group_sums is not None and param is None:
             return self._group_sums.evaluate(theta, beta, u0, gradient)
@@ -236,7 +243,9 @@ class LaplaceProblem:
         constant = self._constant if param is None else self._constant_at(family)
         lam = self.lambda_(theta)
         eta_fixed = self.offset + beta @ self.XT
-        fit = pirls_term(self._row_kernel(family), eta_fixed, self._rows, lam, u0)
+        fit = pirls_term(
+            self._row_kernel(family), eta_fixed, self._rows, lam, u0, first_step_tol=1e-7 if predicted else None
+        )
         del eta_fixed
         # pdev = -2 loglik kernel + ||u||^2; add the constant back for the full scale
         deviance = fit.pdev - 2.0 * constant + fit.chol.logdet()
@@ -292,6 +301,28 @@ class LaplaceProblem:
                 - float(np.dot(irls.score * rel, zv))
             )
         return grad_theta, grad_beta, grad_param
+
+    def mode_derivative(self, theta, modes, dtheta, dbeta) -> np.ndarray | None:
+        """Directional derivative of the modes ``u*`` at (theta, beta): (G, q).
+
+        From the stationarity condition ``Lambda^T sum_i z_i s_i = u`` (eq. 5):
+        ``H du = dLambda^T T - Lambda^T Mo dLambda u - Lambda^T sum_i Wobs_i z_i
+        (x_i . dbeta)`` with ``H = I + Lambda^T Mo Lambda``. ``u + h du`` is then
+        the modes at the point a step ``h`` away to O(h^2): the start that lets
+        the finite-difference Hessian's PIRLS stop after one step. None when
+        ``modes`` lacks the per-row quantities (the Poisson intercept's group
+        sums, where PIRLS costs O(G) anyway) or the implicit system is not A.
+        """
+        irls = getattr(modes, "irls", None) if isinstance(modes, PIRLSResult) else None
+        if irls is None or modes.M is None or modes.T is None or irls.hessian_weights is not irls.laplace_weights:
+            return None
+        lam = self.lambda_(theta)
+        dlam = lambda_from_theta(np.asarray(dtheta, dtype=float), self.q)
+        u = modes.u
+        rhs = modes.T @ dlam - ((modes.M @ (u @ dlam.T)[:, :, None])[:, :, 0]) @ lam
+        if np.any(dbeta):
+            rhs -= self._rows.sums(irls.hessian_weights * (dbeta @ self.XT)) @ lam
+        return modes.chol.solve(rhs)
 
     def beta_information(self, theta, modes: PIRLSResult) -> np.ndarray:
         """Fisher information of beta with theta held fixed, at the modes.

@@ -121,6 +121,10 @@ class _Objective:
         self.has_param = problem.family.has_param
         self.u = problem.zero_modes()
         self.n_evals = 0
+        #: the last finite evaluation and its point (the Hessian predicts modes from it)
+        self.last, self.last_x = None, None
+        #: set while the warm start is a second-order prediction of the modes
+        self.predicted = False
         self.verbose = verbose
         self.start_time = start_time
 
@@ -138,8 +142,9 @@ class _Objective:
         # Line searches try far-out points where exp() overflows; such a point
         # gets an infinite deviance (rejected by every line search) instead of
         # floating-point warnings, and the warm start is not moved there.
+        extra = {"predicted": True} if self.predicted else {}
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            ev = self.problem.evaluate(theta, beta, self.u, gradient=gradient, param=param)
+            ev = self.problem.evaluate(theta, beta, self.u, gradient=gradient, param=param, **extra)
         self.n_evals += 1
         finite = np.isfinite(ev.deviance) and np.all(np.isfinite(ev.modes.u))
         if gradient:
@@ -148,6 +153,7 @@ class _Objective:
             ev.deviance = np.inf
             return ev
         self.u = ev.modes.u
+        self.last, self.last_x = ev, np.array(x, copy=True)
         if self.verbose >= 2:
             print(f"  eval {self.n_evals:4d}  deviance {ev.deviance:.8f}  "
                   f"({time.perf_counter() - self.start_time:.2f}s)")
@@ -183,26 +189,47 @@ def _hessian(obj: _Objective, x, step=1e-4, central=True):
     seeds the quasi-Newton iterations. The step is absolute: in the
     optimiser's whitened coordinates one unit is about one standard error
     whatever the parameter's size (a step relative to |x| was 0.1 standard
-    errors for an intercept at 3.6M rows, and cost PIRLS iterations). Every
-    point starts PIRLS from the modes at ``x`` (the warm start on entry,
-    restored on exit), a distance ``step`` away.
+    errors for an intercept at 3.6M rows, and cost PIRLS iterations).
+
+    Every point starts PIRLS from the modes at ``x``, moved along their
+    derivative when the problem offers ``mode_derivative`` (then PIRLS needs a
+    single Newton step); the warm start at ``x`` is restored on exit.
     """
     k = x.size
     H = np.empty((k, k))
     g0 = None if central else obj(x)[1]
     u0 = obj.u
+    derivative = _mode_derivative_at(obj, x)
     for j in range(k):
         e = np.zeros(k)
         e[j] = step
-        obj.u = u0
+        du = None if derivative is None else derivative(e / step)
+        obj.u, obj.predicted = (u0, False) if du is None else (u0 + step * du, True)
         gp = obj(x + e)[1]
         if central:
-            obj.u = u0
+            obj.u = u0 if du is None else u0 - step * du
             H[:, j] = (gp - obj(x - e)[1]) / (2.0 * step)
         else:
             H[:, j] = (gp - g0) / step
-    obj.u = u0  # leave the warm start at x
+    obj.u, obj.predicted = u0, False  # leave the warm start at x
     return 0.5 * (H + H.T)
+
+
+def _mode_derivative_at(obj: _Objective, x):
+    """``d -> du*`` along a direction of the scaled coordinates at x, or None."""
+    problem = obj.problem
+    if not hasattr(problem, "mode_derivative") or obj.last_x is None or not np.array_equal(obj.last_x, x):
+        return None
+    theta, beta, _ = obj.params(x)
+    modes = obj.last.modes
+    nt, nb = obj.n_theta, obj.n_beta
+    if problem.mode_derivative(theta, modes, np.zeros(nt), np.zeros(nb)) is None:
+        return None
+
+    def derivative(d):
+        return problem.mode_derivative(theta, modes, d[:nt] / obj.theta_scale, obj.Rinv @ d[nt : nt + nb])
+
+    return derivative
 
 
 def _free_mask(x, g, lower, upper):
@@ -258,6 +285,8 @@ def fit_laplace(
     R = _cholesky_upper((XT * W) @ X) * np.sqrt(problem.y.size / max(y.size, 1))
     theta_scale = problem.theta_rms
     timings["glm"] = time.perf_counter() - t0
+    _say(verbose, f"start: {problem.y.size:,} rows, {problem.n_theta} theta + {beta_glm.size} beta"
+         f"{' + 1 family' if family.has_param else ''} parameters; GLM start on {y.size:,} rows", t0)
 
     obj = _Objective(problem, theta_scale, R, verbose, t0)
     nt = problem.n_theta
@@ -292,10 +321,11 @@ def fit_laplace(
     # a start only: stop once the relative decrease is below 1e-10
     # start at Lambda = I in the scaled coordinates (a link-scale SD of 1 per
     # covariate rms): lme4's theta = I would give a covariate of scale 1e8 an SD of 1e8
-    xt, it1, _ = _lbfgsb(stage1, theta0, bounds[:nt], 1e-3, 200, ftol=1e-10)
+    xt, it1, res1 = _lbfgsb(stage1, theta0, bounds[:nt], 1e-3, 200, ftol=1e-10)
     timings["stage1"] = time.perf_counter() - t0
     levels = "" if sub is problem else f" on {sub.n_levels} of {problem.n_levels} levels"
-    _say(verbose, f"stage 1 (theta only{levels}): {it1} iterations, {obj1.n_evals} evaluations", t0)
+    _say(verbose, f"stage 1 (theta only{levels}): {it1} iterations, {obj1.n_evals} evaluations, "
+         f"deviance {float(res1.fun):.6f}", t0)
 
     # stage 2: theta and beta jointly, by quasi-Newton steps that start from
     # the finite-difference Hessian of the exact gradient (few evaluations when
@@ -347,7 +377,8 @@ def fit_laplace(
         _say(verbose, f"restart: leaving a boundary at deviance {f:.6f}", t0)
         x = escape
     timings["stage2"] = time.perf_counter() - t0
-    _say(verbose, f"stage 2 (theta, beta): {it2} iterations, deviance {f:.8f}", t0)
+    _say(verbose, f"stage 2 (theta, beta): {it2} iterations, deviance {f:.8f}, "
+         f"{obj.n_evals} evaluations so far", t0)
 
     # The Hessian for standard errors (lme4's vcov uses the same matrix), by
     # central differences at the optimum.
@@ -355,6 +386,8 @@ def fit_laplace(
     if compute_hessian:
         H = _hessian(obj, x)
     timings["hessian"] = time.perf_counter() - t0
+    if compute_hessian:
+        _say(verbose, f"Hessian for standard errors: central differences, {2 * x.size} evaluations", t0)
 
     ev = obj.evaluate(x, gradient=True)
     f = ev.deviance
@@ -384,6 +417,7 @@ def fit_laplace(
         D[nt : nt + nb, nt : nt + nb] = R
         hessian = D.T @ H @ D
     timings["total"] = time.perf_counter() - t0
+    _say(verbose, f"done: deviance {f:.8f}, {obj.n_evals} evaluations, {detail}", t0)
     return FitResult(
         theta=theta,
         beta=beta,

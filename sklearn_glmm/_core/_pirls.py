@@ -213,6 +213,7 @@ def pirls_term(
     u0: np.ndarray,
     tol: float = PIRLS_TOL,
     max_iter: int = PIRLS_MAX_ITER,
+    first_step_tol: float | None = None,
 ) -> PIRLSResult:
     """PIRLS for one term, in Z coordinates, with step halving group by group.
 
@@ -229,6 +230,12 @@ def pirls_term(
     u_g)``; the trial point and its per-group penalised deviance; halving
     where it rose. Stops when ``max |step| < tol``, after recomputing
     everything at the last point (those are what the result carries).
+
+    ``first_step_tol``: the caller's ``u0`` is a prediction accurate to second
+    order (see ``LaplaceProblem.mode_derivative``). When the first, full
+    Newton step is below it, the error left after that step is of order
+    ``K step^2`` (quadratic convergence, ``K`` of order 1 on the u scale),
+    below ``1e-13`` for ``first_step_tol = 1e-7``, and PIRLS stops there.
     """
     groups = rows.groups
     q = u0.shape[1]
@@ -316,7 +323,9 @@ def pirls_term(
         # once only stuck groups are left, they are judged by their residual below
         stuck = bool(np.any(bad))
         full = bool(np.all(step == 1.0))
-        if kernel.newton and full and prev_size is not None and last_step < 1e-5:
+        if kernel.newton and full and n_iter == 1 and first_step_tol is not None and last_step < first_step_tol:
+            last_step = 0.0
+        elif kernel.newton and full and prev_size is not None and last_step < 1e-5:
             # Newton steps converge quadratically, |step_{k+1}| ~ K |step_k|^2
             # with K ~ |step_k| / |step_{k-1}|^2: when the predicted next step is
             # 1000 times below tol, u is already as exact as one more step
