@@ -51,7 +51,7 @@ from ._pirls import MAX_HALVINGS, PIRLS_MAX_ITER, PIRLS_TOL, PIRLSResult, TermRo
 __all__ = ["LaplaceProblem", "LaplaceEvaluation", "STAGE1_LEVELS"]
 
 #: levels that stage 1 of the optimiser sees (see LaplaceProblem.stage1_problem)
-STAGE1_LEVELS = 400
+STAGE1_LEVELS = 150
 
 
 @dataclass
