@@ -33,8 +33,13 @@ and with respect to beta::
 
     dD/dbeta = X^T (-2 s + c - Wobs * (zl . v_{g(i)}))
 
-Everything is a handful of ``bincount`` passes over the rows plus ``(G, q, q)``
-array algebra, so a gradient costs about as much as one PIRLS step.
+Everything is a handful of ``reduceat`` passes over the rows plus ``(G, q, q)``
+array algebra (in Z coordinates: the row sums do not depend on theta), so a
+gradient costs about as much as one PIRLS step.
+
+Fast path: for a Poisson random intercept the rows enter only through group
+sums of ``y`` and ``exp(offset + X beta)`` (:class:`_GroupSums`), so PIRLS and
+the theta part of the gradient cost O(G) and a new beta one pass over the rows.
 """
 
 from __future__ import annotations

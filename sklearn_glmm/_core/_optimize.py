@@ -2,8 +2,14 @@
 
 Step order of :func:`fit_laplace` (each step names what it sets on the result):
 
+0. **Subsample** -- when the problem offers ``stage1_problem()`` (the
+   single-factor :class:`~._laplace.LaplaceProblem` does, for more than 300
+   levels), steps 1, 3 and 3b run on about 150 evenly spaced levels: they only
+   find a start, and that start is within the subsample's sampling error of
+   the optimum, which stage 2's Newton-like steps remove in a few iterations.
 1. **GLM start** -- IRLS for the plain GLM (``theta = 0``): ``beta_glm``. Its
-   Fisher information ``X^T W X = R^T R`` gives the preconditioner.
+   Fisher information ``X^T W X = R^T R`` (scaled from the subsample to all
+   rows) gives the preconditioner.
 2. **Scaling** -- the optimiser works in ``x = (s * theta, R beta)`` where ``s``
    is the root-mean-square of each random-effect covariate's column. In these
    coordinates the deviance's curvature is close to the identity, so
@@ -11,19 +17,33 @@ Step order of :func:`fit_laplace` (each step names what it sets on the result):
    day next to an intercept), and predictors of magnitude 1e8 need no care.
 3. **Stage 1** -- ``theta`` alone, ``beta`` held at ``beta_glm``, loose
    tolerance: a cheap start for the covariance parameters (the role of
-   ``nAGQ = 0`` in lme4's ``glmer``).
+   ``nAGQ = 0`` in lme4's ``glmer``). On all levels when the problem says
+   ``theta_is_cheap`` (the Poisson random intercept, O(G) per evaluation).
+   3b. With a subsample: ``theta`` and ``beta`` jointly on it, to a loose
+   tolerance; its BFGS Hessian, scaled to all rows, seeds stage 2.
 4. **Stage 2** -- ``theta`` and ``beta`` jointly: projected quasi-Newton
-   (BFGS) steps seeded with the Hessian from central differences of the exact
-   gradient of :mod:`._laplace`, bounds ``diag(Lambda) >= 0``, to a tight
-   gradient tolerance; L-BFGS-B takes over if those steps stall. A variance
-   stuck at 0 where the deviance decreases away from it is left by a restart.
-   Sets ``theta``, ``beta``, ``n_iter``.
+   (BFGS) steps seeded with that Hessian (or a forward-difference one of the
+   exact gradient of :mod:`._laplace`), bounds ``diag(Lambda) >= 0``, until
+   the Newton decrement is below ``tol`` (floored at 16 ulps of the deviance,
+   the resolution of the deviance itself); L-BFGS-B takes over if those steps
+   stall. A variance stuck at 0 where the deviance decreases away from it is
+   left by a restart. Sets ``theta``, ``beta``, ``n_iter``.
 5. **Hessian** -- the Hessian at the optimum, by central differences of the
-   exact gradient. Sets ``hessian`` (in (theta, beta), deviance scale; lme4's
-   ``vcov`` uses the same matrix), ``gradient`` and ``converged``.
+   exact gradient (absolute step 1e-4 in the scaled coordinates; each point's
+   PIRLS starts from the modes moved along their implicit derivative when the
+   problem offers ``mode_derivative``, so one Newton step suffices). Sets
+   ``hessian`` (in (theta, beta), deviance scale; lme4's ``vcov`` uses the
+   same matrix), ``gradient`` and ``converged``.
 
 Every evaluation warm-starts PIRLS from the previous modes. The sequence of
 evaluations depends only on the data, so results are deterministic.
+
+Problem interface used here: ``n_theta``, ``theta_diagonal``, ``theta_rms``,
+``family``, ``family_at``, ``X``, ``y``, ``weights``, ``offset``,
+``zero_modes()``, ``evaluate(theta, beta, u0, gradient, param)``,
+``random_effects(theta, u)``; optional: ``stage1_problem()``,
+``theta_is_cheap``, ``mode_derivative(theta, modes, dtheta, dbeta)`` and
+``evaluate(..., predicted=True)``.
 """
 
 from __future__ import annotations

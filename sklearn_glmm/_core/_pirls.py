@@ -12,16 +12,25 @@ penalised deviance (eq. 2 of the theory page)::
 (computed as ``-2 * loglik kernel + ||u||^2``, which differs by a constant in y
 and avoids the logarithms of the unit deviance).
 
-Each PIRLS step is a Fisher-scoring step on this objective. With one grouping
-factor the system is block diagonal, one ``q x q`` block per level::
+Each PIRLS step is a Fisher-scoring step on this objective (a Newton step for
+canonical links, and for the negative binomial, which steps with its positive
+observed information). With one grouping factor the system is block
+diagonal, one ``q x q`` block per level::
 
     A_g = I + sum_{i in g} W_i zl_i zl_i^T,      zl_i = Lambda^T z_i
     A_g delta_g = sum_{i in g} zl_i s_i - u_g    (s_i = d loglik_i / d eta_i)
 
-and the step is halved until ``pdev`` does not increase (lme4's
-``pwrssUpdate``). The loop runs to a tight tolerance on the step, far tighter
-than lme4's default 1e-7 on the relative change in pdev, because the Laplace
-deviance and its gradient are only as precise as ``u*``.
+and, as ``pdev`` is a sum of independent per-group terms, the step is halved
+group by group until that group's term does not increase (lme4's
+``pwrssUpdate`` halves one global step). The loop runs to a tight tolerance on
+the step, far tighter than lme4's default 1e-7 on the relative change in
+pdev, because the Laplace deviance and its gradient are only as precise as
+``u*``; a Newton iteration skips its last, confirming step when quadratic
+convergence puts that step 1000 times below the tolerance.
+
+The per-row work is done by the family's :class:`~sklearn_glmm.families.
+_family.RowKernel` (fused passes for the Poisson, logit and NB2 kernels) on the
+rows' covariates in Z coordinates (:class:`TermRows`).
 
 :func:`fit_glm` is the same loop without random effects: IRLS for the plain
 GLM, used for starting values and for ``theta = 0``.
