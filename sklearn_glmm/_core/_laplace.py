@@ -269,6 +269,9 @@ class LaplaceProblem:
         h = rows.quadratic(lam @ Ainv @ lam.T)
         dW = irls.laplace_weights_deriv
         c = (self._row_kernel(family).weights_deriv(irls) if dW is None else dW) * h
+        del dW
+        if not family.has_param:
+            del h  # (the family's parameter needs it below)
         T = rows.sums(irls.score) if fit.T is None else fit.T
         C = rows.sums(c)
         M = rows.outer(irls.laplace_weights) if fit.M is None else fit.M
@@ -286,13 +289,12 @@ class LaplaceProblem:
         S = (Ainv @ lam.T @ M).sum(axis=0)
         dlam = -2.0 * T.T @ U + 2.0 * S.T + C.T @ U + T.T @ V - R.T @ U
         grad_theta = dlam[self.theta_rows, self.theta_cols]
-        zv = rows.dot(V @ lam.T)
-        r = irls.hessian_weights * zv
-        np.subtract(c, r, out=r)
+        # dD/dbeta = X^T (-2 s + c - Wobs zv), accumulated in place (one
+        # per-row array at a time on top of the modes' own)
+        r = irls.score * -2.0
+        r += c
         del c
-        r -= 2.0 * irls.score
-        grad_beta = self.XT @ r
-        del r
+        zv = rows.dot(V @ lam.T)
         grad_param = None
         if family.has_param:
             # eq. 6b: the shape enters the likelihood directly, and the score and
@@ -305,6 +307,11 @@ class LaplaceProblem:
                 + float(np.dot(dlaplace, h))
                 - float(np.dot(irls.score * rel, zv))
             )
+            del rel, dlaplace, h
+        zv *= irls.hessian_weights
+        r -= zv
+        del zv
+        grad_beta = self.XT @ r
         return grad_theta, grad_beta, grad_param
 
     def mode_derivative(self, theta, modes, dtheta, dbeta) -> np.ndarray | None:

@@ -141,8 +141,9 @@ class _Objective:
         self.has_param = problem.family.has_param
         self.u = problem.zero_modes()
         self.n_evals = 0
-        #: the last finite evaluation and its point (the Hessian predicts modes from it)
-        self.last, self.last_x = None, None
+        #: the last finite evaluation's modes (slimmed) and its point: the
+        #: Hessian predicts modes from them
+        self.last_modes, self.last_x = None, None
         #: set while the warm start is a second-order prediction of the modes
         self.predicted = False
         self.verbose = verbose
@@ -173,7 +174,8 @@ class _Objective:
             ev.deviance = np.inf
             return ev
         self.u = ev.modes.u
-        self.last, self.last_x = ev, np.array(x, copy=True)
+        slim = getattr(ev.modes, "slim", None)
+        self.last_modes, self.last_x = (slim(), np.array(x, copy=True)) if slim is not None else (None, None)
         if self.verbose >= 2:
             print(f"  eval {self.n_evals:4d}  deviance {ev.deviance:.8f}  "
                   f"({time.perf_counter() - self.start_time:.2f}s)")
@@ -241,7 +243,7 @@ def _mode_derivative_at(obj: _Objective, x):
     if not hasattr(problem, "mode_derivative") or obj.last_x is None or not np.array_equal(obj.last_x, x):
         return None
     theta, beta, _ = obj.params(x)
-    modes = obj.last.modes
+    modes = obj.last_modes
     nt, nb = obj.n_theta, obj.n_beta
     if problem.mode_derivative(theta, modes, np.zeros(nt), np.zeros(nb)) is None:
         return None

@@ -93,6 +93,19 @@ class PIRLSResult:
     M: np.ndarray | None = None
     T: np.ndarray | None = None
 
+    def slim(self) -> PIRLSResult:
+        """A copy that keeps, of the per-row arrays, only the observed weights.
+
+        What ``LaplaceProblem.mode_derivative`` needs; the optimiser keeps it
+        between evaluations without holding on to ``eta`` and the other
+        per-row IRLS arrays (four vectors of n more at the peak).
+        """
+        irls = self.irls
+        hw = irls.hessian_weights
+        lw = hw if irls.laplace_weights is hw else irls.laplace_weights
+        slim_irls = IRLSQuantities(None, None, None, None, hw, lw, None)
+        return PIRLSResult(self.u, None, slim_irls, self.chol, self.pdev, self.n_iter, self.converged, self.M, self.T)
+
 
 class TermRows:
     """The per-row covariates ``z_i`` of one random-effects term, in Z coordinates.
@@ -168,7 +181,10 @@ class TermRows:
             out *= self.ZT[0]
         for j in range(1, self.q):
             term = expand(b[:, j])
-            out += term if self.ones[j] else term * self.ZT[j]
+            if not self.ones[j]:
+                term *= self.ZT[j]
+            out += term
+            del term
         return out
 
 
