@@ -2,7 +2,7 @@
 #
 #   Rscript benchmarks/peers.R PANEL.csv MODEL TOOL REPEATS
 #
-# MODEL: ri | rs | binomial_ri;  TOOL: lme4 | lme4_nagq0 | glmmtmb.
+# MODEL: ri | rs | binomial_ri | nb_ri;  TOOL: lme4 | lme4_nagq0 | glmmtmb (nb_ri: glmer.nb / nbinom2).
 # Reads the panel written by run_benchmarks.py (identical data for every tool), fits it
 # REPEATS times (fresh fit each time; only the fit is inside the timer, not reading the
 # CSV) and prints tab-separated "RESULT" lines that the Python harness parses:
@@ -37,11 +37,16 @@ form <- as.formula(switch(model,
   ri = paste("logins ~", rhs, "+ (1 | user_id)"),
   rs = paste("logins ~", rhs, "+ (1 + day_centered | user_id)"),
   binomial_ri = paste("I(logins > 0) ~", rhs, "+ (1 | user_id)"),
+  nb_ri = paste("logins ~", rhs, "+ (1 | user_id)"),
   stop("unknown model ", model)))
 fam <- if (model == "binomial_ri") binomial() else poisson()
 
 fit_once <- function() {
-  if (tool == "glmmtmb") {
+  if (model == "nb_ri") {
+    # NB2: glmmTMB's nbinom2 (size estimated jointly, as ours); lme4's glmer.nb alternates
+    # between the size and the GLMM
+    if (tool == "glmmtmb") glmmTMB(form, family = nbinom2, data = d) else glmer.nb(form, data = d)
+  } else if (tool == "glmmtmb") {
     glmmTMB(form, family = fam, data = d)
   } else {
     # lme4 defaults (Laplace, nAGQ = 1); bobyqa for the correlated random slope, as in issue 9

@@ -2,8 +2,14 @@
 
 Step order of :func:`fit_laplace` (each step names what it sets on the result):
 
+0. **Subsample** -- when the problem offers ``stage1_problem()`` (the
+   single-factor :class:`~._laplace.LaplaceProblem` does, for more than 300
+   levels), steps 1, 3 and 3b run on about 150 evenly spaced levels: they only
+   find a start, and that start is within the subsample's sampling error of
+   the optimum, which stage 2's Newton-like steps remove in a few iterations.
 1. **GLM start** -- IRLS for the plain GLM (``theta = 0``): ``beta_glm``. Its
-   Fisher information ``X^T W X = R^T R`` gives the preconditioner.
+   Fisher information ``X^T W X = R^T R`` (scaled from the subsample to all
+   rows) gives the preconditioner.
 2. **Scaling** -- the optimiser works in ``x = (s * theta, R beta)`` where ``s``
    is the root-mean-square of each random-effect covariate's column. In these
    coordinates the deviance's curvature is close to the identity, so
@@ -11,19 +17,33 @@ Step order of :func:`fit_laplace` (each step names what it sets on the result):
    day next to an intercept), and predictors of magnitude 1e8 need no care.
 3. **Stage 1** -- ``theta`` alone, ``beta`` held at ``beta_glm``, loose
    tolerance: a cheap start for the covariance parameters (the role of
-   ``nAGQ = 0`` in lme4's ``glmer``).
+   ``nAGQ = 0`` in lme4's ``glmer``). On all levels when the problem says
+   ``theta_is_cheap`` (the Poisson random intercept, O(G) per evaluation).
+   3b. With a subsample: ``theta`` and ``beta`` jointly on it, to a loose
+   tolerance; its BFGS Hessian, scaled to all rows, seeds stage 2.
 4. **Stage 2** -- ``theta`` and ``beta`` jointly: projected quasi-Newton
-   (BFGS) steps seeded with the Hessian from central differences of the exact
-   gradient of :mod:`._laplace`, bounds ``diag(Lambda) >= 0``, to a tight
-   gradient tolerance; L-BFGS-B takes over if those steps stall. A variance
-   stuck at 0 where the deviance decreases away from it is left by a restart.
-   Sets ``theta``, ``beta``, ``n_iter``.
+   (BFGS) steps seeded with that Hessian (or a forward-difference one of the
+   exact gradient of :mod:`._laplace`), bounds ``diag(Lambda) >= 0``, until
+   the Newton decrement is below ``tol`` (floored at 16 ulps of the deviance,
+   the resolution of the deviance itself); L-BFGS-B takes over if those steps
+   stall. A variance stuck at 0 where the deviance decreases away from it is
+   left by a restart. Sets ``theta``, ``beta``, ``n_iter``.
 5. **Hessian** -- the Hessian at the optimum, by central differences of the
-   exact gradient. Sets ``hessian`` (in (theta, beta), deviance scale; lme4's
-   ``vcov`` uses the same matrix), ``gradient`` and ``converged``.
+   exact gradient (absolute step 1e-4 in the scaled coordinates; each point's
+   PIRLS starts from the modes moved along their implicit derivative when the
+   problem offers ``mode_derivative``, so one Newton step suffices). Sets
+   ``hessian`` (in (theta, beta), deviance scale; lme4's ``vcov`` uses the
+   same matrix), ``gradient`` and ``converged``.
 
 Every evaluation warm-starts PIRLS from the previous modes. The sequence of
 evaluations depends only on the data, so results are deterministic.
+
+Problem interface used here: ``n_theta``, ``theta_diagonal``, ``theta_rms``,
+``family``, ``family_at``, ``X``, ``y``, ``weights``, ``offset``,
+``zero_modes()``, ``evaluate(theta, beta, u0, gradient, param)``,
+``random_effects(theta, u)``; optional: ``stage1_problem()``,
+``theta_is_cheap``, ``mode_derivative(theta, modes, dtheta, dbeta)`` and
+``evaluate(..., predicted=True)``.
 """
 
 from __future__ import annotations
@@ -49,6 +69,8 @@ MAX_RESTARTS = 3
 GRADIENT_TOL = 1e-3
 #: largest Newton decrement g^T H^{-1} g (deviance units) accepted as converged
 DECREMENT_TOL = 1e-6
+#: Newton decrement at which the joint fit on the stage-1 subsample stops (a start only)
+SUBSAMPLE_DECREMENT = 1e-2
 
 
 @dataclass
@@ -78,7 +100,8 @@ class FitResult:
     singular : bool
         Whether a variance is at its boundary.
     glm_beta : ndarray
-        The plain GLM's estimates (``theta = 0``).
+        The plain GLM's estimates (``theta = 0``), the start of the fit; on
+        the problem's stage-1 subsample of levels when it offers one.
     param : float or None
         The family's extra parameter (NB size, Gamma shape), if it has one.
         ``gradient`` and ``hessian`` then end with its log.
@@ -118,6 +141,11 @@ class _Objective:
         self.has_param = problem.family.has_param
         self.u = problem.zero_modes()
         self.n_evals = 0
+        #: the last finite evaluation's modes (slimmed) and its point: the
+        #: Hessian predicts modes from them
+        self.last_modes, self.last_x = None, None
+        #: set while the warm start is a second-order prediction of the modes
+        self.predicted = False
         self.verbose = verbose
         self.start_time = start_time
 
@@ -135,8 +163,9 @@ class _Objective:
         # Line searches try far-out points where exp() overflows; such a point
         # gets an infinite deviance (rejected by every line search) instead of
         # floating-point warnings, and the warm start is not moved there.
+        extra = {"predicted": True} if self.predicted else {}
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            ev = self.problem.evaluate(theta, beta, self.u, gradient=gradient, param=param)
+            ev = self.problem.evaluate(theta, beta, self.u, gradient=gradient, param=param, **extra)
         self.n_evals += 1
         finite = np.isfinite(ev.deviance) and np.all(np.isfinite(ev.modes.u))
         if gradient:
@@ -145,6 +174,8 @@ class _Objective:
             ev.deviance = np.inf
             return ev
         self.u = ev.modes.u
+        slim = getattr(ev.modes, "slim", None)
+        self.last_modes, self.last_x = (slim(), np.array(x, copy=True)) if slim is not None else (None, None)
         if self.verbose >= 2:
             print(f"  eval {self.n_evals:4d}  deviance {ev.deviance:.8f}  "
                   f"({time.perf_counter() - self.start_time:.2f}s)")
@@ -177,21 +208,50 @@ def _hessian(obj: _Objective, x, step=1e-4, central=True):
 
     Central differences (2k gradients, error O(step^2)) for the Hessian that
     gives standard errors; forward differences (k + 1 gradients) where it only
-    seeds the quasi-Newton iterations.
+    seeds the quasi-Newton iterations. The step is absolute: in the
+    optimiser's whitened coordinates one unit is about one standard error
+    whatever the parameter's size (a step relative to |x| was 0.1 standard
+    errors for an intercept at 3.6M rows, and cost PIRLS iterations).
+
+    Every point starts PIRLS from the modes at ``x``, moved along their
+    derivative when the problem offers ``mode_derivative`` (then PIRLS needs a
+    single Newton step); the warm start at ``x`` is restored on exit.
     """
     k = x.size
     H = np.empty((k, k))
     g0 = None if central else obj(x)[1]
+    u0 = obj.u
+    derivative = _mode_derivative_at(obj, x)
     for j in range(k):
         e = np.zeros(k)
-        e[j] = step * max(1.0, abs(x[j]))
+        e[j] = step
+        du = None if derivative is None else derivative(e / step)
+        obj.u, obj.predicted = (u0, False) if du is None else (u0 + step * du, True)
         gp = obj(x + e)[1]
         if central:
-            H[:, j] = (gp - obj(x - e)[1]) / (2.0 * e[j])
+            obj.u = u0 if du is None else u0 - step * du
+            H[:, j] = (gp - obj(x - e)[1]) / (2.0 * step)
         else:
-            H[:, j] = (gp - g0) / e[j]
-    obj(x)  # leave the warm start at x
+            H[:, j] = (gp - g0) / step
+    obj.u, obj.predicted = u0, False  # leave the warm start at x
     return 0.5 * (H + H.T)
+
+
+def _mode_derivative_at(obj: _Objective, x):
+    """``d -> du*`` along a direction of the scaled coordinates at x, or None."""
+    problem = obj.problem
+    if not hasattr(problem, "mode_derivative") or obj.last_x is None or not np.array_equal(obj.last_x, x):
+        return None
+    theta, beta, _ = obj.params(x)
+    modes = obj.last_modes
+    nt, nb = obj.n_theta, obj.n_beta
+    if problem.mode_derivative(theta, modes, np.zeros(nt), np.zeros(nb)) is None:
+        return None
+
+    def derivative(d):
+        return problem.mode_derivative(theta, modes, d[:nt] / obj.theta_scale, obj.Rinv @ d[nt : nt + nb])
+
+    return derivative
 
 
 def _free_mask(x, g, lower, upper):
@@ -229,7 +289,11 @@ def fit_laplace(
     t0 = time.perf_counter()
     timings = {}
     family = problem.family
-    X, y, w, offset = problem.X, problem.y, problem.weights, problem.offset
+    # The GLM start, the whitening and stage 1 need no more than a few hundred
+    # levels: the problem may offer such a subsample (see
+    # LaplaceProblem.stage1_problem); its information is scaled up to all rows.
+    sub = problem.stage1_problem() if hasattr(problem, "stage1_problem") else problem
+    X, y, w, offset = sub.X, sub.y, sub.weights, sub.offset
     beta_glm, _, _ = fit_glm(family, X, y, w, offset)
     param0 = None
     if family.has_param:
@@ -239,9 +303,12 @@ def fit_laplace(
         beta_glm, _, _ = fit_glm(family.with_param(param0), X, y, w, offset)
     eta = offset + X @ beta_glm
     W = problem.family_at(param0).irls_quantities(y, eta, w).weights
-    R = _cholesky_upper(X.T @ (X * W[:, None]))
+    XT = X.T
+    R = _cholesky_upper((XT * W) @ X) * np.sqrt(problem.y.size / max(y.size, 1))
     theta_scale = problem.theta_rms
     timings["glm"] = time.perf_counter() - t0
+    _say(verbose, f"start: {problem.y.size:,} rows, {problem.n_theta} theta + {beta_glm.size} beta"
+         f"{' + 1 family' if family.has_param else ''} parameters; GLM start on {y.size:,} rows", t0)
 
     obj = _Objective(problem, theta_scale, R, verbose, t0)
     nt = problem.n_theta
@@ -261,20 +328,26 @@ def fit_laplace(
         (lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper)
     ]
 
-    # stage 1: theta alone, beta at the GLM estimate
+    # stage 1: theta alone, beta at the GLM estimate; on the subsample of the
+    # levels, unless evaluations in theta alone are cheap on all of them
     theta0 = np.where(diag, 1.0, 0.0)
     rest = obj.to_x(np.zeros(nt), beta_glm, param0)[nt:]  # (R beta_glm[, log param0])
+    if getattr(problem, "theta_is_cheap", False):
+        sub = problem
+    obj1 = obj if sub is problem else _Objective(sub, theta_scale, R, verbose, t0)
 
     def stage1(xt):
-        f, g = obj(np.concatenate([xt, rest]))
+        f, g = obj1(np.concatenate([xt, rest]))
         return f, g[:nt]
 
     # a start only: stop once the relative decrease is below 1e-10
     # start at Lambda = I in the scaled coordinates (a link-scale SD of 1 per
     # covariate rms): lme4's theta = I would give a covariate of scale 1e8 an SD of 1e8
-    xt, it1, _ = _lbfgsb(stage1, theta0, bounds[:nt], 1e-3, 200, ftol=1e-10)
+    xt, it1, res1 = _lbfgsb(stage1, theta0, bounds[:nt], 1e-3, 200, ftol=1e-10)
     timings["stage1"] = time.perf_counter() - t0
-    _say(verbose, f"stage 1 (theta only): {it1} iterations, {obj.n_evals} evaluations", t0)
+    levels = "" if sub is problem else f" on {sub.n_levels} of {problem.n_levels} levels"
+    _say(verbose, f"stage 1 (theta only{levels}): {it1} iterations, {obj1.n_evals} evaluations, "
+         f"deviance {float(res1.fun):.6f}", t0)
 
     # stage 2: theta and beta jointly, by quasi-Newton steps that start from
     # the finite-difference Hessian of the exact gradient (few evaluations when
@@ -285,8 +358,30 @@ def fit_laplace(
     x = np.concatenate([xt, rest])
     it2 = 0
     H = None
-    for _ in range(1 + MAX_RESTARTS):
-        H = _hessian(obj, x, central=False)
+    H_sub = None
+    if obj1 is not obj:
+        # On the subsample, theta and beta jointly to a loose tolerance: its
+        # optimum is within the subsample's sampling error of the full one (a
+        # few standard errors), where the deviance is close to quadratic,
+        # while the GLM's beta can be far off (a random intercept shifts the
+        # fixed intercept). Its BFGS Hessian, scaled up to all rows (the
+        # deviance is a sum over rows), seeds stage 2: all at a fraction of
+        # the cost of one finite-difference Hessian on all rows.
+        H_sub = _hessian(obj1, x, central=False)
+        x_sub, nit, ok_sub = _quasi_newton(obj1, x, lower, upper, H_sub, max_iter, SUBSAMPLE_DECREMENT, True)
+        it1 += nit
+        if ok_sub and np.all(np.isfinite(H_sub)):
+            x = x_sub
+            H_sub = H_sub * (problem.y.size / sub.y.size)
+        else:
+            H_sub = None
+        _say(verbose, f"stage 1b (theta, beta on {sub.n_levels} levels): {nit} iterations", t0)
+        obj.n_evals += obj1.n_evals
+    for attempt in range(1 + MAX_RESTARTS):
+        if attempt == 0 and H_sub is not None:
+            H = H_sub
+        else:
+            H = _hessian(obj, x, central=False)
         x, nit, ok = _quasi_newton(obj, x, lower, upper, H, max_iter, tol)
         it2 += nit
         if not ok:
@@ -304,7 +399,8 @@ def fit_laplace(
         _say(verbose, f"restart: leaving a boundary at deviance {f:.6f}", t0)
         x = escape
     timings["stage2"] = time.perf_counter() - t0
-    _say(verbose, f"stage 2 (theta, beta): {it2} iterations, deviance {f:.8f}", t0)
+    _say(verbose, f"stage 2 (theta, beta): {it2} iterations, deviance {f:.8f}, "
+         f"{obj.n_evals} evaluations so far", t0)
 
     # The Hessian for standard errors (lme4's vcov uses the same matrix), by
     # central differences at the optimum.
@@ -312,6 +408,8 @@ def fit_laplace(
     if compute_hessian:
         H = _hessian(obj, x)
     timings["hessian"] = time.perf_counter() - t0
+    if compute_hessian:
+        _say(verbose, f"Hessian for standard errors: central differences, {2 * x.size} evaluations", t0)
 
     ev = obj.evaluate(x, gradient=True)
     f = ev.deviance
@@ -341,6 +439,7 @@ def fit_laplace(
         D[nt : nt + nb, nt : nt + nb] = R
         hessian = D.T @ H @ D
     timings["total"] = time.perf_counter() - t0
+    _say(verbose, f"done: deviance {f:.8f}, {obj.n_evals} evaluations, {detail}", t0)
     return FitResult(
         theta=theta,
         beta=beta,
@@ -417,16 +516,17 @@ def _escape_boundary(obj: _Objective, x, f, diag):
     return None if best is None else best[1]
 
 
-def _quasi_newton(obj: _Objective, x, lower, upper, H, max_iter, decrement_tol):
+def _quasi_newton(obj: _Objective, x, lower, upper, H, max_iter, decrement_tol, update_hessian=False):
     """Projected quasi-Newton descent with BFGS updates, starting from Hessian ``H``.
 
     Coordinates at a lower bound whose gradient points outward are held fixed.
     Returns ``(x, n_iter, ok)``; ``ok`` is False when a step cannot be made
     (an indefinite Hessian, or no decrease along a descent direction before
-    the gradient is small).
+    the gradient is small). With ``update_hessian`` the BFGS updates are made
+    to ``H`` itself, so the caller keeps the final approximation.
     """
     f, g = obj(x)
-    H = H.copy()
+    H = H if update_hessian else H.copy()
     for it in range(1, max_iter + 1):
         free = _free_mask(x, g, lower, upper)
         if not np.any(free):
@@ -436,8 +536,11 @@ def _quasi_newton(obj: _Objective, x, lower, upper, H, max_iter, decrement_tol):
             return x, it - 1, False
         # the Newton decrement g^T H^{-1} g is twice the predicted decrease of
         # the deviance: a scale-free stopping rule that rounding noise in the
-        # gradient of a deviance of 1e6 cannot defeat
-        if -float(g @ direction) < decrement_tol:
+        # gradient of a deviance of 1e6 cannot defeat. It is floored at 16 ulps
+        # of the deviance: a decrease below the deviance's own rounding cannot
+        # be verified (at 360k rows an ulp is 2e-10, at 3.6M rows 2e-9, above
+        # the default tol), and chasing it only stalls the line search
+        if -float(g @ direction) < max(decrement_tol, 16.0 * np.spacing(abs(f))):
             return x, it - 1, True
         t = 1.0
         for _ in range(30):

@@ -119,6 +119,8 @@ def check_group_labels(series: pd.Series) -> None:
     if series.dtype.kind == "f":
         values = series.to_numpy()
     elif series.dtype.kind == "O":
+        if pd.api.types.infer_dtype(series, skipna=True) in ("string", "bytes", "integer", "boolean"):
+            return  # no float among the labels (one pass in C, not a Python loop over rows)
         values = np.array([v for v in series.to_numpy() if isinstance(v, (float, np.floating))], dtype=float)
     else:
         return
