@@ -116,7 +116,10 @@ class AGQProblem:
         # everything but the deviance is the wrapped Laplace problem's (see the
         # module docstring); dunder and private lookups (pickle, copy) are not
         # forwarded, so an instance being unpickled cannot recurse here
-        if name.startswith("_") or name == "laplace":
+        # The Laplace problem's shortcuts for the optimiser (a subsampled stage 1,
+        # predicted modes, O(G) theta steps) are about the Laplace deviance, not
+        # this one: hide them, so fit_laplace takes its general path.
+        if name.startswith("_") or name in ("laplace", "stage1_problem", "mode_derivative", "theta_is_cheap"):
             raise AttributeError(name)
         return getattr(self.laplace, name)
 
@@ -131,7 +134,7 @@ class AGQProblem:
         deviance, parts = self._deviance(family, float(theta[0]), fit, gradient)
         if not gradient:
             return LaplaceEvaluation(deviance, None, None, fit)
-        grad_theta, grad_beta = self._gradient(float(theta[0]), fit, parts)
+        grad_theta, grad_beta = self._gradient(family, float(theta[0]), fit, parts)
         grad_param = None
         if family.has_param:
             # a central difference in the parameter (deviance scale, d/dparam)
@@ -175,7 +178,7 @@ class AGQProblem:
             parts = (A, s, U, np.exp(a - lse[:, None]), np.array(scores))
         return deviance, parts
 
-    def _gradient(self, lam, fit, parts):
+    def _gradient(self, family, lam, fit, parts):
         lap = self.laplace
         groups, z, XT = lap.groups, lap.ZT[0], lap.XT
         A, s, U, pi, S = parts  # S: (K, n) scores at the nodes
@@ -192,6 +195,8 @@ class AGQProblem:
         d_beta = XT @ r
         # implicit derivatives of the mode (observed information Hobs)
         wobs, wl_d = irls.hessian_weights, irls.laplace_weights_deriv
+        if wl_d is None:  # the fused row kernels leave it out until asked
+            wl_d = lap._row_kernel(family).weights_deriv(irls)
         T = groups.sum(z * irls.score)
         Mo = groups.sum(wobs * z * z)
         Hobs = 1.0 + lam * lam * Mo

@@ -60,6 +60,7 @@ from scipy.special import expit, gammaln, log_expit
 
 from ..design import lambda_from_theta, theta_index
 from ..families import IRLSQuantities, get_link
+from ..families._family import RowKernel
 from ._laplace import LaplaceEvaluation
 from ._linalg import BlockCholesky, GroupIndex, rowdot
 from ._pirls import MAX_HALVINGS, PIRLS_MAX_ITER, PIRLS_TOL, PIRLSResult
@@ -170,6 +171,13 @@ class ZIPCountFamily:
     def loglik_kernel(self, y, eta, mu, w) -> float:
         return float(np.dot(w, zip_row_loglik(y, eta, self.zeta)))
 
+    def kernel_terms(self, y, eta, mu) -> np.ndarray:
+        """Each row's log-likelihood (unweighted), for the generic :class:`RowKernel`."""
+        return zip_row_loglik(y, eta, self.zeta)
+
+    def row_kernel(self, y, w) -> RowKernel:
+        return RowKernel(self, y, w)
+
 
 def zip_pirls(
     zeta: np.ndarray,
@@ -267,6 +275,14 @@ class _StackedZIPGLM:
     def deviance(self, y, mu, w) -> float:
         e, z = self._split(mu)
         return -2.0 * float(np.dot(w[: self.n], zip_row_loglik(y[: self.n], e, z)))
+
+    def kernel_terms(self, y, eta, mu) -> np.ndarray:
+        """Per stacked row log-likelihood (all of it on the count rows), for ``fit_glm``."""
+        e, z = self._split(eta)
+        return np.concatenate([zip_row_loglik(y[: self.n], e, z), np.zeros(self.n)])
+
+    def row_kernel(self, y, w) -> RowKernel:
+        return RowKernel(self, y, w)
 
 
 @dataclass
