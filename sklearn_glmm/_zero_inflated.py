@@ -94,7 +94,7 @@ class ZeroInflationDesignBuilder(DesignBuilder):
         self.zi_keep_ = np.ones(len(self.zi_index_) + 1, dtype=bool)
         full = self._zero_inflation(X)
         w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
-        self.zi_keep_ = independent_columns(full * np.sqrt(w)[:, None])
+        self.zi_keep_ = independent_columns(full, weights=w)
         names = [INTERCEPT] + [self.feature_names_[j] for j in self.zi_index_]
         self.fixef_zi_names_ = [n for n, k in zip(names, self.zi_keep_) if k]
         self.zi_dropped_ = [n for n, k in zip(names, self.zi_keep_) if not k]

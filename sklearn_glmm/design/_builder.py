@@ -160,20 +160,30 @@ def _sorted_levels(values: pd.Series) -> pd.Index:
         return levels
 
 
-def independent_columns(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+def independent_columns(
+    X: np.ndarray, tol: float = 1e-7, weights: np.ndarray | None = None, chunk_rows: int = 65536
+) -> np.ndarray:
     """Mask of columns kept when dropping those dependent on earlier columns.
 
     Like R's ``qr(X, LAPACK = FALSE)`` (which lme4 uses), earlier columns win: a
     column is dropped when its component orthogonal to the kept earlier
-    columns is below ``tol`` times its norm. One QR of the ``n x p`` matrix,
-    then the sequential test runs on the small ``p x p`` factor ``R`` (the
-    columns of X and of R have the same linear dependencies).
+    columns is below ``tol`` times its norm. The columns of ``diag(sqrt(w)) X``
+    and of its QR factor ``R`` have the same linear dependencies, so the
+    sequential test runs on the small ``p x p`` factor. ``R`` is accumulated
+    over blocks of ``chunk_rows`` rows (a tall-skinny QR: ``R`` of
+    ``[R_previous; block]``), so the working memory is one block, not a copy
+    of the ``n x p`` matrix.
     """
-    p = X.shape[1]
+    n, p = X.shape
     keep = np.zeros(p, dtype=bool)
-    if X.shape[0] == 0:
+    if n == 0:
         return keep
-    R = np.linalg.qr(X, mode="r")
+    R = np.zeros((0, p))
+    for start in range(0, n, chunk_rows):
+        block = X[start : start + chunk_rows]
+        if weights is not None:
+            block = block * np.sqrt(weights[start : start + chunk_rows])[:, None]
+        R = np.linalg.qr(np.vstack([R, block]), mode="r")
     if R.shape[0] < p:  # fewer rows than columns
         R = np.vstack([R, np.zeros((p - R.shape[0], p))])
     for j in range(p):
@@ -251,8 +261,7 @@ class DesignBuilder:
         all_names = [INTERCEPT] + self.feature_names_
         self.keep_ = np.ones(len(all_names), dtype=bool)
         full = self._fixed(X)
-        w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
-        self.keep_ = independent_columns(full * np.sqrt(w)[:, None])
+        self.keep_ = independent_columns(full, weights=sample_weight)
         self.fixef_names_ = [n for n, k in zip(all_names, self.keep_) if k]
         self.dropped_ = [n for n, k in zip(all_names, self.keep_) if not k]
         missing = sorted({c for bar in self.bars for c in bar.columns if c not in self.feature_names_})
@@ -261,9 +270,11 @@ class DesignBuilder:
                 f"random_effects names column(s) {missing} that are not in X; X has "
                 f"columns {self.feature_names_}. Random slopes must be columns of X."
             )
+        if not np.all(self.keep_):
+            full = full[:, self.keep_]
         if groups is None:
             self.factors_, self.levels_ = [], {}
-            return Design(full[:, self.keep_], [])
+            return Design(full, [])
         frame = groups_to_frame(groups, X.shape[0], self.factor_columns)
         if self.bars[0].factor is None:  # short form: the factor is groups' one column
             self.bars = (RandomEffectSpec(self.bars[0].columns, self.bars[0].intercept, str(frame.columns[0])),)
@@ -275,7 +286,7 @@ class DesignBuilder:
         self.levels_ = {f: _sorted_levels(_factor_labels(frame, f)) for f in factors}
         self.factors_ = sorted(factors, key=lambda f: -len(self.levels_[f]))
         self._set_theta_order()
-        return Design(full[:, self.keep_], self._terms(X, frame))
+        return Design(full, self._terms(X, frame))
 
     def _set_theta_order(self) -> None:
         """Engine theta (terms by levels, bars of a factor together) -> lme4's order.
@@ -332,8 +343,19 @@ class DesignBuilder:
         return f"{response} ~ {fixed} + " + " + ".join(bar.to_formula(bar.factor) for bar in self.bars)
 
     def _fixed(self, X: np.ndarray) -> np.ndarray:
-        full = np.column_stack([np.ones(X.shape[0]), X]) if X.shape[1] else np.ones((X.shape[0], 1))
-        return full[:, self.keep_]
+        """``[1, X]`` restricted to the kept columns, built in one allocation."""
+        keep = self.keep_
+        full = np.empty((X.shape[0], int(np.sum(keep))))
+        column = 0
+        if keep[0]:
+            full[:, 0] = 1.0
+            column = 1
+        kept = np.flatnonzero(keep[1:])
+        if kept.size == X.shape[1]:
+            full[:, column:] = X
+        elif kept.size:
+            full[:, column:] = X[:, kept]
+        return full
 
     def _terms(self, X: np.ndarray, frame: pd.DataFrame | None) -> list[RandomEffectTerm]:
         terms = []
