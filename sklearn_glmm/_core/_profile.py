@@ -537,7 +537,7 @@ class LMMProfileProblem(ProfileProblem):
         if np.any(free):
             res = minimize(
                 fun, base[free] * scale, jac=True, method="L-BFGS-B", bounds=bounds,
-                options={"maxiter": 500, "gtol": 1e-9, "ftol": 1e-15, "maxcor": 20},
+                options={"maxiter": 500, "gtol": 1e-6, "ftol": 1e-13, "maxcor": 20},
             )
             base[free] = res.x / scale
         f, beta = evaluate(base)
