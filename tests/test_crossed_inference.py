@@ -123,6 +123,33 @@ def test_profile_rows_follow_the_written_order_when_lme4_keeps_it(crossed_slopes
     np.testing.assert_allclose(table["97.5 %"], [ref["upper"][2], ref["upper"][1]], atol=1e-3)
 
 
+@pytest.fixture(scope="module")
+def crossed_correlated(crossed_slopes):
+    _, data = crossed_slopes
+    model = PoissonGLMMRegressor("(1 + x | item) + (1 | subject)")
+    return model.fit(data[["x"]], data["y"], groups=data[["subject", "item"]])
+
+
+def test_correlation_row_with_several_factors_matches_lme4(crossed_correlated, refs):
+    # .sig01 subject SD; item's bar: .sig02 intercept SD, .sig03 correlation, .sig04 slope SD
+    ref = refs["crossed_slopes_correlated"]
+    model = crossed_correlated
+    assert model.loglik_ >= ref["loglik"] - 1e-6
+    np.testing.assert_allclose(model.theta_, ref["theta"], rtol=2e-3, atol=1e-3)
+    table = model.confint(method="profile", parm=[".sig02", ".sig03"])
+    rows = [1, 2]
+    np.testing.assert_allclose(table["2.5 %"], np.asarray(ref["profile"]["lower"])[rows], atol=1e-3)
+    np.testing.assert_allclose(table["97.5 %"], np.asarray(ref["profile"]["upper"])[rows], atol=1e-3)
+    cor = model.varcorr_.dropna(subset=["var2"])["sdcor"].item()
+    assert -1 < table.loc[".sig03", "2.5 %"] < cor < table.loc[".sig03", "97.5 %"] < 1
+
+
+@pytest.mark.slow  # ~20 s: six profiles
+def test_correlated_several_factors_all_rows_match_lme4(crossed_correlated, refs):
+    table = crossed_correlated.confint(method="profile")
+    _assert_profile(table, refs["crossed_slopes_correlated"])
+
+
 def test_nested_profile_matches_lme4(nested, refs):
     model, _ = nested
     ref = refs["nested_poisson"]
@@ -167,6 +194,9 @@ def test_crossed_bootstrap_agrees_with_profile(crossed, refs):
     model, *_ = crossed
     table = model.confint(method="bootstrap", n_boot=80, random_state=11, n_jobs=2)
     reps = table.attrs["replicates"]
+    # replicate i has its own seed: a serial run of 3 gives the parallel run's first 3
+    serial = model.confint(method="bootstrap", n_boot=3, random_state=11).attrs["replicates"]
+    pd.testing.assert_frame_equal(serial, reps.iloc[:3])
     # the replicates centre on the estimates (parametric bootstrap of a well-identified model)
     estimates = np.concatenate([model.theta_, model.fixef_.to_numpy()])
     spread = reps.std().to_numpy()

@@ -90,6 +90,12 @@ result$crossed_slopes <- glmm_case(m4,
   "glmer(y ~ x + (x || item) + (1 | subject), data = crossed_slopes_sim, family = poisson, control = tight)",
   "crossed_slopes_sim.csv")
 result$crossed_slopes$varcorr <- as.data.frame(VarCorr(m4))
+# the same data with a correlated intercept and slope on item (a correlation row, .sig03)
+m5 <- glmer(y ~ x + (x | item) + (1 | subject), data = crossed_slopes, family = poisson, control = tight)
+result$crossed_slopes_correlated <- glmm_case(m5,
+  "glmer(y ~ x + (x | item) + (1 | subject), data = crossed_slopes_sim, family = poisson, control = tight)",
+  "crossed_slopes_sim.csv")
+result$crossed_slopes_correlated$varcorr <- as.data.frame(VarCorr(m5))
 
 # LMM conditional SDs and profiles
 sleep <- read.csv(file.path(out, "sleepstudy.csv"), colClasses = c(Subject = "character"))
