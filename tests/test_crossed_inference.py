@@ -338,3 +338,30 @@ def test_lmm_bootstrap_agrees_with_lme4_profile(refs, penicillin):
     sd = model.varcorr_["sdcor"].to_numpy()[:2]
     assert np.all(table["2.5 %"].to_numpy()[:2] < sd) and np.all(sd < table["97.5 %"].to_numpy()[:2])
     assert reps["(Intercept)"].mean() == pytest.approx(model.intercept_, abs=0.2 * reps["(Intercept)"].std())
+
+
+# -- the family's extra parameter in the bootstrap ---------------------------------
+@pytest.mark.parametrize("random_effects", ["1", "(1 | a) + (1 | b)"])
+def test_bootstrap_draws_with_the_fitted_nb_size(random_effects):
+    # the replicates must be drawn from the fitted model: NB with the estimated size (the
+    # problem's family still holds the optimiser's start value)
+    from sklearn_glmm import NegativeBinomialGLMMRegressor
+    from sklearn_glmm.results._diagnostics import sample_response
+    from sklearn_glmm.results._intervals import bootstrap_intervals
+
+    rng = np.random.default_rng(8)
+    a, b = np.repeat(np.arange(30), 12), np.tile(np.arange(12), 30)
+    mu = np.exp(1.0 + rng.normal(0, 0.5, 30)[a] + rng.normal(0, 0.3, 12)[b])
+    y = rng.negative_binomial(4.0, 4.0 / (4.0 + mu))
+    groups = pd.DataFrame({"a": a, "b": b}) if "|" in random_effects else pd.Series(a, name="a")
+    model = NegativeBinomialGLMMRegressor(random_effects).fit(np.empty((a.size, 0)), y, groups=groups)
+    used = []
+
+    def recording(family, mu, weights, rng):
+        used.append(family.param)
+        return sample_response(family, mu, weights, rng)
+
+    bootstrap_intervals(model._laplace_problem, model.fit_summary_, ["(Intercept)"], recording, n_boot=2,
+                        random_state=0, order=model._builder.theta_order_)
+    assert used == [pytest.approx(model.fit_summary_.param)] * 2
+    assert 2 < model.nb_size_ < 8
