@@ -391,6 +391,7 @@ class GaussianLMMRegressor(_GLMMRegressor):
             problem = MultiLevelLMMProblem(design.X, y, w, off, core_terms(terms))
         result = fit_lmm(problem, reml=self.reml, max_iter=self.max_iter, verbose=self.verbose)
         self._set_lmm_attributes(result, terms)
+        self._lmm_problem = problem  # ranef_condsd_ reuses it
 
     def _fit_glm(self, Xd, y, w, off) -> None:
         # the linear model: the LMM engine with one empty random effect

@@ -293,8 +293,6 @@ def test_crossed_conditional_sds_and_residuals_match_lme4():
     # Pearson residuals of the classifier use the fitted probabilities (not the labels)
     pearson = model.residuals(X, data["y"], groups, kind="pearson")
     np.testing.assert_allclose(pearson[:20], ref["pearson_resid"][:20], atol=2e-3)
-    with pytest.raises(NotImplementedError, match="several factors"):
-        model.confint("profile")
     wald = model.confint("wald")
     assert list(wald.index) == [".sig01", ".sig02", "(Intercept)", "x"]
 

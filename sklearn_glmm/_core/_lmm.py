@@ -27,14 +27,15 @@ differences (theta is small) and the same boundary restarts as the GLMM.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
 
 from ..design import lambda_from_theta, theta_index
-from ._multilevel import TermsParameters
 from ._linalg import BlockCholesky, GroupIndex
+from ._multilevel import TermsParameters, lambda_inverse_blocks
 
 __all__ = ["LMMProblem", "MultiLevelLMMProblem", "LMMResult", "fit_lmm"]
 
@@ -102,10 +103,25 @@ class LMMProblem:
         self.XWy = XT @ (weights * r)
         self.yWy = float(np.dot(weights, r * r))
         self.sum_log_w = float(np.sum(np.log(weights[positive])))
+        # the rows themselves, for simulating new responses (parametric bootstrap)
+        self._rows = (X, weights, offset, codes, Z)
 
     @property
     def n_theta(self) -> int:
         return self.theta_rows.size
+
+    def simulated(self, theta, beta, sigma: float, rng: np.random.Generator) -> "LMMProblem":
+        """The same design with ``y`` drawn from the model at (theta, beta, sigma).
+
+        ``u_g ~ N(0, I)`` for every level (drawn first), then the residuals
+        ``e_i ~ N(0, sigma^2 / w_i)``; ``y = offset + X beta + Z_g Lambda u_g sigma + e``.
+        """
+        X, weights, offset, codes, Z = self._rows
+        u = rng.standard_normal((self.n_levels, self.q))
+        b = sigma * u @ lambda_from_theta(theta, self.q).T
+        e = sigma * rng.standard_normal(X.shape[0]) / np.sqrt(np.where(weights > 0, weights, 1.0))
+        y = offset + X @ beta + np.einsum("nq,nq->n", Z, b[codes]) + e
+        return LMMProblem(X, y, weights, offset, codes, Z, self.n_levels)
 
     @property
     def theta_diagonal(self) -> np.ndarray:
@@ -135,6 +151,16 @@ class LMMProblem:
     def deviance(self, theta, reml: bool) -> float:
         """Profiled deviance (ML) or REML criterion at theta (eq. 10)."""
         return _profiled_deviance(self, theta, reml)
+
+    def conditional_covariances(self, theta, sigma2: float) -> list[np.ndarray]:
+        """``Var(b_g | y) = sigma^2 Lambda A_g^{-1} Lambda^T``: a list with one (G, q, q) array.
+
+        lme4's ``condVar`` for ``lmer`` (beta and theta held at their estimates).
+        """
+        lam = lambda_from_theta(theta, self.q)
+        A = np.eye(self.q) + np.einsum("ba,gbc,cd->gad", lam, self.ZWZ, lam)
+        Ainv = BlockCholesky(A).inverse()
+        return [sigma2 * np.einsum("ab,gbc,dc->gad", lam, Ainv, lam)]
 
 
 def _profiled_deviance(problem, theta, reml: bool) -> float:
@@ -173,6 +199,21 @@ class MultiLevelLMMProblem(TermsParameters):
         self.yWy = float(np.dot(self.w, self.r * self.r))
         self.sum_log_w = float(np.sum(np.log(weights[positive])))
 
+    def simulated(self, theta, beta, sigma: float, rng: np.random.Generator) -> "MultiLevelLMMProblem":
+        """The same design with ``y`` drawn from the model at (theta, beta, sigma).
+
+        ``u ~ N(0, I)`` over all terms' effects (flat, drawn first), then the
+        residuals ``e_i ~ N(0, sigma^2 / w_i)``; the design is shared, not copied.
+        """
+        u = rng.standard_normal(self.layout.size)
+        ZlT = [lam.T @ ZT for lam, ZT in zip(self.lambda_(theta), self.ZT)]
+        e = sigma * rng.standard_normal(self.w.size) / np.sqrt(np.where(self.w > 0, self.w, 1.0))
+        other = copy.copy(self)
+        other.r = beta @ self.XT + sigma * self.layout.expand_dot(ZlT, u) + e  # y - offset
+        other.XWy = self.XT @ (self.w * other.r)
+        other.yWy = float(np.dot(self.w, other.r * other.r))
+        return other
+
     def solve(self, theta):
         """Penalised least squares at theta: (beta, u, r2, logdet A, RX^T RX)."""
         lay = self.layout
@@ -191,6 +232,16 @@ class MultiLevelLMMProblem(TermsParameters):
     def deviance(self, theta, reml: bool) -> float:
         """Profiled deviance (ML) or REML criterion at theta (eq. 10)."""
         return _profiled_deviance(self, theta, reml)
+
+    def conditional_covariances(self, theta, sigma2: float) -> list[np.ndarray]:
+        """``Var(b_{k,g} | y) = sigma^2 Lambda_k (A^{-1})_{kg,kg} Lambda_k^T`` per term.
+
+        lme4's ``condVar`` for ``lmer``: list of (G_k, q_k, q_k) arrays, terms in
+        this problem's order.
+        """
+        lams = self.lambda_(theta)
+        factor = self.layout.factor(self.w, [lam.T @ ZT for lam, ZT in zip(lams, self.ZT)])
+        return lambda_inverse_blocks(factor, lams, sigma2)
 
 
 def _central_gradient(fun, x, h=1e-6):

@@ -24,6 +24,7 @@ expects; its modes ``u`` are one flat vector (see
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,7 @@ from ._blocked import BlockedFactor, RandomEffectsLayout, _rowdot
 from ._laplace import LaplaceEvaluation
 from ._pirls import MAX_HALVINGS, PIRLS_MAX_ITER, PIRLS_TOL
 
-__all__ = ["CoreTerm", "MultiLevelLaplaceProblem", "MultiLevelModes", "TermsParameters"]
+__all__ = ["CoreTerm", "MultiLevelLaplaceProblem", "MultiLevelModes", "TermsParameters", "lambda_inverse_blocks"]
 
 
 @dataclass
@@ -70,6 +71,25 @@ class MultiLevelModes:
     pdev: float
     n_iter: int
     converged: bool
+
+
+def lambda_inverse_blocks(
+    factor: BlockedFactor, lams: list[np.ndarray], scale: float = 1.0
+) -> list[np.ndarray]:
+    """``scale * Lambda_k (A^{-1})_{kg,kg} Lambda_k^T`` for every term and level.
+
+    The diagonal blocks of ``A^{-1}`` (one per level of each term, from the
+    selected inverse of ``factor``) mapped to the random-effects scale: lme4's
+    ``condVar``. Returns a list of (G_k, q_k, q_k) arrays.
+    """
+    inv11, _, inv22 = factor.selected_inverse()
+    lay = factor.layout
+    blocks = [inv11]
+    for k in range(1, lay.n_terms):
+        G, q = lay.n_levels[k], lay.q[k]
+        idx = (lay.starts[k] - lay.n_block) + np.arange(G)[:, None] * q + np.arange(q)
+        blocks.append(inv22[idx[:, :, None], idx[:, None, :]])
+    return [scale * np.einsum("ab,gbc,dc->gad", lam, block, lam) for lam, block in zip(lams, blocks)]
 
 
 def _objective(family, y, w, eta, mu, u) -> float:
@@ -202,6 +222,24 @@ class MultiLevelLaplaceProblem(TermsParameters):
     def family_at(self, param: float | None) -> Family:
         return self.family if param is None else self.family.with_param(param)
 
+    def linear_predictor(self, theta: np.ndarray, beta: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """``eta = offset + X beta + sum_k Z_k Lambda_k u_k`` in this problem's row order.
+
+        With ``u ~ N(0, I)`` this draws the linear predictor of a new sample
+        from the model (the parametric bootstrap's first step).
+        """
+        return self.offset + beta @ self.XT + self.layout.expand_dot(self._zl(self.lambda_(theta)), u)
+
+    def with_response(self, y: np.ndarray) -> "MultiLevelLaplaceProblem":
+        """The same design with another response ``y`` (in this problem's row order).
+
+        The layout and the per-row matrices are shared, not copied.
+        """
+        other = copy.copy(self)
+        other.y = np.asarray(y, dtype=float)
+        other._constant = self.family.loglik_constant(other.y, self.weights)
+        return other
+
     def _zl(self, lams) -> list[np.ndarray]:
         return [lam.T @ ZT for lam, ZT in zip(lams, self.ZT)]
 
@@ -263,17 +301,7 @@ class MultiLevelLaplaceProblem(TermsParameters):
         lme4's ``condVar``: the diagonal blocks of ``A^{-1}`` at the modes.
         """
         modes = self.modes(theta, beta, u, param)
-        inv11, _, inv22 = modes.chol.selected_inverse()
-        lay = self.layout
-        blocks = [inv11]
-        for k in range(1, lay.n_terms):
-            G, q = lay.n_levels[k], lay.q[k]
-            idx = (lay.starts[k] - lay.n_block) + np.arange(G)[:, None] * q + np.arange(q)
-            blocks.append(inv22[idx[:, :, None], idx[:, None, :]])
-        return [
-            dispersion * np.einsum("ab,gbc,dc->gad", lam, block, lam)
-            for lam, block in zip(self.lambda_(theta), blocks)
-        ]
+        return lambda_inverse_blocks(modes.chol, self.lambda_(theta), dispersion)
 
     def beta_information(self, theta, modes: MultiLevelModes) -> np.ndarray:
         """Fisher information of beta with theta fixed: ``X^T W X - K^T A^{-1} K``."""

@@ -10,10 +10,19 @@ Conditional covariance of the random effects (lme4's ``condVar``)::
 
 Profile parameters. As lme4's ``profile.merMod`` the variance components are
 profiled on the standard-deviation / correlation scale, ``s``: for each
-lower-triangle position (r, c) of ``Lambda`` (theta's order), ``s`` holds the
-SD of term r when r == c and the correlation of terms r and c otherwise. So the
-vector ``p = (s, beta)`` lines up with lme4's ``.sig01, .sig02, ...`` followed
-by the fixed effects.
+theta element, at position (r, c) of its term's ``Lambda`` (theta's order), ``s``
+holds the SD of effect r when r == c and the correlation of effects r and c
+otherwise. So the vector ``p = (s, beta)`` lines up with lme4's ``.sig01,
+.sig02, ...`` followed by the fixed effects (in the engine's order of the
+terms; the caller maps it to lme4's order of the bars).
+
+Several terms. theta is cut into one block per random-effects term, each
+``(q_k, rows_k, cols_k)``: the term's size and the positions of its theta
+elements in ``Lambda_k`` (a full lower triangle for one correlated bar; only
+the bars' own lower triangles for the uncorrelated bars of ``(1 + x || g)``,
+whose cross-bar entries are structural zeros and so no parameters, as in
+lme4). The SD/correlation map works block by block; ``Sigma_k = Lambda_k
+Lambda_k^T`` is block diagonal over the bars, so ``chol(R)`` keeps the zeros.
 
 The profile of parameter k is ``D_k(v) = min D(p)`` subject to ``p_k = v``; its
 signed square root ``zeta(v) = sign(v - p_k_hat) sqrt(D_k(v) - D_min)`` is close
@@ -22,9 +31,11 @@ to linear in ``v``, and the ends of a profile interval are where it crosses
 here the crossing is found by root finding on the exact profile, each
 evaluation warm-started from the previous one.
 
-Interface: :class:`ProfileProblem` wraps a ``LaplaceProblem`` (it needs only
-``evaluate(theta, beta, u0)``, ``modes``, ``q``, ``theta_rows``/``theta_cols``
-and ``n_theta``) and the maximum-likelihood estimates.
+Interface: :class:`ProfileProblem` wraps a ``LaplaceProblem`` or a
+``MultiLevelLaplaceProblem`` (it needs only ``evaluate(theta, beta, u0)``,
+``n_theta`` and either an integer ``q`` -- one term, full lower triangle -- or
+the lists ``q`` and ``theta_index``; see :func:`theta_blocks`) and the
+maximum-likelihood estimates. The modes ``u`` may have any shape.
 
 No scikit-learn here.
 """
@@ -40,10 +51,12 @@ from scipy.stats import norm
 from ..design import theta_index
 
 __all__ = [
+    "LMMProfileProblem",
     "ProfileProblem",
     "ProfileInterval",
     "conditional_covariance",
     "sdcor_from_theta",
+    "theta_blocks",
     "theta_from_sdcor",
 ]
 
@@ -61,9 +74,26 @@ def conditional_covariance(problem, theta, beta, u, dispersion: float = 1.0, par
     return dispersion * np.einsum("ab,gbc,dc->gad", lam, Ainv, lam)
 
 
-def sdcor_from_theta(theta: np.ndarray, q: int) -> np.ndarray:
-    """SDs and correlations at theta's positions (see the module docstring)."""
-    rows, cols = theta_index(q)
+def theta_blocks(problem) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """The problem's theta as blocks ``(q_k, rows_k, cols_k)``, one per term.
+
+    A problem with an integer ``q`` has one term whose theta is the full lower
+    triangle (:func:`~sklearn_glmm.design.theta_index`); a multi-level problem
+    lists ``q`` and ``theta_index`` per term.
+    """
+    if isinstance(problem.q, (list, tuple)):
+        return [(int(q), np.asarray(r), np.asarray(c)) for q, (r, c) in zip(problem.q, problem.theta_index)]
+    return [(int(problem.q), *theta_index(int(problem.q)))]
+
+
+def _as_blocks(q) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """``q`` as a list of blocks: an int is one term with a full lower triangle."""
+    if isinstance(q, (int, np.integer)):
+        return [(int(q), *theta_index(int(q)))]
+    return list(q)
+
+
+def _block_sdcor(theta: np.ndarray, q: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     lam = np.zeros((q, q))
     lam[rows, cols] = theta
     cov = lam @ lam.T
@@ -78,13 +108,7 @@ def sdcor_from_theta(theta: np.ndarray, q: int) -> np.ndarray:
     return out
 
 
-def theta_from_sdcor(s: np.ndarray, q: int) -> np.ndarray | None:
-    """Inverse of :func:`sdcor_from_theta`; ``None`` if the correlations are not valid.
-
-    ``Lambda = chol(diag(sd) R diag(sd))`` computed as ``diag(sd) chol(R)``, so a
-    zero SD is allowed (its row of ``Lambda`` is then 0).
-    """
-    rows, cols = theta_index(q)
+def _block_theta(s: np.ndarray, q: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
     sd = np.zeros(q)
     R = np.eye(q)
     for k, (r, c) in enumerate(zip(rows, cols)):
@@ -100,6 +124,39 @@ def theta_from_sdcor(s: np.ndarray, q: int) -> np.ndarray | None:
         return None
     lam = sd[:, None] * L
     return lam[rows, cols]
+
+
+def sdcor_from_theta(theta: np.ndarray, q) -> np.ndarray:
+    """SDs and correlations at theta's positions (see the module docstring).
+
+    Parameters
+    ----------
+    theta : ndarray
+    q : int or list of (int, ndarray, ndarray)
+        One term's size (full lower triangle), or the blocks of
+        :func:`theta_blocks`.
+    """
+    out, start = [], 0
+    for size, rows, cols in _as_blocks(q):
+        out.append(_block_sdcor(np.asarray(theta[start : start + rows.size], dtype=float), size, rows, cols))
+        start += rows.size
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def theta_from_sdcor(s: np.ndarray, q) -> np.ndarray | None:
+    """Inverse of :func:`sdcor_from_theta`; ``None`` if the correlations are not valid.
+
+    ``Lambda = chol(diag(sd) R diag(sd))`` computed as ``diag(sd) chol(R)``, so a
+    zero SD is allowed (its row of ``Lambda`` is then 0).
+    """
+    out, start = [], 0
+    for size, rows, cols in _as_blocks(q):
+        theta = _block_theta(np.asarray(s[start : start + rows.size], dtype=float), size, rows, cols)
+        if theta is None:
+            return None
+        out.append(theta)
+        start += rows.size
+    return np.concatenate(out) if out else np.empty(0)
 
 
 @dataclass
@@ -127,11 +184,11 @@ class ProfileProblem:
 
     Parameters
     ----------
-    problem : LaplaceProblem
+    problem : LaplaceProblem or MultiLevelLaplaceProblem
     theta, beta : ndarray
-        Maximum-likelihood estimates.
-    u : ndarray of shape (G, q)
-        Conditional modes at them.
+        Maximum-likelihood estimates (theta in the problem's order of terms).
+    u : ndarray
+        Conditional modes at them: (G, q) for one term, flat for several.
     deviance : float
         ``D`` at the estimates.
     hessian : ndarray or None
@@ -147,17 +204,17 @@ class ProfileProblem:
         self.problem = problem
         # only pass ``param`` on when there is one, so plain families need no support for it
         self._extra = {} if param is None else {"param": param}
-        self.q = problem.q
+        self.blocks = theta_blocks(problem)
         self.nt = problem.n_theta
         self.theta_hat = np.asarray(theta, dtype=float)
         self.beta_hat = np.asarray(beta, dtype=float)
-        self.p_hat = np.concatenate([sdcor_from_theta(self.theta_hat, self.q), self.beta_hat])
+        self.p_hat = np.concatenate([sdcor_from_theta(self.theta_hat, self.blocks), self.beta_hat])
         self.u_hat = np.array(u, dtype=float)
         self.u = self.u_hat.copy()
         self.deviance_hat = float(deviance)
-        rows, cols = theta_index(self.q)
-        self.is_sd = np.concatenate([rows == cols, np.zeros(self.beta_hat.size, dtype=bool)])
-        self.is_cor = np.concatenate([rows != cols, np.zeros(self.beta_hat.size, dtype=bool)])
+        diagonal = np.concatenate([rows == cols for _, rows, cols in self.blocks])
+        self.is_sd = np.concatenate([diagonal, np.zeros(self.beta_hat.size, dtype=bool)])
+        self.is_cor = np.concatenate([~diagonal, np.zeros(self.beta_hat.size, dtype=bool)])
         J = self._jacobian(self.p_hat)
         k = J.shape[0]
         H = np.asarray(hessian)[:k, :k] if hessian is not None else self._fd_hessian()
@@ -179,8 +236,9 @@ class ProfileProblem:
         nt, nb = self.nt, self.beta_hat.size
         J = np.zeros((nt + nb, nt + nb))
         J[nt:, nt:] = np.eye(nb)
-        if self.q == 1:
-            J[0, 0] = 1.0
+        if not np.any(self.is_cor):
+            # diagonal Lambda_k only (scalar or '||' terms): the SDs are theta itself
+            J[:nt, :nt] = np.eye(nt)
             return J
         s = p[:nt]
         for k in range(nt):
@@ -188,9 +246,9 @@ class ProfileProblem:
             up, down = s.copy(), s.copy()
             up[k] += h
             down[k] -= h
-            tu, td = theta_from_sdcor(up, self.q), theta_from_sdcor(down, self.q)
+            tu, td = theta_from_sdcor(up, self.blocks), theta_from_sdcor(down, self.blocks)
             if tu is None or td is None:  # at a correlation of +-1: one-sided
-                t0 = theta_from_sdcor(s, self.q)
+                t0 = theta_from_sdcor(s, self.blocks)
                 tu = t0 if tu is None else tu
                 td = t0 if td is None else td
                 h = h if (tu is t0) != (td is t0) else 2 * h
@@ -217,7 +275,7 @@ class ProfileProblem:
 
     def deviance(self, p: np.ndarray, gradient: bool = True):
         """``D(p)`` and its gradient in p (``inf`` where p is not valid)."""
-        theta = theta_from_sdcor(p[: self.nt], self.q)
+        theta = theta_from_sdcor(p[: self.nt], self.blocks)
         if theta is None:
             return np.inf, np.zeros_like(p)
         ev = self.problem.evaluate(theta, p[self.nt :], self.u, gradient=gradient, **self._extra)
@@ -314,3 +372,182 @@ class ProfileProblem:
             upper=float(ends[1]),
             path=np.column_stack([values, [path[v] for v in values]]),
         )
+
+
+class LMMProfileProblem(ProfileProblem):
+    """The ML deviance of a linear mixed model in ``p = (sdcor, sigma, beta)``, as lme4.
+
+    lme4's ``profile`` of an ``lmer`` fit (``devfun2``) refits a REML model by
+    ML and profiles the ML deviance in the SDs and correlations of the random
+    effects *on the response scale* (``.sig01, ...``), the residual SD
+    (``.sigma``) and the fixed effects. With ``theta`` relative to sigma
+    (``sd_rel = sd / sigma``) and the penalised least squares of
+    :class:`._lmm.LMMProblem` at theta (minimum ``r2``, ``beta_hat``,
+    ``M = RX^T RX``)::
+
+        D(p) = log|A(theta)| + (r2 + (beta - beta_hat)^T M (beta - beta_hat)) / sigma^2
+               + n log(2 pi sigma^2) - sum log w
+
+    The fixed effects enter through a quadratic, so they are profiled in
+    closed form: for a variance parameter ``beta = beta_hat(theta)``; for
+    ``beta_j = v`` the others follow ``beta - beta_hat = M^{-1} e_j (v -
+    beta_hat_j) / (M^{-1})_jj``. Only the ``n_theta + 1`` variance parameters
+    are optimised numerically (central-difference gradients: each evaluation
+    is one penalised least-squares solve).
+
+    Parameters
+    ----------
+    problem : LMMProblem or MultiLevelLMMProblem
+    theta : ndarray
+        Maximum-likelihood (not REML) estimate, relative to sigma.
+    sigma : float
+        Its residual SD.
+    """
+
+    def __init__(self, problem, theta, sigma: float):
+        self.problem = problem
+        self._extra = {}
+        self.blocks = theta_blocks(problem)
+        self.nt = problem.n_theta
+        theta = np.asarray(theta, dtype=float)
+        beta, _, _, _, _ = problem.solve(theta)
+        self.nb = beta.size
+        diagonal = np.concatenate([rows == cols for _, rows, cols in self.blocks])
+        self._sd = diagonal
+        s = sdcor_from_theta(theta, self.blocks)
+        s[diagonal] *= sigma
+        self.p_hat = np.concatenate([s, [sigma], beta])
+        self.is_sd = np.concatenate([diagonal, [True], np.zeros(self.nb, dtype=bool)])
+        self.is_cor = np.concatenate([~diagonal, [False], np.zeros(self.nb, dtype=bool)])
+        self.u_hat = np.zeros(0)
+        self.u = self.u_hat
+        self.n_evals = 0
+        self.deviance_hat = self.deviance(self.p_hat)[0]
+        self.hessian_p = self._fd_hessian_p()
+        diag = np.diag(self.hessian_p)
+        self.scale = np.sqrt(np.where(diag > 1e-8, diag, 1.0))
+        try:
+            cov = 2.0 * np.linalg.inv(self.hessian_p)
+            self.se = np.sqrt(np.where(np.diag(cov) > 0, np.diag(cov), np.nan))
+        except np.linalg.LinAlgError:
+            self.se = np.full(self.p_hat.size, np.nan)
+        self.se = np.where(np.isfinite(self.se) & (self.se > 0), self.se, 1.0 / self.scale)
+
+    def _solve(self, variance: np.ndarray):
+        """Penalised least squares at the variance parameters ``(sdcor, sigma)``, or None."""
+        sigma = variance[self.nt]
+        if not sigma > 0:
+            return None
+        s = variance[: self.nt].copy()
+        s[self._sd] /= sigma
+        theta = theta_from_sdcor(s, self.blocks)
+        if theta is None:
+            return None
+        self.n_evals += 1
+        beta_hat, _, r2, logdet, M = self.problem.solve(theta)
+        return sigma, beta_hat, r2, logdet, M
+
+    def _value(self, sigma, r2, logdet, quad) -> float:
+        n = self.problem.n
+        value = logdet + (r2 + quad) / sigma**2 + n * np.log(2.0 * np.pi * sigma**2)
+        return float(value - self.problem.sum_log_w)
+
+    def deviance(self, p: np.ndarray, gradient: bool = False):
+        """``D(p)`` (``inf`` where p is not valid); no gradient (``None``)."""
+        parts = self._solve(p[: self.nt + 1])
+        if parts is None:
+            return np.inf, None
+        sigma, beta_hat, r2, logdet, M = parts
+        d = p[self.nt + 1 :] - beta_hat
+        return self._value(sigma, r2, logdet, float(d @ M @ d)), None
+
+    def _fd_hessian_p(self) -> np.ndarray:
+        p0 = self.p_hat
+        k = p0.size
+        h = 1e-4 * np.maximum(np.abs(p0), 1e-2)
+        f0 = self.deviance(p0)[0]
+
+        def f(p):
+            value = self.deviance(p)[0]
+            return value if np.isfinite(value) else f0
+
+        H = np.empty((k, k))
+        for i in range(k):
+            for j in range(i, k):
+                ei, ej = np.zeros(k), np.zeros(k)
+                ei[i], ej[j] = h[i], h[j]
+                second = f(p0 + ei + ej) - f(p0 + ei - ej) - f(p0 - ei + ej) + f(p0 - ei - ej)
+                H[i, j] = H[j, i] = second / (4 * h[i] * h[j])
+        return H
+
+    def profile_deviance(self, k: int, value: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        """``min D(p)`` with ``p_k = value``; beta in closed form, the rest by L-BFGS-B."""
+        nv = self.nt + 1
+        fixed_beta = k >= nv
+        free = np.ones(nv, dtype=bool)
+        if not fixed_beta:
+            free[k] = False
+        scale = self.scale[:nv][free]
+        base = start[:nv].copy()
+        if not fixed_beta:
+            base[k] = value
+        j = k - nv
+
+        def evaluate(variance):
+            parts = self._solve(variance)
+            if parts is None:
+                return np.inf, None
+            sigma, beta_hat, r2, logdet, M = parts
+            if not fixed_beta:
+                return self._value(sigma, r2, logdet, 0.0), beta_hat
+            Minv = np.linalg.inv(M)
+            shift = value - beta_hat[j]
+            beta = beta_hat + Minv[:, j] * shift / Minv[j, j]
+            return self._value(sigma, r2, logdet, shift * shift / Minv[j, j]), beta
+
+        def fun(x):
+            v = base.copy()
+            v[free] = x / scale
+            f = evaluate(v)[0]
+            if not np.isfinite(f):
+                return 1e300, np.zeros_like(x)
+            g = np.empty_like(x)
+            for i in range(x.size):
+                step = 1e-6 * max(1.0, abs(x[i]))
+                up, down = x.copy(), x.copy()
+                up[i] += step
+                down[i] -= step
+                fu = evaluate(_with(base, free, up / scale))[0]
+                fd = evaluate(_with(base, free, down / scale))[0]
+                if np.isfinite(fu) and np.isfinite(fd):
+                    g[i] = (fu - fd) / (2 * step)
+                elif np.isfinite(fu):
+                    g[i] = (fu - f) / step
+                else:
+                    g[i] = (f - fd) / step
+            return f, g
+
+        bounds = []
+        for i in np.flatnonzero(free):
+            lo, hi = self._bounds(i)
+            if i == self.nt:  # sigma > 0
+                lo = 1e-8 * self.p_hat[self.nt]
+            lo = lo * self.scale[i] if np.isfinite(lo) else None
+            bounds.append((lo, hi * self.scale[i] if np.isfinite(hi) else None))
+        if np.any(free):
+            res = minimize(
+                fun, base[free] * scale, jac=True, method="L-BFGS-B", bounds=bounds,
+                options={"maxiter": 500, "gtol": 1e-6, "ftol": 1e-13, "maxcor": 20},
+            )
+            base[free] = res.x / scale
+        f, beta = evaluate(base)
+        p = np.concatenate([base, beta if beta is not None else start[nv:]])
+        if fixed_beta:
+            p[k] = value
+        return float(f), p
+
+
+def _with(base: np.ndarray, free: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = base.copy()
+    out[free] = values
+    return out

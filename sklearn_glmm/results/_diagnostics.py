@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..design import groups_to_series, lambda_from_theta
+from ..design import groups_to_frame, groups_to_series
+from ..design._builder import _factor_labels
 
 __all__ = [
     "RESIDUAL_KINDS",
@@ -106,24 +107,37 @@ def _check_n_simulations(n_simulations) -> int:
 def simulate(model, X, groups=None, n_simulations: int = 1, random_state=None, conditional: bool = True, offset=None):
     """Responses simulated from a fitted GLMM.
 
+    With several grouping factors (crossed, nested) each factor's random
+    effects are drawn independently, ``b_{k,g} ~ N(0, Sigma_k)``, one draw per
+    distinct level of factor k in ``groups`` (rows sharing a level share it).
+    For the uncorrelated bars of ``(1 + x || g)``, ``Sigma_k`` is diagonal.
+
     Parameters
     ----------
     model : fitted GLMM estimator
     X : {array-like, DataFrame} of shape (n_samples, n_features)
-    groups : array-like of shape (n_samples,), default=None
-        Group labels; required for a mixed model.
+    groups : array-like or DataFrame of shape (n_samples,) or (n_samples, n_factors), default=None
+        Group labels, as in ``fit``; required for a mixed model.
     n_simulations : int, default=1
     random_state : int, Generator or None, default=None
     conditional : bool, default=True
-        True keeps the conditional modes of the groups seen in fit (lme4's
-        ``simulate(m, re.form = NULL)``; new groups draw fresh effects);
-        False draws new random effects for every group (``re.form = NA``, the
+        True keeps the conditional modes of the levels seen in fit (lme4's
+        ``simulate(m, re.form = NULL)``); levels not seen in fit draw fresh
+        effects, factor by factor (a row with a known user and a new day keeps
+        the user's mode and draws the day's effect). False draws new random
+        effects for every level of every factor (``re.form = NA``, the
         parametric-bootstrap scheme).
     offset : array-like of shape (n_samples,), default=None
 
     Returns
     -------
     ndarray of shape (n_samples, n_simulations)
+
+    Notes
+    -----
+    Per simulation the draws are taken factor by factor in the model's order of
+    the terms (most levels first), then the response; so a one-factor model
+    gives the same numbers as before several factors were supported.
 
     Examples
     --------
@@ -145,37 +159,53 @@ def simulate(model, X, groups=None, n_simulations: int = 1, random_state=None, c
     if offset is not None:
         eta_fixed = eta_fixed + np.asarray(offset, dtype=float)
     mixed = bool(model.ranef_)
-    if len(design.terms) > 1 or (mixed and design.terms[0].bar_sizes is not None):
-        raise NotImplementedError(
-            "simulate is implemented for one grouping factor with correlated terms; this "
-            "model has several factors (or '||' terms)."
-        )
     if mixed and groups is None:
         raise ValueError(
             "simulate needs groups for a mixed model (the random effects are drawn per group); "
             "pass the group label of every row."
         )
     weights = np.ones(n)
+    family = model._family_
     out = np.empty((n, n_simulations))
     if not mixed:
-        mu = model._family_.link.inverse(eta_fixed)
+        mu = family.link.inverse(eta_fixed)
         for s in range(n_simulations):
-            out[:, s] = sample_response(model._family_, mu, weights, rng)
+            out[:, s] = sample_response(family, mu, weights, rng)
         return out
-    term = design.term
-    q = term.Z.shape[1]
-    lam = lambda_from_theta(model.theta_, q) * np.sqrt(_dispersion(model))
-    labels, uniques = pd.factorize(groups_to_series(groups, n))
-    known = np.full(len(uniques), -1)
-    known[labels] = term.codes  # the fitted level of each distinct label (-1 = new)
-    b_fit = model.ranef_[next(iter(model.ranef_))].to_numpy()
+    draws = _level_draws(model, design, groups, n)
     for s in range(n_simulations):
-        b = rng.standard_normal((len(uniques), q)) @ lam.T
-        if conditional:
-            seen = known >= 0
-            b[seen] = b_fit[known[seen]]
-        eta = eta_fixed + np.einsum("nq,nq->n", term.Z, b[labels])
-        out[:, s] = sample_response(model._family_, model._family_.link.inverse(eta), weights, rng)
+        eta = eta_fixed.copy()
+        for term, (labels, known, lam, b_fit) in zip(design.terms, draws):
+            b = rng.standard_normal((known.size, term.q)) @ lam.T
+            if conditional:
+                seen = known >= 0
+                b[seen] = b_fit[known[seen]]
+            eta += np.einsum("nq,nq->n", term.Z, b[labels])
+        out[:, s] = sample_response(family, family.link.inverse(eta), weights, rng)
+    return out
+
+
+def _level_draws(model, design, groups, n: int) -> list[tuple]:
+    """Per term: each row's distinct-level index, the fitted code of each distinct
+    level (-1 = new), the scaled ``Lambda_k`` and the fitted modes ``b_k``."""
+    builder = model._builder
+    columns = builder.factor_columns
+    if len(columns) == 1 and not (isinstance(groups, pd.DataFrame) and groups.shape[1] > 1):
+        frame = groups_to_series(groups, n).rename(columns[0]).to_frame()  # as DesignBuilder.transform
+    else:
+        frame = groups_to_frame(groups, n, columns)
+    # the engine's theta (terms in design order) from the reported one
+    theta = np.empty(model.theta_.size)
+    theta[builder.theta_order_] = model.theta_
+    scale = np.sqrt(_dispersion(model))
+    out, start = [], 0
+    for term, b_fit in zip(design.terms, model._b):
+        lam = term.lambda_(theta[start : start + term.n_theta]) * scale
+        start += term.n_theta
+        labels, uniques = pd.factorize(_factor_labels(frame, term.factor))
+        known = np.full(len(uniques), -1)
+        known[labels] = term.codes  # the fitted level of each distinct label (-1 = new)
+        out.append((labels, known, lam, np.asarray(b_fit)))
     return out
 
 
