@@ -106,6 +106,9 @@ def test_profile_rows_follow_lme4_bar_order(crossed_slopes, refs):
     _assert_profile(table, ref)
     sdcor = model.varcorr_["sdcor"].to_numpy()
     assert list(model.varcorr_["var1"]) == ["(Intercept)", "x", "(Intercept)"]
+    # lme4 names the groups in its own order: the item slope is "item", the intercept "item.1"
+    assert list(model.varcorr_["group"]) == [row["grp"] for row in ref["varcorr"]]
+    np.testing.assert_allclose(sdcor, [row["sdcor"] for row in ref["varcorr"]], rtol=3e-3)
     assert np.all(table["2.5 %"].to_numpy()[:3] < sdcor) and np.all(sdcor < table["97.5 %"].to_numpy()[:3])
 
 

@@ -298,14 +298,19 @@ class DesignBuilder:
         bar_order = np.arange(len(self.bars))
         if np.any(np.diff(n_levels) > 0):
             bar_order = np.argsort(n_levels, kind="stable")[::-1]
-        position, display, start = {}, {}, 0
+        position, start = {}, 0
         for factor in self.factors_:
-            same = [j for j, bar in enumerate(self.bars) if bar.factor == factor]
-            for rank, j in enumerate(same):
-                size = len(self.bars[j].term_names)
-                position[j] = np.arange(start, start + size * (size + 1) // 2)
-                display[j] = factor if rank == 0 else f"{factor}.{rank}"  # lme4's "g", "g.1"
-                start += size * (size + 1) // 2
+            for j, bar in enumerate(self.bars):
+                if bar.factor == factor:
+                    size = len(bar.term_names)
+                    position[j] = np.arange(start, start + size * (size + 1) // 2)
+                    start += size * (size + 1) // 2
+        # lme4's group names, given in its order: "g" for a factor's first bar, then "g.1", ...
+        display, seen = {}, {}
+        for j in bar_order:
+            factor = self.bars[j].factor
+            rank = seen[factor] = seen.get(factor, -1) + 1
+            display[j] = factor if rank == 0 else f"{factor}.{rank}"
         self.theta_order_ = np.concatenate([position[j] for j in bar_order])
         #: per bar in lme4's order: (group name, term names, slice of the reported theta)
         self.report_bars_ = []
