@@ -260,6 +260,7 @@ class _BaseGLMM(BaseEstimator):
 
         self._builder = self._design_builder()
         design = self._builder.fit(X, self._feature_names(), groups, w)
+        del X  # the design holds its own column-major copy; free the validated one before the fit
         check_fit_data(self, design, y, w)  # estimates that do not exist or are not identified
         if self._builder.dropped_:
             warnings.warn(

@@ -92,6 +92,15 @@ def lambda_inverse_blocks(
     return [scale * np.einsum("ab,gbc,dc->gad", lam, block, lam) for lam, block in zip(lams, blocks)]
 
 
+def _row_order(codes: np.ndarray):
+    """Put rows in the order of ``codes`` (stable); rows already in order are not copied."""
+    codes = np.asarray(codes)
+    if codes.size == 0 or bool(np.all(codes[1:] >= codes[:-1])):
+        return lambda a: a
+    order = np.argsort(codes, kind="stable")
+    return lambda a: a[order]
+
+
 def _objective(family, y, w, eta, mu, u) -> float:
     return -2.0 * family.loglik_kernel(y, eta, mu, w) + float(np.dot(u, u))
 
@@ -192,14 +201,14 @@ class MultiLevelLaplaceProblem(TermsParameters):
     """
 
     def __init__(self, family: Family, X, y, weights, offset, terms: list[CoreTerm]):
-        order = np.argsort(terms[0].codes, kind="stable")
+        rows = _row_order(terms[0].codes)
         self.family = family
-        self.XT = np.ascontiguousarray(X[order].T)
-        self.y = y[order]
-        self.weights = weights[order]
-        self.offset = offset[order]
-        self.ZT = [np.ascontiguousarray(t.Z[order].T) for t in terms]
-        self.codes = [np.asarray(t.codes)[order] for t in terms]
+        self.XT = np.ascontiguousarray(rows(X).T)
+        self.y = rows(y)
+        self.weights = rows(weights)
+        self.offset = rows(offset)
+        self.ZT = [np.ascontiguousarray(rows(t.Z).T) for t in terms]
+        self.codes = [rows(np.asarray(t.codes)) for t in terms]
         self.n_levels = [int(t.n_levels) for t in terms]
         self._set_terms(terms, self.codes)
         self._constant = family.loglik_constant(self.y, self.weights)

@@ -350,7 +350,9 @@ class DesignBuilder:
     def _fixed(self, X: np.ndarray) -> np.ndarray:
         """``[1, X]`` restricted to the kept columns, built in one allocation."""
         keep = self.keep_
-        full = np.empty((X.shape[0], int(np.sum(keep))))
+        # column-major: each column contiguous, so the engine's transposed
+        # (p, n) view of it needs no copy
+        full = np.empty((int(np.sum(keep)), X.shape[0])).T
         column = 0
         if keep[0]:
             full[:, 0] = 1.0
@@ -374,16 +376,15 @@ class DesignBuilder:
                 codes = levels.get_indexer(labels.to_numpy()).astype(np.int64)
             bars = [bar for bar in self.bars if bar.factor == factor]
             names = [name for bar in bars for name in bar.term_names]
-            columns = [
-                np.ones(X.shape[0]) if name == INTERCEPT else X[:, self.feature_names_.index(name)]
-                for name in names
-            ]
+            Z = np.empty((len(names), X.shape[0])).T  # column-major, as the fixed part
+            for j, name in enumerate(names):
+                Z[:, j] = 1.0 if name == INTERCEPT else X[:, self.feature_names_.index(name)]
             terms.append(
                 RandomEffectTerm(
                     factor=factor,
                     term_names=names,
                     codes=codes,
-                    Z=np.ascontiguousarray(np.column_stack(columns), dtype=float),
+                    Z=Z,
                     n_levels=len(levels),
                     bar_sizes=None if len(bars) == 1 else tuple(len(bar.term_names) for bar in bars),
                 )
