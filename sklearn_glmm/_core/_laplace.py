@@ -83,6 +83,24 @@ class LaplaceEvaluation:
     grad_param: float | None = None
 
 
+def shape_gradient(family: Family, y, weights, eta, irls, h, zv) -> float:
+    """d D / d phi for the family's extra parameter phi (NB size, Gamma shape), eq. 6b.
+
+    The shape enters the likelihood directly, and the score and weights
+    through V: ``d s / d phi = -s V_phi / V``, ``d W / d phi = -W V_phi / V``;
+    ``h_i = zl_i^T A^{-1} zl_i`` and ``zv_i = zl_i^T v`` are the gradient's
+    per-row quantities (eq. 4-6).
+    """
+    mu = irls.mu
+    rel = family.variance_param_deriv(mu) / np.maximum(family.variance(mu), 1e-300)
+    dlaplace = family.laplace_weights_param_deriv(y, eta, weights, irls)
+    return (
+        -2.0 * family.loglik_param_deriv(y, mu, weights)
+        + float(np.dot(dlaplace, h))
+        - float(np.dot(irls.score * rel, zv))
+    )
+
+
 class LaplaceProblem:
     """Data and family of one GLMM with a single random-effects term.
 
@@ -299,15 +317,8 @@ class LaplaceProblem:
         if family.has_param:
             # eq. 6b: the shape enters the likelihood directly, and the score and
             # weights through V: d s / d phi = -s V_phi / V, d W / d phi = -W V_phi / V
-            mu = irls.mu
-            rel = family.variance_param_deriv(mu) / np.maximum(family.variance(mu), 1e-300)
-            dlaplace = family.laplace_weights_param_deriv(self.y, fit.eta, self.weights, irls)
-            grad_param = (
-                -2.0 * family.loglik_param_deriv(self.y, mu, self.weights)
-                + float(np.dot(dlaplace, h))
-                - float(np.dot(irls.score * rel, zv))
-            )
-            del rel, dlaplace, h
+            grad_param = shape_gradient(family, self.y, self.weights, fit.eta, irls, h, zv)
+            del h
         zv *= irls.hessian_weights
         r -= zv
         del zv

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..families import Family, IRLSQuantities
 from ._blocked import BlockedFactor, RandomEffectsLayout, _rowdot
-from ._laplace import LaplaceEvaluation
+from ._laplace import LaplaceEvaluation, shape_gradient
 from ._pirls import MAX_HALVINGS, PIRLS_MAX_ITER, PIRLS_TOL
 
 __all__ = ["CoreTerm", "MultiLevelLaplaceProblem", "MultiLevelModes", "TermsParameters", "lambda_inverse_blocks"]
@@ -294,14 +294,7 @@ class MultiLevelLaplaceProblem(TermsParameters):
         grad_beta = self.XT @ (-2.0 * irls.score + c - irls.hessian_weights * zv)
         grad_param = None
         if family.has_param:
-            mu = irls.mu
-            rel = family.variance_param_deriv(mu) / np.maximum(family.variance(mu), 1e-300)
-            dlaplace = family.laplace_weights_param_deriv(self.y, fit.eta, self.weights, irls)
-            grad_param = (
-                -2.0 * family.loglik_param_deriv(self.y, mu, self.weights)
-                + float(np.dot(dlaplace, h))
-                - float(np.dot(irls.score * rel, zv))
-            )
+            grad_param = shape_gradient(family, self.y, self.weights, fit.eta, irls, h, zv)
         return grad_theta, grad_beta, grad_param
 
     def conditional_covariances(self, theta, beta, u, dispersion: float = 1.0, param=None) -> list[np.ndarray]:

@@ -126,6 +126,23 @@ def _block_theta(s: np.ndarray, q: int, rows: np.ndarray, cols: np.ndarray) -> n
     return lam[rows, cols]
 
 
+def _scale_and_se(hessian_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step scales (root curvatures) and Wald SEs from the deviance Hessian in ``p``.
+
+    A parameter without a usable SE (a non-invertible Hessian or a negative
+    variance) gets ``1 / scale`` instead, so the profile's first step is sized
+    by the curvature alone.
+    """
+    diag = np.diag(hessian_p)
+    scale = np.sqrt(np.where(diag > 1e-8, diag, 1.0))
+    try:
+        cov = 2.0 * np.linalg.inv(hessian_p)
+        se = np.sqrt(np.where(np.diag(cov) > 0, np.diag(cov), np.nan))
+    except np.linalg.LinAlgError:
+        se = np.full(diag.size, np.nan)
+    return scale, np.where(np.isfinite(se) & (se > 0), se, 1.0 / scale)
+
+
 def sdcor_from_theta(theta: np.ndarray, q) -> np.ndarray:
     """SDs and correlations at theta's positions (see the module docstring).
 
@@ -220,14 +237,7 @@ class ProfileProblem:
         H = np.asarray(hessian)[:k, :k] if hessian is not None else self._fd_hessian()
         # Hessian in p (the gradient is zero at the optimum, so only the chain rule's first term)
         self.hessian_p = J.T @ np.asarray(H) @ J
-        diag = np.diag(self.hessian_p)
-        self.scale = np.sqrt(np.where(diag > 1e-8, diag, 1.0))
-        try:
-            cov = 2.0 * np.linalg.inv(self.hessian_p)
-            self.se = np.sqrt(np.where(np.diag(cov) > 0, np.diag(cov), np.nan))
-        except np.linalg.LinAlgError:
-            self.se = np.full(self.p_hat.size, np.nan)
-        self.se = np.where(np.isfinite(self.se) & (self.se > 0), self.se, 1.0 / self.scale)
+        self.scale, self.se = _scale_and_se(self.hessian_p)
         self.n_evals = 0
 
     # -- the deviance in p ------------------------------------------------------
@@ -424,14 +434,7 @@ class LMMProfileProblem(ProfileProblem):
         self.n_evals = 0
         self.deviance_hat = self.deviance(self.p_hat)[0]
         self.hessian_p = self._fd_hessian_p()
-        diag = np.diag(self.hessian_p)
-        self.scale = np.sqrt(np.where(diag > 1e-8, diag, 1.0))
-        try:
-            cov = 2.0 * np.linalg.inv(self.hessian_p)
-            self.se = np.sqrt(np.where(np.diag(cov) > 0, np.diag(cov), np.nan))
-        except np.linalg.LinAlgError:
-            self.se = np.full(self.p_hat.size, np.nan)
-        self.se = np.where(np.isfinite(self.se) & (self.se > 0), self.se, 1.0 / self.scale)
+        self.scale, self.se = _scale_and_se(self.hessian_p)
 
     def _solve(self, variance: np.ndarray):
         """Penalised least squares at the variance parameters ``(sdcor, sigma)``, or None."""
