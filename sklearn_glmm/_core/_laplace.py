@@ -53,7 +53,7 @@ from ..families import Family, PoissonFamily
 from ._linalg import BlockCholesky, GroupIndex
 from ._pirls import MAX_HALVINGS, PIRLS_MAX_ITER, PIRLS_TOL, PIRLSResult, TermRows, pirls_term
 
-__all__ = ["LaplaceProblem", "LaplaceEvaluation", "STAGE1_LEVELS"]
+__all__ = ["LaplaceProblem", "LaplaceEvaluation", "OneTermTheta", "STAGE1_LEVELS", "shape_gradient"]
 
 #: levels that stage 1 of the optimiser sees (see LaplaceProblem.stage1_problem)
 STAGE1_LEVELS = 150
@@ -101,7 +101,34 @@ def shape_gradient(family: Family, y, weights, eta, irls, h, zv) -> float:
     )
 
 
-class LaplaceProblem:
+class OneTermTheta:
+    """Theta bookkeeping of a problem with one random-effects term.
+
+    Needs ``theta_rows``, ``theta_cols`` (lme4's order, see ``theta_index``)
+    and the transposed term covariates ``ZT`` (q, n).
+    """
+
+    @property
+    def n_theta(self) -> int:
+        return self.theta_rows.size
+
+    @property
+    def theta_diagonal(self) -> np.ndarray:
+        """Which theta elements are diagonal entries of Lambda (bounded below by 0)."""
+        return self.theta_rows == self.theta_cols
+
+    @property
+    def theta_rms(self) -> np.ndarray:
+        """Root-mean-square of the covariate each theta element multiplies (1 if zero).
+
+        The optimiser scales theta by it, so that a slope on a covariate of
+        scale 1e8 is as well conditioned as an intercept.
+        """
+        rms = np.sqrt(np.mean(self.ZT**2, axis=1))
+        return np.where(rms > 0, rms, 1.0)[self.theta_rows]
+
+
+class LaplaceProblem(OneTermTheta):
     """Data and family of one GLMM with a single random-effects term.
 
     Parameters
@@ -161,25 +188,6 @@ class LaplaceProblem:
     def Z(self) -> np.ndarray:
         """Term covariates in row order of the sorted data, (n, q)."""
         return self.ZT.T
-
-    @property
-    def n_theta(self) -> int:
-        return self.theta_rows.size
-
-    @property
-    def theta_diagonal(self) -> np.ndarray:
-        """Which theta elements are diagonal entries of Lambda (bounded below by 0)."""
-        return self.theta_rows == self.theta_cols
-
-    @property
-    def theta_rms(self) -> np.ndarray:
-        """Root-mean-square of the covariate each theta element multiplies (1 if zero).
-
-        The optimiser scales theta by it, so that a slope on a covariate of
-        scale 1e8 is as well conditioned as an intercept.
-        """
-        rms = np.sqrt(np.mean(self.ZT**2, axis=1))
-        return np.where(rms > 0, rms, 1.0)[self.theta_rows]
 
     @property
     def theta_is_cheap(self) -> bool:

@@ -61,7 +61,7 @@ from scipy.special import expit, gammaln, log_expit
 from ..design import lambda_from_theta, theta_index
 from ..families import IRLSQuantities, get_link
 from ..families._family import RowKernel
-from ._laplace import LaplaceEvaluation
+from ._laplace import LaplaceEvaluation, OneTermTheta
 from ._linalg import BlockCholesky, GroupIndex, rowdot
 from ._pirls import MAX_HALVINGS, PIRLS_MAX_ITER, PIRLS_TOL, PIRLSResult
 
@@ -365,7 +365,7 @@ def fit_zip_glm(X, XZ, y, w, offset, tol: float = 1e-12, max_iter: int = 200) ->
     return ZIPGLMResult(theta[:p], theta[p:], ll - float(np.dot(w, gammaln(y + 1.0))), info, converged, it)
 
 
-class ZIPProblem:
+class ZIPProblem(OneTermTheta):
     """Data of one ZIP GLMM with a single random-effects term (see the module docstring).
 
     Parameters
@@ -431,18 +431,6 @@ class ZIPProblem:
     def family_at(self, param=None):
         return self.family
 
-    @property
-    def n_theta(self) -> int:
-        return self.theta_rows.size
-
-    @property
-    def theta_diagonal(self) -> np.ndarray:
-        return self.theta_rows == self.theta_cols
-
-    @property
-    def theta_rms(self) -> np.ndarray:
-        rms = np.sqrt(np.mean(self.ZT**2, axis=1))
-        return np.where(rms > 0, rms, 1.0)[self.theta_rows]
 
     def lambda_(self, theta: np.ndarray) -> np.ndarray:
         return lambda_from_theta(theta, self.q)
