@@ -34,7 +34,8 @@ class BinomialGLMMClassifier(ClassifierMixin, _BinomialGLMM):
         return (y == self.classes_[1]).astype(float)
 
     def _check_weighted_y(self, y, w):
-        if np.unique(y[w > 0]).size < 2:
+        kept = y[w > 0]  # y is 0/1 here
+        if kept.size == 0 or np.all(kept == kept[0]):
             raise ValueError(
                 "BinomialGLMMClassifier needs two classes with positive sample_weight; "
                 "only one class is left after zero weights."

@@ -152,6 +152,16 @@ def _factor_labels(frame: pd.DataFrame, factor: str) -> pd.Series:
     return labels.rename(factor)
 
 
+def _encode(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Codes ``0 .. G-1`` of every row and the sorted levels (first-seen order if unsortable)."""
+    try:
+        codes, levels = pd.factorize(values, sort=True)
+    except TypeError:  # mixed types cannot be ordered
+        levels = _sorted_levels(values)
+        codes = levels.get_indexer(values.to_numpy())
+    return codes.astype(np.int64, copy=False), pd.Index(levels)
+
+
 def _sorted_levels(values: pd.Series) -> pd.Index:
     levels = pd.Index(pd.unique(values))
     try:
@@ -283,10 +293,12 @@ class DesignBuilder:
         for bar in self.bars:
             if bar.factor not in factors:
                 factors.append(bar.factor)
-        self.levels_ = {f: _sorted_levels(_factor_labels(frame, f)) for f in factors}
+        # one hash pass per factor gives the sorted levels and every row's code
+        coded = {f: _encode(_factor_labels(frame, f)) for f in factors}
+        self.levels_ = {f: levels for f, (_, levels) in coded.items()}
         self.factors_ = sorted(factors, key=lambda f: -len(self.levels_[f]))
         self._set_theta_order()
-        return Design(full, self._terms(X, frame))
+        return Design(full, self._terms(X, frame, {f: codes for f, (codes, _) in coded.items()}))
 
     def _set_theta_order(self) -> None:
         """Engine theta (terms by levels, bars of a factor together) -> lme4's order.
@@ -364,11 +376,13 @@ class DesignBuilder:
             full[:, column:] = X[:, kept]
         return full
 
-    def _terms(self, X: np.ndarray, frame: pd.DataFrame | None) -> list[RandomEffectTerm]:
+    def _terms(self, X: np.ndarray, frame: pd.DataFrame | None, fit_codes: dict | None = None) -> list[RandomEffectTerm]:
         terms = []
         for factor in self.factors_:
             levels = self.levels_[factor]
-            if frame is None:
+            if fit_codes is not None:
+                codes = fit_codes[factor]
+            elif frame is None:
                 codes = np.full(X.shape[0], -1, dtype=np.int64)
             else:
                 labels = _factor_labels(frame, factor)

@@ -190,7 +190,8 @@ def check_fit_data(estimator, design, y: np.ndarray, w: np.ndarray) -> None:
 
 def _check_term_data(name, family, estimator, design, term, positive, n_obs) -> None:
     """A factor with one level, or (Gaussian) more random effects than observations."""
-    levels = np.unique(term.codes[positive])
+    # levels present among the weighted rows (a count per level: O(n), no sort)
+    levels = np.flatnonzero(np.bincount(term.codes[positive], minlength=term.n_levels))
     if levels.size == 1:
         raise ValueError(
             f"{name}: the grouping factor {term.factor!r} has a single level among the rows with "
