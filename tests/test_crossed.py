@@ -386,3 +386,11 @@ def test_calendar_day_simulator_adds_a_crossed_factor_and_leaves_the_default_unc
     assert set(truth["calendar_effects"].index) == set(with_calendar["calendar_day"])
     with pytest.raises(ValueError, match="calendar_sd"):
         make_app_engagement(5, 5, calendar_sd=-1.0)
+
+
+def test_too_many_effects_in_the_dense_block_is_refused_before_any_work():
+    n = 9000
+    groups = pd.DataFrame({"a": np.arange(n), "b": np.arange(n) // 1})  # two 9,000-level factors
+    y = np.random.default_rng(0).poisson(1.0, n)
+    with pytest.raises(ValueError, match="random effects in total; their dense block supports up to 8000"):
+        PoissonGLMMRegressor("(1 | a) + (1 | b)").fit(np.empty((n, 0)), y, groups=groups)

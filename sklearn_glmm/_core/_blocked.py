@@ -65,9 +65,9 @@ class RandomEffectsLayout:
         if self.m > MAX_DENSE_EFFECTS:
             raise ValueError(
                 f"The grouping factors other than the largest have {self.m} random effects in "
-                f"total; the dense elimination supports up to {MAX_DENSE_EFFECTS}. Put the factor "
-                "with most levels first is automatic; reduce the levels of the others (or the "
-                "random slopes on them)."
+                f"total; their dense block supports up to {MAX_DENSE_EFFECTS} (it grows as the "
+                "square). Reduce the levels of those factors, or the random slopes on them, e.g. "
+                "by grouping rare levels."
             )
         # dense-part position of every row's effect (term k >= 1, component j)
         self.dense_index = [
