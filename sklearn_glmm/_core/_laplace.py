@@ -104,8 +104,8 @@ def shape_gradient(family: Family, y, weights, eta, irls, h, zv) -> float:
 class OneTermTheta:
     """Theta bookkeeping of a problem with one random-effects term.
 
-    Needs ``theta_rows``, ``theta_cols`` (lme4's order, see ``theta_index``)
-    and the transposed term covariates ``ZT`` (q, n).
+    Needs ``theta_rows``, ``theta_cols`` (lme4's order, see ``theta_index``),
+    ``q``, ``n_levels`` and the transposed term covariates ``ZT`` (q, n).
     """
 
     @property
@@ -126,6 +126,16 @@ class OneTermTheta:
         """
         rms = np.sqrt(np.mean(self.ZT**2, axis=1))
         return np.where(rms > 0, rms, 1.0)[self.theta_rows]
+
+    def lambda_(self, theta: np.ndarray) -> np.ndarray:
+        return lambda_from_theta(theta, self.q)
+
+    def random_effects(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Conditional modes on the link scale, ``b_g = Lambda u_g``: (G, q)."""
+        return u @ self.lambda_(theta).T
+
+    def zero_modes(self) -> np.ndarray:
+        return np.zeros((self.n_levels, self.q))
 
 
 class LaplaceProblem(OneTermTheta):
@@ -217,15 +227,6 @@ class LaplaceProblem(OneTermTheta):
             new_code[self.codes[rows]], self.ZT[:, rows].T, keep.size,
         )
 
-    def lambda_(self, theta: np.ndarray) -> np.ndarray:
-        return lambda_from_theta(theta, self.q)
-
-    def random_effects(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Conditional modes on the link scale, ``b_g = Lambda u_g``: (G, q)."""
-        return u @ self.lambda_(theta).T
-
-    def zero_modes(self) -> np.ndarray:
-        return np.zeros((self.n_levels, self.q))
 
     def family_at(self, param: float | None) -> Family:
         """The family with its extra parameter set (itself when ``param`` is None)."""

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, gammaln, log_expit
 
-from ..design import lambda_from_theta, theta_index
+from ..design import theta_index
 from ..families import IRLSQuantities, get_link
 from ..families._family import RowKernel
 from ._laplace import LaplaceEvaluation, OneTermTheta
@@ -432,14 +432,6 @@ class ZIPProblem(OneTermTheta):
         return self.family
 
 
-    def lambda_(self, theta: np.ndarray) -> np.ndarray:
-        return lambda_from_theta(theta, self.q)
-
-    def random_effects(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
-        return u @ self.lambda_(theta).T
-
-    def zero_modes(self) -> np.ndarray:
-        return np.zeros((self.n_levels, self.q))
 
     # -- the deviance -----------------------------------------------------------
     def split(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
