@@ -48,7 +48,7 @@ settings.register_profile("glmm-slow", max_examples=500, **_COMMON)
 #: the documented refusals of legal-looking but degenerate data (docs/bad_inputs.md)
 DOCUMENTED_ERRORS = (
     "in all n_samples=",  # all-zero counts, all-0/all-1 binomial, constant y
-    "groups has a single level",
+    "has a single level",  # a grouping factor with one level
     "not identifiable",  # LMM: as many random effects as observations
     "no residual degrees of freedom",
     "needs two classes",  # classifier with one class (left after zero weights)
