@@ -189,7 +189,9 @@ class _BaseGLMM(BaseEstimator):
 
     def _check_sample_weight(self, sample_weight, n_samples) -> np.ndarray:
         if sample_weight is None:
-            return np.ones(n_samples)
+            # unit weights as a read-only broadcast of one scalar: no per-row
+            # memory (a view of stride 0; any attempt to write to it raises)
+            return np.broadcast_to(np.float64(1.0), (n_samples,))
         w = _check_vector("sample_weight", sample_weight, n_samples)
         if np.any(w < 0):
             raise ValueError("sample_weight must be non-negative; found negative weights.")
