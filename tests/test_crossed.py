@@ -394,3 +394,26 @@ def test_too_many_effects_in_the_dense_block_is_refused_before_any_work():
     y = np.random.default_rng(0).poisson(1.0, n)
     with pytest.raises(ValueError, match="random effects in total; their dense block supports up to 8000"):
         PoissonGLMMRegressor("(1 | a) + (1 | b)").fit(np.empty((n, 0)), y, groups=groups)
+
+
+def test_stage_one_on_a_subsample_of_the_largest_factor_reaches_the_same_optimum():
+    # 400 users x 25 days: stage 1 runs on 150 users (all their days), stage 2 on all rows;
+    # the optimum equals a fit whose stage 1 used every row
+    from sklearn_glmm._core._optimize import fit_laplace
+
+    rng = np.random.default_rng(11)
+    X, y, groups = _crossed_poisson(rng, n_a=400, n_b=25)
+    n = y.size
+    codes_u = pd.factorize(groups["user"], sort=True)[0]
+    one = lambda codes, G: CoreTerm(codes, np.ones((n, 1)), G, np.array([0]), np.array([0]))  # noqa: E731
+    args = (PoissonFamily(), np.column_stack([np.ones(n), X["x"]]), y.astype(float), np.ones(n), np.zeros(n),
+            [one(codes_u, 400), one(groups["day"].to_numpy(), 25)])
+    problem = MultiLevelLaplaceProblem(*args)
+    sub = problem.stage1_problem()
+    assert sub.n_levels[0] == 150 and sub.n_levels[1] == 25 and sub.y.size < n / 2
+    full = MultiLevelLaplaceProblem(*args)
+    full.stage1_problem = lambda: full  # no subsample
+    a, b = fit_laplace(problem), fit_laplace(full)
+    assert a.converged and b.converged
+    assert a.deviance == pytest.approx(b.deviance, abs=1e-7)
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-5)

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..families import Family, IRLSQuantities
 from ._blocked import BlockedFactor, RandomEffectsLayout, _rowdot
-from ._laplace import LaplaceEvaluation, shape_gradient
+from ._laplace import STAGE1_LEVELS, LaplaceEvaluation, shape_gradient
 from ._pirls import MAX_HALVINGS, PIRLS_MAX_ITER, PIRLS_TOL
 
 __all__ = ["CoreTerm", "MultiLevelLaplaceProblem", "MultiLevelModes", "TermsParameters", "lambda_inverse_blocks"]
@@ -227,6 +227,30 @@ class MultiLevelLaplaceProblem(TermsParameters):
 
     def zero_modes(self) -> np.ndarray:
         return np.zeros(self.layout.size)
+
+    def stage1_problem(self, max_levels: int = STAGE1_LEVELS) -> MultiLevelLaplaceProblem:
+        """The same model on ``max_levels`` evenly spaced levels of the largest factor.
+
+        As :meth:`._laplace.LaplaceProblem.stage1_problem`: stage 1 of
+        :func:`~._optimize.fit_laplace` only needs a start. The rows of the kept
+        levels keep every other factor's levels they meet (those factors are
+        usually the small ones: days, items), recoded to the levels present.
+        Itself when the largest factor has few more levels.
+        """
+        G = self.n_levels[0]
+        if G <= 2 * max_levels:
+            return self
+        keep = np.unique(np.linspace(0, G - 1, max_levels).round().astype(np.intp))
+        mask = np.zeros(G, dtype=bool)
+        mask[keep] = True
+        rows = self.layout.groups.expand(mask)
+        terms = []
+        for k, (codes, ZT, (th_rows, th_cols)) in enumerate(zip(self.codes, self.ZT, self.theta_index)):
+            levels, new_codes = np.unique(codes[rows], return_inverse=True)
+            terms.append(CoreTerm(new_codes, ZT[:, rows].T, levels.size, th_rows, th_cols))
+        return MultiLevelLaplaceProblem(
+            self.family, self.XT[:, rows].T, self.y[rows], self.weights[rows], self.offset[rows], terms
+        )
 
     def family_at(self, param: float | None) -> Family:
         return self.family if param is None else self.family.with_param(param)
