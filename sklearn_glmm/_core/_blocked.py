@@ -69,22 +69,17 @@ class RandomEffectsLayout:
                 "square). Reduce the levels of those factors, or the random slopes on them, e.g. "
                 "by grouping rare levels."
             )
-        # dense-part position of every row's effect (term k >= 1, component j)
-        self.dense_index = [
-            (k, j, (self.starts[k] - self.n_block) + self.codes[k] * self.q[k] + j)
-            for k in range(1, self.n_terms)
-            for j in range(self.q[k])
-        ]
-        # the dense row of each (block row a) entry of the first term, for gathers
-        self.block_rows = [self.codes[0] * self.q[0] + a for a in range(self.q[0])]
-        # flat positions in A12 and A22 of every row's entries (fixed by the
-        # codes, so computed once instead of at every factorisation)
+        # the dense-block effects: (term k >= 1, component j), in u's order
+        self.dense_components = [(k, j) for k in range(1, self.n_terms) for j in range(self.q[k])]
+        # flat positions in A12 (G0 q0 x m) and A22 (m x m) of every row's
+        # entries: fixed by the codes, so computed once (not per factorisation)
+        # and shared by the factorisation's scatters and the selected inverse's
+        # gathers; A22's only for the lower triangle (t <= s)
         m = self.m
-        self._a12_index = [[rows * m + idx for _, _, idx in self.dense_index] for rows in self.block_rows]
-        self._a22_index = [
-            [idx_s * m + idx_t for _, _, idx_t in self.dense_index[: s + 1]]
-            for s, (_, _, idx_s) in enumerate(self.dense_index)
-        ]
+        dense = [(self.starts[k] - self.n_block) + self.codes[k] * self.q[k] + j for k, j in self.dense_components]
+        block = [self.codes[0] * self.q[0] + a for a in range(self.q[0])]
+        self._a12_index = [[rows * m + idx for idx in dense] for rows in block]
+        self._a22_index = [[idx_s * m + idx_t for idx_t in dense[: s + 1]] for s, idx_s in enumerate(dense)]
 
     @property
     def size(self) -> int:
@@ -126,7 +121,7 @@ class RandomEffectsLayout:
         A11[:, np.arange(q0), np.arange(q0)] += 1.0
         if m == 0:
             return BlockedFactor(self, BlockCholesky(A11), None, None, None)
-        dense = [ZlT[k][j] for k, j, _ in self.dense_index]
+        dense = [ZlT[k][j] for k, j in self.dense_components]
         A12 = np.zeros(G0 * q0 * m)
         for a in range(q0):
             wz = W * ZlT[0][a]
@@ -224,16 +219,17 @@ class BlockedFactor:
         out = [P0] + [np.zeros_like(z) for z in ZlT[1:]]
         if inv12 is None:
             return out
-        m = lay.m
         flat12, flat22 = inv12.ravel(), inv22.ravel()
-        for k, j, idx in lay.dense_index:
+        for s, (k, j) in enumerate(lay.dense_components):
             zl = ZlT[k][j]
-            for a, rows in enumerate(lay.block_rows):
-                coupling = flat12[rows * m + idx]
+            for a in range(q0):
+                coupling = flat12[lay._a12_index[a][s]]
                 P0[a] += coupling * zl
                 out[k][j] += coupling * ZlT[0][a]
-            for k2, j2, idx2 in lay.dense_index:
-                out[k][j] += flat22[idx * m + idx2] * ZlT[k2][j2]
+            for t, (k2, j2) in enumerate(lay.dense_components):
+                # S^{-1} is symmetric: the (s, t) entry is stored at the lower-triangle position
+                flat = lay._a22_index[s][t] if t <= s else lay._a22_index[t][s]
+                out[k][j] += flat22[flat] * ZlT[k2][j2]
         return out
 
 
