@@ -298,7 +298,7 @@ class DesignBuilder:
         self.levels_ = {f: levels for f, (_, levels) in coded.items()}
         self.factors_ = sorted(factors, key=lambda f: -len(self.levels_[f]))
         self._set_theta_order()
-        return Design(full, self._terms(X, frame, {f: codes for f, (codes, _) in coded.items()}))
+        return Design(full, self._terms(X, full, frame, {f: codes for f, (codes, _) in coded.items()}))
 
     def _set_theta_order(self) -> None:
         """Engine theta (terms by levels, bars of a factor together) -> lme4's order.
@@ -349,7 +349,8 @@ class DesignBuilder:
             frame = groups_to_series(groups, X.shape[0]).rename(columns[0]).to_frame()
         elif groups is not None:
             frame = groups_to_frame(groups, X.shape[0], columns)
-        return Design(self._fixed(X), self._terms(X, frame))
+        fixed = self._fixed(X)
+        return Design(fixed, self._terms(X, fixed, frame))
 
     # -- helpers --------------------------------------------------------------
     def formula(self, response: str) -> str:
@@ -376,7 +377,25 @@ class DesignBuilder:
             full[:, column:] = X[:, kept]
         return full
 
-    def _terms(self, X: np.ndarray, frame: pd.DataFrame | None, fit_codes: dict | None = None) -> list[RandomEffectTerm]:
+    def _term_matrix(self, X: np.ndarray, fixed: np.ndarray, names: list[str]) -> np.ndarray:
+        """A term's Z, column-major; a view of the fixed design when its columns are there in order.
+
+        ``(1 | g)`` is column 0 of the fixed design, ``(1 + x | g)`` often
+        columns 0-1: a slice of the column-major design shares its memory (a
+        large fit then holds no second column of ones).
+        """
+        position = {name: j for j, name in enumerate(self.fixef_names_)}
+        columns = [position.get(name) for name in names]
+        if None not in columns and columns == list(range(columns[0], columns[0] + len(columns))):
+            return fixed[:, columns[0] : columns[0] + len(columns)]
+        Z = np.empty((len(names), X.shape[0])).T  # column-major, as the fixed part
+        for j, name in enumerate(names):
+            Z[:, j] = 1.0 if name == INTERCEPT else X[:, self.feature_names_.index(name)]
+        return Z
+
+    def _terms(
+        self, X: np.ndarray, fixed: np.ndarray, frame: pd.DataFrame | None, fit_codes: dict | None = None
+    ) -> list[RandomEffectTerm]:
         terms = []
         for factor in self.factors_:
             levels = self.levels_[factor]
@@ -390,9 +409,7 @@ class DesignBuilder:
                 codes = levels.get_indexer(labels.to_numpy()).astype(np.int64)
             bars = [bar for bar in self.bars if bar.factor == factor]
             names = [name for bar in bars for name in bar.term_names]
-            Z = np.empty((len(names), X.shape[0])).T  # column-major, as the fixed part
-            for j, name in enumerate(names):
-                Z[:, j] = 1.0 if name == INTERCEPT else X[:, self.feature_names_.index(name)]
+            Z = self._term_matrix(X, fixed, names)
             terms.append(
                 RandomEffectTerm(
                     factor=factor,
