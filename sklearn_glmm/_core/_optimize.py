@@ -144,6 +144,9 @@ class _Objective:
         #: the last finite evaluation's modes (slimmed) and its point: the
         #: Hessian predicts modes from them
         self.last_modes, self.last_x = None, None
+        #: (x, deviance, grad_theta, grad_beta, grad_param, u, PIRLS converged) of
+        #: the last finite evaluation with a gradient
+        self.last_result = None
         #: set while the warm start is a second-order prediction of the modes
         self.predicted = False
         self.verbose = verbose
@@ -174,6 +177,12 @@ class _Objective:
             ev.deviance = np.inf
             return ev
         self.u = ev.modes.u
+        if gradient:
+            # what the end of the fit reads (small arrays only, not the rows'):
+            # the optimum is evaluated last by stage 2, so the Hessian's points
+            # in between need not be followed by another evaluation there
+            self.last_result = (np.array(x, copy=True), ev.deviance, ev.grad_theta, ev.grad_beta,
+                                ev.grad_param, ev.modes.u, ev.modes.converged)
         slim = getattr(ev.modes, "slim", None)
         self.last_modes, self.last_x = (slim(), np.array(x, copy=True)) if slim is not None else (None, None)
         if self.verbose >= 2:
@@ -405,14 +414,18 @@ def fit_laplace(
     # The Hessian for standard errors (lme4's vcov uses the same matrix), by
     # central differences at the optimum.
     # (the stage-2 Hessian came from forward differences: always take a central one here)
+    at_optimum = obj.last_result
     if compute_hessian:
         H = _hessian(obj, x)
     timings["hessian"] = time.perf_counter() - t0
     if compute_hessian:
         _say(verbose, f"Hessian for standard errors: central differences, {2 * x.size} evaluations", t0)
 
-    ev = obj.evaluate(x, gradient=True)
-    f = ev.deviance
+    if at_optimum is None or not np.array_equal(at_optimum[0], x):
+        obj.evaluate(x, gradient=True)
+        at_optimum = obj.last_result
+    _, f, grad_theta, grad_beta, grad_param, u, pirls_converged = at_optimum
+    ev = LaplaceEvaluation(f, grad_theta, grad_beta, None, grad_param)
     g_x = obj.gradient(ev, x)
     free = _free_mask(x, g_x, lower, upper)
     max_grad = float(np.max(np.abs(g_x[free]))) if np.any(free) else 0.0
@@ -426,8 +439,8 @@ def fit_laplace(
     else:
         converged = max_grad < GRADIENT_TOL
         detail = f"max|gradient| {max_grad:.2e} (the Hessian is not positive definite)"
-    converged = bool(converged and ev.modes.converged)
-    message = detail + ("" if ev.modes.converged else "; PIRLS did not converge at the optimum")
+    converged = bool(converged and pirls_converged)
+    message = detail + ("" if pirls_converged else "; PIRLS did not converge at the optimum")
     theta, beta, param = obj.params(x)
     hessian = None
     if compute_hessian:
@@ -443,8 +456,8 @@ def fit_laplace(
     return FitResult(
         theta=theta,
         beta=beta,
-        u=ev.modes.u,
-        b=problem.random_effects(theta, ev.modes.u),
+        u=u,
+        b=problem.random_effects(theta, u),
         deviance=f,
         gradient=np.concatenate([ev.grad_theta, ev.grad_beta] + ([[ev.grad_param]] if param is not None else [])),
         param=param,
