@@ -422,8 +422,10 @@ def fit_laplace(
         _say(verbose, f"Hessian for standard errors: central differences, {2 * x.size} evaluations", t0)
 
     if at_optimum is None or not np.array_equal(at_optimum[0], x):
-        obj.evaluate(x, gradient=True)
-        at_optimum = obj.last_result
+        # (also when the point is not finite: then the evaluation itself is reported)
+        end = obj.evaluate(x, gradient=True)
+        at_optimum = (x, end.deviance, end.grad_theta, end.grad_beta, end.grad_param, end.modes.u,
+                      end.modes.converged)
     _, f, grad_theta, grad_beta, grad_param, u, pirls_converged = at_optimum
     ev = LaplaceEvaluation(f, grad_theta, grad_beta, None, grad_param)
     g_x = obj.gradient(ev, x)

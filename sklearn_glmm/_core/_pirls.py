@@ -303,7 +303,7 @@ def pirls_term(
         # a relative slack of 1e-14 lets rounding noise pass; steps below 1e-8
         # are Newton steps next to the mode, which decrease pdev in exact
         # arithmetic, so their rounding noise is not tested at all
-        bad = ~(pdev_new <= pdev_g + 1e-14 * np.abs(pdev_g)) & (size * step > 1e-8)
+        bad = _no_decrease(pdev_new, pdev_g, size * step)
         if not checked_start and (n_iter >= 3 or np.any(bad)):
             # A warm start can be far worse than u = 0 when theta moved a lot
             # (the outer line search tries far-out points): exp(eta) then needs
@@ -332,7 +332,7 @@ def pirls_term(
             eta_new = eta + groups.expand(step) * step_eta
             mu_new, ll_new = kernel.loglik_rows(eta_new)
             pdev_new = np.einsum("gq,gq->g", u_new, u_new) - 2.0 * groups.sum(ll_new)
-            bad = ~(pdev_new <= pdev_g + 1e-14 * np.abs(pdev_g)) & (size * step > 1e-8)
+            bad = _no_decrease(pdev_new, pdev_g, size * step)
         if np.any(bad):
             # no decrease for these groups: at their modes to rounding precision
             # (or hopeless); they keep their current u
@@ -370,6 +370,19 @@ def pirls_term(
         residual = step_chol.solve(T @ lam - u)
         converged = bool(np.max(np.abs(residual)) < 1e-6)
     return PIRLSResult(u, eta, irls, chol, float(np.sum(pdev_g)), n_iter, converged, M, T)
+
+
+def _no_decrease(pdev_new: np.ndarray, pdev: np.ndarray, step_size: np.ndarray) -> np.ndarray:
+    """Groups whose trial point must be halved: a penalised deviance that rose, or is not finite.
+
+    A relative slack of 1e-14 lets rounding noise pass, and steps below 1e-8
+    are Newton steps next to the mode, which decrease pdev in exact arithmetic,
+    so their rounding noise is not tested -- but a trial point outside the
+    family's domain (a negative Gamma mean under the identity link: pdev NaN)
+    is refused however small the step.
+    """
+    rose = ~(pdev_new <= pdev + 1e-14 * np.abs(pdev)) & (step_size > 1e-8)
+    return rose | ~np.isfinite(pdev_new)
 
 
 def fit_glm(
