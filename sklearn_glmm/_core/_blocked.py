@@ -27,7 +27,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from scipy.linalg.blas import dsyrk
 
-from ._linalg import BlockCholesky, GroupIndex
+from ._linalg import BlockCholesky, GroupIndex, rowdot
 
 __all__ = ["RandomEffectsLayout", "BlockedFactor", "MAX_DENSE_EFFECTS"]
 
@@ -95,9 +95,9 @@ class RandomEffectsLayout:
     def expand_dot(self, ZlT: list[np.ndarray], u: np.ndarray) -> np.ndarray:
         """Row contributions ``sum_k zl_ik^T u_{k, g_k(i)}``: (n,)."""
         parts = self.split(u)
-        out = _rowdot(ZlT[0], self.groups.expand(parts[0]))
+        out = rowdot(ZlT[0], self.groups.expand(parts[0]))
         for k in range(1, self.n_terms):
-            out += _rowdot(ZlT[k], parts[k][self.codes[k]].T)
+            out += rowdot(ZlT[k], parts[k][self.codes[k]].T)
         return out
 
     def term_sums(self, values: np.ndarray, ZT: list[np.ndarray]) -> list[np.ndarray]:
@@ -231,13 +231,6 @@ class BlockedFactor:
                 flat = lay._a22_index[s][t] if t <= s else lay._a22_index[t][s]
                 out[k][j] += flat22[flat] * ZlT[k2][j2]
         return out
-
-
-def _rowdot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    out = A[0] * B[0]
-    for j in range(1, A.shape[0]):
-        out = out + A[j] * B[j]
-    return out
 
 
 def _block_apply(blocks: np.ndarray, M: np.ndarray, q: int) -> np.ndarray:

@@ -50,7 +50,7 @@ import numpy as np
 
 from ..design import lambda_from_theta, theta_index
 from ..families import Family, PoissonFamily
-from ._linalg import BlockCholesky, GroupIndex
+from ._linalg import BlockCholesky, GroupIndex, row_order
 from ._pirls import MAX_HALVINGS, PIRLS_MAX_ITER, PIRLS_TOL, PIRLSResult, TermRows, pirls_term
 
 __all__ = ["LaplaceProblem", "LaplaceEvaluation", "OneTermTheta", "STAGE1_LEVELS", "shape_gradient"]
@@ -163,12 +163,7 @@ class LaplaceProblem(OneTermTheta):
         # that each covariate is one contiguous row; an F-ordered X is that
         # already.
         codes = np.asarray(codes)
-        ordered = codes.size == 0 or bool(np.all(codes[1:] >= codes[:-1]))
-        order = None if ordered else np.argsort(codes, kind="stable")
-
-        def rows(a):
-            return a if order is None else a[order]
-
+        rows = row_order(codes)
         self.family = family
         self.XT = np.ascontiguousarray(rows(X).T)
         self.y = rows(y)

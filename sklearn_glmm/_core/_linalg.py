@@ -16,7 +16,20 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BlockCholesky", "GroupIndex", "rowdot"]
+__all__ = ["BlockCholesky", "GroupIndex", "row_order", "rowdot"]
+
+
+def row_order(codes: np.ndarray):
+    """A function putting per-row arrays in the (stable) order of ``codes``.
+
+    Rows already in order (a panel stored group by group) are returned as
+    they are, without copies.
+    """
+    codes = np.asarray(codes)
+    if codes.size == 0 or bool(np.all(codes[1:] >= codes[:-1])):
+        return lambda a: a
+    order = np.argsort(codes, kind="stable")
+    return lambda a: a[order]
 
 
 class GroupIndex:

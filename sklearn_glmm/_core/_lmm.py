@@ -34,7 +34,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ..design import lambda_from_theta, theta_index
-from ._linalg import BlockCholesky, GroupIndex
+from ._linalg import BlockCholesky, GroupIndex, row_order
 from ._multilevel import TermsParameters, lambda_inverse_blocks
 
 __all__ = ["LMMProblem", "MultiLevelLMMProblem", "LMMResult", "fit_lmm"]
@@ -185,15 +185,15 @@ class MultiLevelLMMProblem(TermsParameters):
     """
 
     def __init__(self, X, y, weights, offset, terms):
-        order = np.argsort(terms[0].codes, kind="stable")
+        rows = row_order(terms[0].codes)
         positive = weights > 0
         self.n = int(positive.sum())
         self.p = X.shape[1]
-        self.w = weights[order]
-        self.XT = np.ascontiguousarray(X[order].T)
-        self.r = (y - offset)[order]
-        self.ZT = [np.ascontiguousarray(t.Z[order].T) for t in terms]
-        self._set_terms(terms, [np.asarray(t.codes)[order] for t in terms])
+        self.w = rows(weights)
+        self.XT = np.ascontiguousarray(rows(X).T)
+        self.r = rows(y - offset)
+        self.ZT = [np.ascontiguousarray(rows(t.Z).T) for t in terms]
+        self._set_terms(terms, [rows(np.asarray(t.codes)) for t in terms])
         self.XWX = (self.XT * self.w) @ self.XT.T
         self.XWy = self.XT @ (self.w * self.r)
         self.yWy = float(np.dot(self.w, self.r * self.r))

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..families import Family, IRLSQuantities
-from ._blocked import BlockedFactor, RandomEffectsLayout, _rowdot
+from ._blocked import BlockedFactor, RandomEffectsLayout
+from ._linalg import row_order, rowdot
 from ._laplace import STAGE1_LEVELS, LaplaceEvaluation, shape_gradient
 from ._pirls import MAX_HALVINGS, PIRLS_MAX_ITER, PIRLS_TOL
 
@@ -90,15 +91,6 @@ def lambda_inverse_blocks(
         idx = (lay.starts[k] - lay.n_block) + np.arange(G)[:, None] * q + np.arange(q)
         blocks.append(inv22[idx[:, :, None], idx[:, None, :]])
     return [scale * np.einsum("ab,gbc,dc->gad", lam, block, lam) for lam, block in zip(lams, blocks)]
-
-
-def _row_order(codes: np.ndarray):
-    """Put rows in the order of ``codes`` (stable); rows already in order are not copied."""
-    codes = np.asarray(codes)
-    if codes.size == 0 or bool(np.all(codes[1:] >= codes[:-1])):
-        return lambda a: a
-    order = np.argsort(codes, kind="stable")
-    return lambda a: a[order]
 
 
 def _objective(family, y, w, eta, mu, u) -> float:
@@ -201,7 +193,7 @@ class MultiLevelLaplaceProblem(TermsParameters):
     """
 
     def __init__(self, family: Family, X, y, weights, offset, terms: list[CoreTerm]):
-        rows = _row_order(terms[0].codes)
+        rows = row_order(terms[0].codes)
         self.family = family
         self.XT = np.ascontiguousarray(rows(X).T)
         self.y = rows(y)
@@ -298,7 +290,7 @@ class MultiLevelLaplaceProblem(TermsParameters):
     def _gradient(self, lams, ZlT, fit: MultiLevelModes, family: Family):
         lay, ZT, irls = self.layout, self.ZT, fit.irls
         P = fit.chol.row_solutions(ZlT)
-        h = sum(_rowdot(zl, p) for zl, p in zip(ZlT, P))
+        h = sum(rowdot(zl, p) for zl, p in zip(ZlT, P))
         c = irls.laplace_weights_deriv * h
         if irls.hessian_weights is irls.laplace_weights:
             Hfac = fit.chol
