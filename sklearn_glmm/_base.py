@@ -1,7 +1,16 @@
-"""Shared plumbing of the GLMM estimators: checks, design, core call, attributes.
+"""Shared plumbing of the GLMM estimators: checks, design, the engine call, attributes.
 
-Subclasses differ only in :meth:`_BaseGLMM._get_family`. The solve itself lives
-in :mod:`sklearn_glmm._core`, which never sees scikit-learn or pandas.
+``fit`` validates the inputs, builds the design (:mod:`sklearn_glmm.design`),
+asks :func:`sklearn_glmm._core.build_problem` for the model's problem -- the one
+place the engine is chosen, from the estimator's :meth:`_BaseGLMM._engine_options`
+-- and copies the solver's record to trailing-underscore attributes. A fitted
+estimator keeps estimates only, nothing that grows with the number of rows;
+the methods that need the data again (:mod:`sklearn_glmm._inference`) take it
+as arguments. The engine never sees scikit-learn or pandas.
+
+Subclasses differ in :meth:`_get_family` and a few hooks: the response's
+encoding (the classifier), the design (zero inflation), the engine options,
+the fit without groups and the attributes set from the solver's record.
 """
 
 from __future__ import annotations
@@ -16,19 +25,23 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from ._core._agq import MAX_AGQ, AGQProblem
-from ._core._laplace import LaplaceProblem
-from ._core._multilevel import CoreTerm, MultiLevelLaplaceProblem
-from ._core._optimize import FitResult, fit_glm_ml, fit_laplace
+from ._core import CoreTerm, FitResult, build_problem, fit, fit_glm_ml, make_controls
+from ._core._agq import MAX_AGQ
+from ._inference import _InferenceMixin
 from .design import DesignBuilder, parse_random_effects
 from .families import Family
 from .results import GLMMSummary, coefficient_table
-from .results._varcorr import varcorr_table_bars
-from .results._varcorr import VARCORR_COLUMNS
+from .results._varcorr import VARCORR_COLUMNS, varcorr_table_bars
 from .utils._param_validation import Interval, StrOptions, validate_data
-from .utils._validation import check_finite_information, check_fit_data, check_numeric_inputs, warn_about_fit
+from .utils._validation import (
+    check_finite_information,
+    check_fit_data,
+    check_numeric_inputs,
+    warn_about_fit,
+    warn_if_singular,
+)
 
-__all__ = ["_BaseGLMM"]
+__all__ = ["_BaseGLMM", "_LaplaceGLMM", "NoGroupsWarning"]
 
 
 def _check_vector(name: str, value, n_samples: int) -> np.ndarray:
@@ -58,7 +71,7 @@ def _empty_frame_to_array(X):
     return X
 
 
-def _inverse_information(info: np.ndarray) -> np.ndarray:
+def inverse_information(info: np.ndarray, stacklevel: int = 4) -> np.ndarray:
     """Inverse of a Fisher information, with a warning when it is singular.
 
     A singular information means some fixed effects are not identified, most
@@ -78,7 +91,7 @@ def _inverse_information(info: np.ndarray) -> np.ndarray:
         "is constant within the data). Their estimates and standard errors are "
         "unreliable; drop or merge the offending predictors.",
         UserWarning,
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
     return np.linalg.pinv(info)
 
@@ -98,21 +111,19 @@ class NoGroupsWarning(UserWarning):
     """A model with random effects was fitted without any grouping factor."""
 
 
-class _BaseGLMM(BaseEstimator):
-    """Base class of GLMM estimators (not public).
+class _BaseGLMM(_InferenceMixin, BaseEstimator):
+    """Base class of every mixed-model estimator (not public).
 
-    Subclasses implement ``_get_family()`` and may extend
-    ``_parameter_constraints``.
+    Parameters common to all estimators; :class:`_LaplaceGLMM` adds those of
+    the Laplace engine (``se_method``, ``n_agq``, ``tol``).
     """
 
     _parameter_constraints: dict = {
         "random_effects": [str],
         "group_column": [None, str, Integral, list],
         "new_groups": [StrOptions({"population", "marginal", "error"})],
-        "se_method": [StrOptions({"hessian", "pirls"})],
-        "n_agq": [Interval(Integral, 1, MAX_AGQ, closed="both")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0.0, None, closed="neither")],
+        "solver_options": [None, dict],
         "verbose": ["verbose"],
     }
 
@@ -130,19 +141,15 @@ class _BaseGLMM(BaseEstimator):
         *,
         group_column=None,
         new_groups="population",
-        se_method="hessian",
-        n_agq=1,
         max_iter=500,
-        tol=1e-10,
+        solver_options=None,
         verbose=0,
     ):
         self.random_effects = random_effects
         self.group_column = group_column
         self.new_groups = new_groups
-        self.se_method = se_method
-        self.n_agq = n_agq
         self.max_iter = max_iter
-        self.tol = tol
+        self.solver_options = solver_options
         self.verbose = verbose
 
     # -- hooks ----------------------------------------------------------------
@@ -162,8 +169,20 @@ class _BaseGLMM(BaseEstimator):
         """The builder of this model's design (the zero-inflated model adds its own columns)."""
         return DesignBuilder(self.random_effects)
 
+    def _engine_options(self, design) -> dict:
+        """Keyword arguments of :func:`~sklearn_glmm._core.build_problem` for this model."""
+        return {}
+
+    def _controls_overrides(self) -> dict:
+        """Estimator parameters that set solver controls."""
+        return {"max_iter": self.max_iter}
+
     def _set_param_attributes(self, family: Family) -> None:
         """Public attributes for the family's extra parameter (NB size, ...)."""
+
+    def _n_parameters(self) -> int:
+        """Estimated parameters (AIC, BIC)."""
+        return self.fixef_.size + self.theta_.size + int(self._family_.has_param)
 
     #: whether y must be numeric (the classifier takes labels)
     _y_numeric = True
@@ -172,11 +191,6 @@ class _BaseGLMM(BaseEstimator):
     _wald_statistic = "z"
 
     def _method_description(self, mixed: bool) -> str:
-        if mixed and getattr(self, "n_agq", 1) > 1:
-            return (
-                "Generalized linear mixed model fit by maximum likelihood "
-                f"(Adaptive Gauss-Hermite quadrature, nAGQ = {self.n_agq})"
-            )
         if mixed:
             return "Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)"
         return "Generalized linear model fit by maximum likelihood (no groups given)"
@@ -207,9 +221,12 @@ class _BaseGLMM(BaseEstimator):
         self._family_.check_response(y)
         return y
 
+    def _controls(self):
+        return make_controls(self.solver_options, **self._controls_overrides())
+
     # -- fit ------------------------------------------------------------------
     def fit(self, X, y, groups=None, sample_weight=None, offset=None):
-        """Fit the GLMM by maximum likelihood (Laplace approximation, or quadrature with ``n_agq > 1``).
+        """Fit the model by maximum likelihood (the Laplace approximation, quadrature or the exact LMM).
 
         Parameters
         ----------
@@ -235,6 +252,7 @@ class _BaseGLMM(BaseEstimator):
         """
         self._validate_params()
         parse_random_effects(self.random_effects)  # fail early on a bad spec
+        controls = self._controls()
         X, groups = self._split_group_column(X, groups)
         if groups is None:
             warnings.warn(
@@ -248,7 +266,7 @@ class _BaseGLMM(BaseEstimator):
                 stacklevel=2,
             )
         self._family_ = self._get_family()
-        self._y_name = str(y.name) if isinstance(y, pd.Series) and y.name is not None else "y"
+        y_name = str(y.name) if isinstance(y, pd.Series) and y.name is not None else "y"
         check_numeric_inputs(X, y, y_numeric=self._y_numeric)  # names the column; sklearn does not
         X, y = validate_data(
             self, _empty_frame_to_array(X), y, reset=True, dtype=np.float64, ensure_min_features=0,
@@ -263,7 +281,7 @@ class _BaseGLMM(BaseEstimator):
         self._builder = self._design_builder()
         design = self._builder.fit(X, self._feature_names(), groups, w)
         del X  # the design holds its own column-major copy; free the validated one before the fit
-        check_fit_data(self, design, y, w)  # estimates that do not exist or are not identified
+        check_fit_data(type(self).__name__, self._family_, getattr(self, "reml", False), design, y, w)
         if self._builder.dropped_:
             warnings.warn(
                 f"Fixed-effect column(s) {self._builder.dropped_} are linearly dependent on "
@@ -273,63 +291,116 @@ class _BaseGLMM(BaseEstimator):
                 stacklevel=2,
             )
         self.n_obs_ = int(np.sum(w > 0))
+        self.response_summary_ = {
+            "name": y_name, "n_obs": self.n_obs_, "sum": float(np.dot(w, y)), "sum_sq": float(np.dot(w, y * y)),
+        }
         # The engine's BLAS calls are matrix-vector products over the rows, which
         # are memory-bound: extra BLAS threads only add synchronisation (10x
         # slower dot products on a busy 2-core machine), so the fit runs them on
         # one thread; the setting is restored afterwards.
         with threadpool_limits(limits=1, user_api="blas"):
             if not design.terms:
-                self._fit_glm(design.X, y, w, off)
+                self._fit_without_groups(design, y, w, off, controls)
             else:
-                self._fit_mixed(design, y, w, off)
+                self._fit_mixed(design, y, w, off, controls)
+        self.family_ = self._family_
         self._set_param_attributes(self._family_)
-        warn_about_fit(self, design, off, w)  # singular fit, separation
+        if design.terms:
+            warn_if_singular(self.fit_summary_.at_boundary[self._builder.theta_order_], self._builder.report_bars_)
+        warn_about_fit(self._family_, self._fitted_probabilities(design, off, w))
         self._set_criteria()
-        self._residuals = self._pearson_residuals(y, self._fitted_mu(design, off), w)
+        residuals = self._pearson_residuals(y, self._fitted_mu(design, off), w)
+        self._residual_quantiles = np.quantile(residuals, [0, 0.25, 0.5, 0.75, 1.0])
         return self
 
-    def _fit_mixed(self, design, y, w, off) -> None:
-        problem = self._laplace_problem_for(design, y, w, off)
-        if getattr(self, "n_agq", 1) > 1:
-            # issue 7: the same problem with the quadrature deviance (true marginal
-            # scale); refuses anything but one scalar random effect, as lme4
-            if not isinstance(problem, LaplaceProblem):
-                raise ValueError(
-                    f"n_agq={self.n_agq} (adaptive Gauss-Hermite quadrature) needs a single scalar "
-                    f"random effect, e.g. '(1 | g)'; random_effects={self.random_effects!r} has "
-                    "several terms. Use n_agq=1 (Laplace), as lme4 requires too."
-                )
-            problem = AGQProblem(problem, self.n_agq)
-        result = fit_laplace(problem, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
+    def _problem(self, design, y, w, off, controls):
+        """The engine's problem for this model on these data."""
+        return build_problem(self._family_, design.X, y, w, off, core_terms(design.terms), controls,
+                             **self._engine_options(design))
+
+    def _fit_mixed(self, design, y, w, off, controls) -> None:
+        problem = self._problem(design, y, w, off, controls)
+        result = self._solve(problem)
+        self._set_result_attributes(problem, result, design.terms)
+        self.fit_summary_ = result
+        covs = problem.conditional_covariances(result)
+        self.ranef_condsd_ = {
+            factor: pd.DataFrame(np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0)),
+                                 index=frame.index, columns=frame.columns)
+            for (factor, frame), cov in zip(self.ranef_.items(), covs)
+        }
+        if not result.converged:
+            warnings.warn(
+                f"The fit did not converge ({result.message}). Try rescaling "
+                "the covariates, simplifying random_effects (e.g. '1' instead of a "
+                "random slope) or raising max_iter.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def _solve(self, problem) -> FitResult:
+        return fit(problem, verbose=self.verbose)
+
+    def _set_result_attributes(self, problem, result: FitResult, terms) -> None:
+        """Attributes from the solver's record (the Laplace GLMM's)."""
         if result.param is not None:
             self._family_ = self._family_.with_param(result.param)
-        self._set_mixed_attributes(problem, result, design.terms)
+        vcov, self._se_method_used = self._fixed_vcov(problem, result)
+        self._set_fixed(result.coef, vcov)
+        self._set_random_attributes(terms, result.theta, problem.random_effects(result.theta, result.u))
+        self.loglik_ = -0.5 * result.deviance
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.singular_ = result.singular
 
-    def _laplace_problem_for(self, design, y, w, off):
-        """The one-factor engine when it applies (fastest), the blocked one otherwise."""
-        terms = design.terms
-        if len(terms) == 1 and terms[0].bar_sizes is None:
-            term = terms[0]
-            return LaplaceProblem(self._family_, design.X, y, w, off, term.codes, term.Z, term.n_levels)
-        return MultiLevelLaplaceProblem(self._family_, design.X, y, w, off, core_terms(terms))
+    def _fixed_vcov(self, problem, result: FitResult):
+        """lme4's default (Hessian in (theta, beta)) or the PIRLS-based vcov."""
+        nt, nb = result.theta.size, result.coef.size
+        if getattr(self, "se_method", "hessian") == "hessian" and result.hessian is not None:
+            try:
+                vcov = 2.0 * np.linalg.inv(result.hessian)[nt : nt + nb, nt : nt + nb]
+            except np.linalg.LinAlgError:  # singular Hessian: use the PIRLS information below
+                vcov = np.full((nb, nb), np.nan)
+            if np.all(np.diag(vcov) > 0) and np.all(np.isfinite(vcov)):
+                return 0.5 * (vcov + vcov.T), f"Hessian of the {self._deviance_name()} deviance in (theta, beta)"
+            warnings.warn(
+                "The Hessian of the deviance is not positive definite (a variance "
+                "at its boundary?); standard errors come from the PIRLS "
+                "information with theta held fixed instead.",
+                UserWarning,
+                stacklevel=5,
+            )
+            result.notes.append("standard errors from the PIRLS information (the Hessian is not positive definite)")
+        info = problem.coef_information(result.theta, result.coef, result.param, result.u)
+        vcov = inverse_information(info, stacklevel=5)
+        return 0.5 * (vcov + vcov.T), "PIRLS information with theta fixed"
 
-    def _fit_glm(self, Xd, y, w, off) -> None:
-        beta, self._family_, converged, n_iter = fit_glm_ml(self._family_, Xd, y, w, off)
-        eta = off + Xd @ beta
+    def _deviance_name(self) -> str:
+        return "Laplace"
+
+    def _fit_without_groups(self, design, y, w, off, controls) -> None:
+        """The model without random effects (the plain GLM)."""
+        Xd = design.X
+        glm, self._family_ = fit_glm_ml(self._family_, Xd, y, w, off, controls)
+        eta = off + Xd @ glm.coef
         irls = self._family_.irls_quantities(y, eta, w)
-        vcov = _inverse_information(Xd.T @ (Xd * irls.weights[:, None]))
-        self._set_fixed(beta, vcov)
+        vcov = inverse_information(Xd.T @ (Xd * irls.weights[:, None]))
+        self._set_fixed(glm.coef, vcov)
+        self._set_no_random_effects()
+        self.loglik_ = self._family_.loglik(y, irls.mu, w)
+        self.n_iter_ = glm.n_iter
+        self.converged_ = bool(glm.converged)
+        self._se_method_used = "GLM Fisher information"
+
+    def _set_no_random_effects(self) -> None:
         self.theta_ = np.empty(0)
         self.ranef_ = {}
+        self.ranef_condsd_ = {}
         self.varcorr_ = pd.DataFrame(columns=VARCORR_COLUMNS)
         self.group_levels_ = {}
         self._b = self._re_cov = None
-        self.loglik_ = self._family_.loglik(y, irls.mu, w)
-        self.n_iter_ = n_iter
-        self.converged_ = bool(converged)
         self.singular_ = False
         self.fit_summary_ = None
-        self._se_method_used = "GLM Fisher information"
 
     def _set_random_attributes(self, terms, theta, b, scale: float = 1.0, sigma: float | None = None) -> None:
         """``theta_``, ``ranef_``, ``varcorr_``, ``group_levels_`` and the covariances for prediction.
@@ -337,61 +408,19 @@ class _BaseGLMM(BaseEstimator):
         ``theta`` is the engine's (terms in design order); ``theta_`` and
         ``varcorr_`` are in lme4's order (see ``DesignBuilder.theta_order_``).
         """
-        b = list(b) if isinstance(b, list) else [b]
-        self._b = b
+        self._b = list(b)
         # Sigma_k of each factor, for marginal predictions of new levels
         self._re_cov = [scale * (lam @ lam.T) for lam in (t.lambda_(th) for t, th in zip(terms, split_theta(terms, theta)))]
         levels = self._builder.levels_
         self.group_levels_ = {t.factor: levels[t.factor] for t in terms}
         self.ranef_ = {
             t.factor: pd.DataFrame(bk, index=levels[t.factor].rename(t.factor), columns=t.term_names)
-            for t, bk in zip(terms, b)
+            for t, bk in zip(terms, self._b)
         }
         self.theta_ = np.asarray(theta)[self._builder.theta_order_]
         self.varcorr_ = varcorr_table_bars(
             [(group, names, self.theta_[sl]) for group, names, sl in self._builder.report_bars_], scale, sigma
         )
-
-    def _set_mixed_attributes(self, problem, result: FitResult, terms) -> None:
-        vcov, self._se_method_used = self._fixed_vcov(problem, result)
-        self._set_fixed(result.beta, vcov)
-        self._set_random_attributes(terms, result.theta, result.b)
-        self.loglik_ = -0.5 * result.deviance
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
-        self.singular_ = result.singular
-        self.fit_summary_ = result
-        self._laplace_problem = problem  # issue 8: profiles, bootstrap and condVar reuse it
-        if not result.converged:
-            warnings.warn(
-                f"The GLMM fit did not converge ({result.message}). Try rescaling "
-                "the covariates, simplifying random_effects (e.g. '1' instead of a "
-                "random slope) or raising max_iter.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-
-    def _fixed_vcov(self, problem: LaplaceProblem, result: FitResult):
-        """lme4's default (Hessian in (theta, beta)) or the PIRLS-based vcov."""
-        nt, nb = result.theta.size, result.beta.size
-        if self.se_method == "hessian" and result.hessian is not None:
-            try:
-                vcov = 2.0 * np.linalg.inv(result.hessian)[nt : nt + nb, nt : nt + nb]
-            except np.linalg.LinAlgError:  # singular Hessian: use the PIRLS information below
-                vcov = np.full((nb, nb), np.nan)
-            if np.all(np.diag(vcov) > 0) and np.all(np.isfinite(vcov)):
-                deviance = "AGQ" if getattr(self, "n_agq", 1) > 1 else "Laplace"
-                return 0.5 * (vcov + vcov.T), f"Hessian of the {deviance} deviance in (theta, beta)"
-            warnings.warn(
-                "The Hessian of the deviance is not positive definite (a variance "
-                "at its boundary?); standard errors come from the PIRLS "
-                "information with theta held fixed instead.",
-                UserWarning,
-                stacklevel=4,
-            )
-        modes = problem.modes(result.theta, result.beta, result.u, result.param)
-        vcov = _inverse_information(problem.beta_information(result.theta, modes))
-        return 0.5 * (vcov + vcov.T), "PIRLS information with theta fixed"
 
     def _set_fixed(self, beta, vcov) -> None:
         names = self._builder.fixef_names_
@@ -405,7 +434,7 @@ class _BaseGLMM(BaseEstimator):
         self.fixef_se_ = pd.Series(np.sqrt(np.diag(vcov)), index=names, name="se")
 
     def _set_criteria(self) -> None:
-        n_params = self.fixef_.size + self.theta_.size + int(self._family_.has_param)
+        n_params = self._n_parameters()
         self.deviance_ = -2.0 * self.loglik_
         self.aic_ = self.deviance_ + 2.0 * n_params
         self.bic_ = self.deviance_ + np.log(self.n_obs_) * n_params
@@ -414,6 +443,10 @@ class _BaseGLMM(BaseEstimator):
     # -- predict --------------------------------------------------------------
     def _fitted_mu(self, design, offset) -> np.ndarray:
         return self._family_.link.inverse(self._linear_predictor(design, offset))
+
+    def _fitted_probabilities(self, design, offset, w) -> np.ndarray:
+        """The fitted means of the rows with positive weight (the separation check)."""
+        return self._family_.link.inverse(self._linear_predictor(design, offset))[w > 0]
 
     def _linear_predictor(self, design, offset) -> np.ndarray:
         eta = design.X @ self.fixef_.to_numpy()
@@ -552,28 +585,27 @@ class _BaseGLMM(BaseEstimator):
         se = np.sqrt(np.diag(self.vcov_.to_numpy()))
         corr = self.vcov_.to_numpy() / np.outer(se, se)
         names = list(self.fixef_.index)
-        q = np.quantile(self._residuals, [0, 0.25, 0.5, 0.75, 1.0])
         stats = pd.Series(
             [self.aic_, self.bic_, self.loglik_, self.deviance_, self.df_resid_],
             index=["AIC", "BIC", "logLik", "deviance", "df.resid"],
         )
         messages = []
         if self.singular_:
-            messages.append("boundary (singular) fit: a random-effect variance is (close to) zero")
-        if not self.converged_:
+            messages.append("boundary (singular) fit: a random-effect variance is (close to) 0")
+        if not self.converged_ and self.fit_summary_ is not None:
             messages.append(f"convergence warning: {self.fit_summary_.message}")
         mixed = bool(self.ranef_)
         family, link = self._summary_family()
         return GLMMSummary(
             family=family,
             link=link,
-            formula=self._builder.formula(self._y_name),
+            formula=self._builder.formula(self.response_summary_["name"]),
             method=self._method_description(mixed),
             coefficients=coefs,
             correlation=pd.DataFrame(corr, index=names, columns=names),
             varcorr=self.varcorr_,
             fit_statistics=stats,
-            residual_quantiles=pd.Series(q, index=["Min", "1Q", "Median", "3Q", "Max"]),
+            residual_quantiles=pd.Series(self._residual_quantiles, index=["Min", "1Q", "Median", "3Q", "Max"]),
             n_obs=self.n_obs_,
             n_groups={k: len(v) for k, v in self.group_levels_.items()},
             se_method=self._se_method_used,
@@ -599,54 +631,66 @@ class _BaseGLMM(BaseEstimator):
             tags.target_tags.positive_only = True
         return tags
 
-    # -- inference (issue 8) --
-    @property
-    def ranef_condsd_(self) -> dict:
-        """Conditional SDs of the random effects (lme4's ``condVar``), shaped like ``ranef_``."""
-        from .results._intervals import ranef_condsd
-
-        check_is_fitted(self, "fixef_")
-        return ranef_condsd(self)
-
-    def confint(
-        self, method="wald", level=0.95, *, parm=None, n_boot=200, random_state=None, n_jobs=None, progress=False
-    ) -> pd.DataFrame:
-        """Confidence intervals, as lme4's ``confint`` (see :mod:`sklearn_glmm.results._intervals`).
-
-        Parameters
-        ----------
-        method : {"wald", "profile", "bootstrap"}, default="wald"
-        level : float, default=0.95
-        parm : str or list of str, default=None
-            Rows to compute (``".sig01"``, fixed-effect names); all when None.
-        n_boot, random_state, n_jobs, progress
-            Parametric bootstrap: replicates, seed, joblib workers, a progress bar on stderr.
-
-        Returns
-        -------
-        DataFrame
-            Rows ``.sig01 ...`` (SDs and correlations) then the fixed effects;
-            columns ``"2.5 %"``, ``"97.5 %"``.
-        """
-        from .results._intervals import confint
-
-        return confint(self, method, level, parm, n_boot, random_state, n_jobs, progress)
-
-    def residuals(self, X, y, groups=None, kind="deviance", sample_weight=None, offset=None) -> np.ndarray:
-        """Residuals ``"response"``, ``"pearson"`` or ``"deviance"`` (lme4's default), as lme4."""
-        from .results._diagnostics import residuals
-
-        return residuals(self, X, y, groups, kind, sample_weight, offset)
-
-    def simulate(self, X, groups=None, n_simulations=1, random_state=None, conditional=True, offset=None):
-        """Simulated responses, shape (n_samples, n_simulations); see :func:`sklearn_glmm.simulate`."""
-        from .results._diagnostics import simulate
-
-        return simulate(self, X, groups, n_simulations, random_state, conditional, offset)
-
     @classmethod
     def from_formula(cls, formula, data, **params):
         """Fit from an lme4 formula and a DataFrame; see :func:`sklearn_glmm.glmer`."""
         from ._formula import fit_formula
 
         return fit_formula(cls, formula, data, **params)
+
+
+class _LaplaceGLMM(_BaseGLMM):
+    """Base class of the GLMM estimators fitted by the Laplace engine (not public)."""
+
+    _parameter_constraints: dict = {
+        **_BaseGLMM._parameter_constraints,
+        "se_method": [StrOptions({"hessian", "pirls"})],
+        "n_agq": [Interval(Integral, 1, MAX_AGQ, closed="both")],
+        "tol": [Interval(Real, 0.0, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        random_effects="1",
+        *,
+        group_column=None,
+        new_groups="population",
+        se_method="hessian",
+        n_agq=1,
+        max_iter=500,
+        tol=1e-10,
+        solver_options=None,
+        verbose=0,
+    ):
+        super().__init__(
+            random_effects, group_column=group_column, new_groups=new_groups, max_iter=max_iter,
+            solver_options=solver_options, verbose=verbose,
+        )
+        self.se_method = se_method
+        self.n_agq = n_agq
+        self.tol = tol
+
+    def _controls_overrides(self) -> dict:
+        return {"max_iter": self.max_iter, "tol": self.tol}
+
+    def _engine_options(self, design) -> dict:
+        if self.n_agq > 1 and (len(design.terms) != 1 or design.terms[0].q != 1):
+            what = ("several grouping factors" if len(design.terms) != 1
+                    else f"{design.terms[0].q} random effects per group")
+            raise ValueError(
+                f"n_agq={self.n_agq} (adaptive Gauss-Hermite quadrature) needs a single scalar "
+                f"random effect, e.g. '(1 | g)'; random_effects={self.random_effects!r} has "
+                f"{what}. Use n_agq=1 (Laplace), as lme4 requires too."
+            )
+        return {"n_agq": self.n_agq}
+
+    def _deviance_name(self) -> str:
+        return "AGQ" if self.n_agq > 1 else "Laplace"
+
+    def _method_description(self, mixed: bool) -> str:
+        if mixed and self.n_agq > 1:
+            return (
+                "Generalized linear mixed model fit by maximum likelihood "
+                f"(Adaptive Gauss-Hermite quadrature, nAGQ = {self.n_agq})"
+            )
+        return super()._method_description(mixed)

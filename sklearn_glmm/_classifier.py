@@ -41,6 +41,15 @@ class BinomialGLMMClassifier(ClassifierMixin, _BinomialGLMM):
                 "only one class is left after zero weights."
             )
 
+    def _response_for(self, y, n_samples):
+        y = np.asarray(y)
+        if y.ndim != 1 or y.shape[0] != n_samples:
+            raise ValueError(f"y must hold one label per row of X ({n_samples}); got shape {y.shape}.")
+        unknown = ~np.isin(y, self.classes_)
+        if np.any(unknown):
+            raise ValueError(f"y has labels {np.unique(y[unknown])[:5].tolist()} not in classes_ {self.classes_.tolist()}.")
+        return (y == self.classes_[1]).astype(float)
+
     def decision_function(self, X, groups=None, offset=None):
         """The linear predictor (log-odds for the logit link) of ``classes_[1]``."""
         design, n = self._design_for(X, groups)

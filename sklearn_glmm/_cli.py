@@ -181,7 +181,7 @@ def _fit(args: argparse.Namespace) -> int:
     if args.confint != "none":
         method = args.confint if model.ranef_ else "wald"
         with _Heartbeat("computing profile intervals"):
-            table = model.confint(method=method)
+            table = model.confint(method=method, X=X, y=y, groups=groups, offset=offset)
         print(f"\nConfidence intervals ({method}, 95 %):")
         print(table.to_string(float_format=lambda v: f"{v:.6g}"))
         result["confint"] = {"method": method, "table": table}

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin
 
-from ._base import _BaseGLMM, core_terms
-from ._core._lmm import LMMProblem, MultiLevelLMMProblem, fit_lmm
+from ._base import _BaseGLMM, _LaplaceGLMM
+from ._core import CoreTerm, LMMProblem, fit_lmm
 from .families import (
     BinomialFamily,
     GammaFamily,
@@ -54,6 +54,15 @@ GROUPS_DOC = """group_column : str, int, list or None, default=None
         the log link, Gauss-Hermite otherwise), the unbiased prediction for a
         new group; ``"error"`` refuses them."""
 
+SOLVER_OPTIONS_DOC = """solver_options : dict, default=None
+        Further named controls of the solver (PIRLS tolerance and halvings,
+        the stage-1 subsample, boundary and singular tolerances, restarts, ...;
+        the fields of ``sklearn_glmm._core.SolverControls``, e.g.
+        ``{"pirls_tol": 1e-12}``). ``max_iter`` and ``tol`` win over the same
+        names here. The values used are in ``fit_summary_.controls``.
+    verbose : int, default=0
+        1 prints progress per stage, 2 per deviance evaluation."""
+
 OPTIMISER_DOC = GROUPS_DOC + """
     se_method : {"hessian", "pirls"}, default="hessian"
         Standard errors of the fixed effects: ``"hessian"`` inverts the
@@ -74,8 +83,8 @@ OPTIMISER_DOC = GROUPS_DOC + """
         That optimisation stops when the predicted further decrease of the
         deviance (the Newton decrement ``g^T H^{-1} g``) is below ``tol``;
         must be > 0.
-    verbose : int, default=0
-        1 prints progress per stage, 2 per deviance evaluation."""
+
+    """ + SOLVER_OPTIONS_DOC
 
 ATTRIBUTES_DOC = """fixef_ : pandas.Series
         Fixed effects, ``"(Intercept)"`` first, then X's column names.
@@ -150,7 +159,7 @@ def _doc(summary: str, model: str, parameters: str, attributes: str, notes: str,
     """
 
 
-class _GLMMRegressor(RegressorMixin, _BaseGLMM):
+class _GLMMRegressor(RegressorMixin, _LaplaceGLMM):
     """Regressor base: scikit-learn's regressor tags, with D^2 as the score."""
 
     score = _BaseGLMM.score
@@ -233,7 +242,7 @@ NegativeBinomialGLMMRegressor.__doc__ = _doc(
 
 
 class GammaGLMMRegressor(_GLMMRegressor):
-    _parameter_constraints = {**_BaseGLMM._parameter_constraints, "link": [StrOptions({"log", "identity"})]}
+    _parameter_constraints = {**_LaplaceGLMM._parameter_constraints, "link": [StrOptions({"log", "identity"})]}
 
     def __init__(
         self,
@@ -246,11 +255,12 @@ class GammaGLMMRegressor(_GLMMRegressor):
         n_agq=1,
         max_iter=500,
         tol=1e-10,
+        solver_options=None,
         verbose=0,
     ):
         super().__init__(
             random_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
-            n_agq=n_agq, max_iter=max_iter, tol=tol, verbose=verbose,
+            n_agq=n_agq, max_iter=max_iter, tol=tol, solver_options=solver_options, verbose=verbose,
         )
         self.link = link
 
@@ -294,11 +304,11 @@ GammaGLMMRegressor.__doc__ = _doc(
 )
 
 
-class _BinomialGLMM(_BaseGLMM):
+class _BinomialGLMM(_LaplaceGLMM):
     """Parameters and family shared by the binomial regressor and classifier."""
 
     _parameter_constraints = {
-        **_BaseGLMM._parameter_constraints,
+        **_LaplaceGLMM._parameter_constraints,
         "link": [StrOptions({"logit", "probit", "cloglog"})],
     }
 
@@ -313,11 +323,12 @@ class _BinomialGLMM(_BaseGLMM):
         n_agq=1,
         max_iter=500,
         tol=1e-10,
+        solver_options=None,
         verbose=0,
     ):
         super().__init__(
             random_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
-            n_agq=n_agq, max_iter=max_iter, tol=tol, verbose=verbose,
+            n_agq=n_agq, max_iter=max_iter, tol=tol, solver_options=solver_options, verbose=verbose,
         )
         self.link = link
 
@@ -360,43 +371,56 @@ BinomialGLMMRegressor.__doc__ = _doc(
 )
 
 
-class GaussianLMMRegressor(_GLMMRegressor):
-    _parameter_constraints = {
-        **{
-            k: v for k, v in _BaseGLMM._parameter_constraints.items() if k not in ("se_method", "tol", "n_agq")
-        },
-        "reml": ["boolean"],
-    }
+class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
+    _parameter_constraints = {**_BaseGLMM._parameter_constraints, "reml": ["boolean"]}
     _wald_statistic = "t"
+    score = _BaseGLMM.score
 
     def __init__(
-        self, random_effects="1", *, reml=True, group_column=None, new_groups="population", max_iter=500, verbose=0
+        self,
+        random_effects="1",
+        *,
+        reml=True,
+        group_column=None,
+        new_groups="population",
+        max_iter=500,
+        solver_options=None,
+        verbose=0,
     ):
-        self.random_effects = random_effects
+        super().__init__(
+            random_effects, group_column=group_column, new_groups=new_groups, max_iter=max_iter,
+            solver_options=solver_options, verbose=verbose,
+        )
         self.reml = reml
-        self.group_column = group_column
-        self.new_groups = new_groups
-        self.max_iter = max_iter
-        self.verbose = verbose
 
     def _get_family(self):
         return GaussianFamily()
 
-    def _fit_mixed(self, design, y, w, off) -> None:
-        terms = design.terms
-        if len(terms) == 1 and terms[0].bar_sizes is None:
-            term = terms[0]
-            problem = LMMProblem(design.X, y, w, off, term.codes, term.Z, term.n_levels)
-        else:
-            problem = MultiLevelLMMProblem(design.X, y, w, off, core_terms(terms))
-        result = fit_lmm(problem, reml=self.reml, max_iter=self.max_iter, verbose=self.verbose)
-        self._set_lmm_attributes(result, terms)
-        self._lmm_problem = problem  # ranef_condsd_ reuses it
+    def _engine_options(self, design) -> dict:
+        return {"exact_gaussian": True, "reml": self.reml}
 
-    def _fit_glm(self, Xd, y, w, off) -> None:
-        # the linear model: the LMM engine with one empty random effect
+    def _solve(self, problem):
+        return fit_lmm(problem, verbose=self.verbose)
+
+    def _set_result_attributes(self, problem, result, terms) -> None:
+        self._family_ = GaussianFamily(sigma2=result.sigma**2)
+        self._set_fixed(result.coef, result.vcov_beta)
+        # b = Lambda u is on the response scale already (u ~ N(0, sigma^2 I))
+        self._set_random_attributes(terms, result.theta, problem.random_effects(result.theta, result.u),
+                                    scale=result.sigma**2, sigma=result.sigma)
+        self.sigma_ = result.sigma
+        self.loglik_ = -0.5 * result.deviance
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.singular_ = result.singular
+        self._se_method_used = "sigma^2 RX^-1, as lmer"
+
+    def _fit_without_groups(self, design, y, w, off, controls) -> None:
+        # the linear model: the LMM's least squares with one empty random effect
+        Xd = design.X
         n = Xd.shape[0]
-        problem = LMMProblem(Xd, y, w, off, np.zeros(n, dtype=np.intp), np.zeros((n, 1)), 1)
+        empty = CoreTerm(np.zeros(n, dtype=np.intp), np.zeros((n, 1)), 1, np.array([0]), np.array([0]))
+        problem = LMMProblem(Xd, y, w, off, [empty], controls, self.reml)
         beta, _, r2, _, RXtRX = problem.solve(np.zeros(1))
         dof = problem.n - problem.p if self.reml else problem.n
         if dof <= 0:
@@ -407,26 +431,12 @@ class GaussianLMMRegressor(_GLMMRegressor):
         sigma2 = r2 / dof
         self._family_ = GaussianFamily(sigma2=sigma2)
         self._set_fixed(beta, sigma2 * np.linalg.inv(RXtRX))
-        self.theta_ = np.empty(0)
-        self.ranef_, self.group_levels_, self._b, self._re_cov = {}, {}, None, None
+        self._set_no_random_effects()
         self.varcorr_ = varcorr_table("", [], np.empty(0), sigma=float(np.sqrt(sigma2)))
         self.sigma_ = float(np.sqrt(sigma2))
         self.loglik_ = -0.5 * problem.deviance(np.zeros(1), self.reml)
-        self.n_iter_, self.converged_, self.singular_, self.fit_summary_ = 1, True, False, None
+        self.n_iter_, self.converged_ = 1, True
         self._se_method_used = "sigma^2 (X^T W X)^-1"
-
-    def _set_lmm_attributes(self, result, terms) -> None:
-        self._family_ = GaussianFamily(sigma2=result.sigma**2)
-        self._set_fixed(result.beta, result.vcov_beta)
-        # b = Lambda u is on the response scale already (u ~ N(0, sigma^2 I))
-        self._set_random_attributes(terms, result.theta, result.b, scale=result.sigma**2, sigma=result.sigma)
-        self.sigma_ = result.sigma
-        self.loglik_ = -0.5 * result.deviance
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
-        self.singular_ = result.singular
-        self.fit_summary_ = result
-        self._se_method_used = "sigma^2 RX^-1, as lmer"
 
     def _method_description(self, mixed: bool) -> str:
         how = "REML" if self.reml else "maximum likelihood"
@@ -455,8 +465,8 @@ GaussianLMMRegressor.__doc__ = _doc(
     + """
     max_iter : int, default=500
         Iteration limit of the optimisation over theta; must be >= 1.
-    verbose : int, default=0
-        1 prints a line when the fit ends.""",
+    """
+    + SOLVER_OPTIONS_DOC,
     """sigma_ : float
         Residual standard deviation.
     """,

@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
-from ._base import _BaseGLMM, _inverse_information
-from ._core._optimize import fit_laplace
-from ._core._zip import ZIPProblem, fit_zip_glm
-from ._regressors import ATTRIBUTES_DOC, GROUPS_DOC, RANDOM_EFFECTS_DOC, _GLMMRegressor
+from sklearn.base import RegressorMixin
+
+from ._base import _BaseGLMM, inverse_information
+from ._core import ZIPLikelihood, fit_glm
+from ._regressors import ATTRIBUTES_DOC, GROUPS_DOC, RANDOM_EFFECTS_DOC, SOLVER_OPTIONS_DOC
 from .design import INTERCEPT, Design, DesignBuilder, independent_columns
 from .families import PoissonFamily
 from .results import GLMMSummary, coefficient_table
-from .results._varcorr import VARCORR_COLUMNS
+from .utils._param_validation import Interval
 
 __all__ = ["ZeroInflatedPoissonGLMMRegressor", "ZeroInflationDesignBuilder"]
 
@@ -98,15 +99,7 @@ class ZeroInflationDesignBuilder(DesignBuilder):
         names = [INTERCEPT] + [self.feature_names_[j] for j in self.zi_index_]
         self.fixef_zi_names_ = [n for n, k in zip(names, self.zi_keep_) if k]
         self.zi_dropped_ = [n for n, k in zip(names, self.zi_keep_) if not k]
-        # kept only until the estimator takes it (pop_fit_zi), so a fitted
-        # model does not carry a copy of its training data
-        self._fit_zi = full[:, self.zi_keep_]
-        return ZeroInflatedDesign(design.X, design.terms, self._fit_zi)
-
-    def pop_fit_zi(self) -> np.ndarray:
-        """The zero-inflation matrix of the training data (once)."""
-        out, self._fit_zi = self._fit_zi, None
-        return out
+        return ZeroInflatedDesign(design.X, design.terms, full[:, self.zi_keep_])
 
     def transform(self, X, groups) -> ZeroInflatedDesign:
         design = super().transform(X, groups)
@@ -154,11 +147,15 @@ def _check_counts(y: np.ndarray) -> None:
         )
 
 
-class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
+class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
     _parameter_constraints = {
-        **{k: v for k, v in _BaseGLMM._parameter_constraints.items() if k not in ("se_method", "n_agq")},
+        **_BaseGLMM._parameter_constraints,
         "zero_inflation": [None, list],
+        "tol": [Interval(Real, 0.0, None, closed="neither")],
     }
+    score = _BaseGLMM.score
+    _residual_kinds = ("response", "pearson")
+    _default_residual_kind = "pearson"
 
     def __init__(
         self,
@@ -169,15 +166,15 @@ class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
         new_groups="population",
         max_iter=500,
         tol=1e-10,
+        solver_options=None,
         verbose=0,
     ):
-        self.random_effects = random_effects
+        super().__init__(
+            random_effects, group_column=group_column, new_groups=new_groups, max_iter=max_iter,
+            solver_options=solver_options, verbose=verbose,
+        )
         self.zero_inflation = zero_inflation
-        self.group_column = group_column
-        self.new_groups = new_groups
-        self.max_iter = max_iter
         self.tol = tol
-        self.verbose = verbose
 
     # -- hooks ----------------------------------------------------------------
     def _get_family(self):
@@ -185,6 +182,9 @@ class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
 
     def _design_builder(self):
         return ZeroInflationDesignBuilder(self.random_effects, self.zero_inflation)
+
+    def _controls_overrides(self) -> dict:
+        return {"max_iter": self.max_iter, "tol": self.tol}
 
     def _prepare_y(self, y):
         y = super()._prepare_y(y)
@@ -196,37 +196,45 @@ class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
         _check_counts(y)
         return y
 
+    def _n_parameters(self) -> int:
+        return self.fixef_.size + self.fixef_zi_.size + self.theta_.size
+
+    def _check_inference_supported(self, what: str) -> None:
+        raise NotImplementedError(
+            f"{what} is not available for ZeroInflatedPoissonGLMMRegressor; use method='wald'."
+        )
+
     # -- fit ------------------------------------------------------------------
-    def _take_zero_inflation_design(self) -> np.ndarray:
-        """The training zero-inflation matrix, with lme4's warning for dropped columns."""
+    def _engine_options(self, design) -> dict:
+        if len(design.terms) != 1 or design.terms[0].bar_sizes is not None:
+            raise ValueError(
+                f"{type(self).__name__} supports one grouping factor with correlated terms; "
+                f"random_effects={self.random_effects!r} has several factors or '||' terms."
+            )
+        self._warn_dropped_zero_inflation_columns()
+        return {"X_zi": design.X_zi}
+
+    def _warn_dropped_zero_inflation_columns(self) -> None:
         dropped = [n for n in self._builder.zi_dropped_ if n not in self._builder.dropped_]
         if dropped:
             warnings.warn(
                 f"Zero-inflation column(s) {dropped} are linearly dependent on earlier "
                 "zero-inflation columns and were dropped.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
-        return self._builder.pop_fit_zi()
 
-    def _fit_mixed(self, design, y, w, off) -> None:
-        if len(design.terms) != 1 or design.terms[0].bar_sizes is not None:
-            raise ValueError(
-                f"{type(self).__name__} supports one grouping factor with correlated terms; "
-                f"random_effects={self.random_effects!r} has several factors or '||' terms."
-            )
-        term = design.terms[0]
-        X_zi = self._take_zero_inflation_design()
-        problem = ZIPProblem(design.X, X_zi, y, w, off, term.codes, term.Z, term.n_levels)
-        result = fit_laplace(problem, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
-        p, nt = design.X.shape[1], result.theta.size
-        self._joint_vcov = self._vcov_from_hessian(result.hessian, nt)
-        self._set_zero_inflation(result.beta[p:], self._joint_vcov[p:, p:])
-        # the shared plumbing sees the count model; _fixed_vcov hands it its block
-        self._set_mixed_attributes(problem, dataclasses.replace(result, beta=result.beta[:p]), design.terms)
-        # profiles, bootstrap and condVar need a Laplace problem of the count
-        # model alone; with None they say "not available" instead of failing
-        self._laplace_problem = None
+    def _set_result_attributes(self, problem, result, terms) -> None:
+        p, nt = problem.n_beta, result.theta.size
+        joint = self._vcov_from_hessian(result.hessian, nt)
+        self._set_zero_inflation(result.coef[p:], joint[p:, p:])
+        self._set_fixed(result.coef[:p], joint[:p, :p])
+        self._se_method_used = "Hessian of the Laplace deviance in (theta, beta, beta_zi)"
+        self._set_random_attributes(terms, result.theta, problem.random_effects(result.theta, result.u))
+        self.loglik_ = -0.5 * result.deviance
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.singular_ = result.singular
 
     @staticmethod
     def _vcov_from_hessian(hessian, nt) -> np.ndarray:
@@ -241,34 +249,24 @@ class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
             "The Hessian of the deviance is not positive definite (a variance at its "
             "boundary?); standard errors hold the random-effect variance fixed instead.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
-        vcov = _inverse_information(0.5 * hessian[nt:, nt:])
+        vcov = inverse_information(0.5 * hessian[nt:, nt:], stacklevel=6)
         return 0.5 * (vcov + vcov.T)
 
-    def _fixed_vcov(self, problem, result):
-        p = result.beta.size
-        return self._joint_vcov[:p, :p], "Hessian of the Laplace deviance in (theta, beta, beta_zi)"
-
-    def _fit_glm(self, Xd, y, w, off) -> None:
-        X_zi = self._take_zero_inflation_design()
-        glm = fit_zip_glm(Xd, X_zi, y, w, off)
-        vcov = _inverse_information(glm.information)
+    def _fit_without_groups(self, design, y, w, off, controls) -> None:
+        self._warn_dropped_zero_inflation_columns()
+        likelihood = ZIPLikelihood(design.X, design.X_zi, y, w, off)
+        glm = fit_glm(likelihood, controls)
+        vcov = inverse_information(glm.information)
         vcov = 0.5 * (vcov + vcov.T)
-        p = Xd.shape[1]
-        self._set_fixed(glm.beta, vcov[:p, :p])
-        self._set_zero_inflation(glm.gamma, vcov[p:, p:])
-        self.theta_ = np.empty(0)
-        self.ranef_ = {}
-        self.varcorr_ = pd.DataFrame(columns=VARCORR_COLUMNS)
-        self.group_levels_ = {}
-        self._b = self._re_cov = None
-        self._laplace_problem = None
-        self.loglik_ = glm.loglik
+        p = design.X.shape[1]
+        self._set_fixed(glm.coef[:p], vcov[:p, :p])
+        self._set_zero_inflation(glm.coef[p:], vcov[p:, p:])
+        self._set_no_random_effects()
+        self.loglik_ = likelihood.full_loglik(glm.coef)
         self.n_iter_ = glm.n_iter
         self.converged_ = bool(glm.converged)
-        self.singular_ = False
-        self.fit_summary_ = None
         self._se_method_used = "observed information"
 
     def _set_zero_inflation(self, gamma, vcov) -> None:
@@ -276,13 +274,6 @@ class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
         self.fixef_zi_ = pd.Series(gamma, index=names, name="fixef_zi")
         self.vcov_zi_ = pd.DataFrame(vcov, index=names, columns=names)
         self.fixef_zi_se_ = pd.Series(np.sqrt(np.diag(vcov)), index=names, name="se")
-
-    def _set_criteria(self) -> None:
-        n_params = self.fixef_.size + self.fixef_zi_.size + self.theta_.size
-        self.deviance_ = -2.0 * self.loglik_
-        self.aic_ = self.deviance_ + 2.0 * n_params
-        self.bic_ = self.deviance_ + np.log(self.n_obs_) * n_params
-        self.df_resid_ = self.n_obs_ - n_params
 
     # -- predict --------------------------------------------------------------
     def _zero_proba(self, design) -> np.ndarray:
@@ -351,22 +342,9 @@ class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
             zero_inflation_formula=self._builder.formula_zi(),
         )
 
-    def residuals(self, X, y, groups=None, kind="pearson", sample_weight=None, offset=None) -> np.ndarray:
-        """``"response"`` (``y - predict``) or ``"pearson"`` residuals (glmmTMB's).
-
-        Pearson residuals are ``(y - (1 - p) mu) / sqrt((1 - p) mu (1 + p mu))``.
-        Deviance residuals are not defined for zero-inflated models (glmmTMB
-        refuses them too).
-        """
-        if kind not in ("response", "pearson"):
-            raise ValueError(f"kind must be 'response' or 'pearson' for a zero-inflated model; got {kind!r}.")
-        design, n = self._design_for(X, groups)
-        y = self._check_y(y, n)
-        w = self._check_sample_weight(sample_weight, n)
-        off = self._offset_or_none(offset, n)
-        if kind == "response":
-            return y - self._mean(design, off)
-        return self._pearson_residuals(y, self._fitted_mu(design, off), w)
+    def _unit_pearson(self, y, design, offset, w) -> np.ndarray:
+        """glmmTMB's Pearson residuals ``(y - (1 - p) mu) / sqrt((1 - p) mu (1 + p mu))``."""
+        return self._pearson_residuals(y, self._fitted_mu(design, offset), w)
 
     def simulate(
         self, X, groups=None, n_simulations: int = 1, random_state=None, conditional: bool = True, offset=None
@@ -383,17 +361,19 @@ class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
         counts[structural] = 0.0
         return counts
 
-    def confint(self, method: str = "wald", level: float = 0.95, **kwargs) -> pd.DataFrame:
+    def confint(
+        self, method="wald", level=0.95, *, X=None, y=None, groups=None, sample_weight=None, offset=None,
+        parm=None, n_boot=200, random_state=None, n_jobs=None, progress=False,
+    ) -> pd.DataFrame:
         """Wald intervals for both parts; zero-inflation rows are named ``"zi~<name>"``.
 
-        Profile and bootstrap intervals are not available for this model.
+        Profile and bootstrap intervals are not available for this model
+        (``NotImplementedError``); the other parameters are those of the
+        base class.
         """
-        if method != "wald":
-            raise NotImplementedError(
-                f"confint(method={method!r}) is not available for ZeroInflatedPoissonGLMMRegressor; "
-                "use method='wald'."
-            )
-        count = super().confint("wald", level, **kwargs)
+        count = super().confint(method, level, X=X, y=y, groups=groups, sample_weight=sample_weight,
+                                offset=offset, parm=parm, n_boot=n_boot, random_state=random_state,
+                                n_jobs=n_jobs, progress=progress)
         z = stats.norm.ppf(0.5 + level / 2.0)
         zi = pd.DataFrame(
             {
@@ -433,8 +413,7 @@ ZeroInflatedPoissonGLMMRegressor.__doc__ = f"""Zero-inflated Poisson GLMM, fitte
         Iteration limit of the joint (theta, beta, beta_zi) optimisation; must be >= 1.
     tol : float, default=1e-10
         That optimisation stops when the Newton decrement is below ``tol``; must be > 0.
-    verbose : int, default=0
-        1 prints progress per stage, 2 per deviance evaluation.
+    {SOLVER_OPTIONS_DOC}
 
     Attributes
     ----------
@@ -460,7 +439,7 @@ ZeroInflatedPoissonGLMMRegressor.__doc__ = f"""Zero-inflated Poisson GLMM, fitte
     ``fixef_se_``, ``vcov_`` and ``coef_`` describe the count model; AIC and
     BIC count both parts. Standard errors come from the Hessian in (theta,
     beta, beta_zi), as glmmTMB's ``sdreport``. Profile and bootstrap intervals
-    and ``ranef_condsd_`` are not available for this model.
+    are not available for this model.
 
     References
     ----------

@@ -16,11 +16,10 @@ from sklearn_glmm import (
     NegativeBinomialGLMMRegressor,
     PoissonGLMMRegressor,
 )
-from sklearn_glmm._core._agq import AGQProblem
-from sklearn_glmm._core._laplace import LaplaceProblem
+from sklearn_glmm._core._agq import QuadratureRule
 from sklearn_glmm.families import BinomialFamily, NegativeBinomialFamily, PoissonFamily
 
-from .conftest import load_reference, load_reference_data, reference_design
+from .conftest import core_problem, load_reference, load_reference_data, reference_design, with_quadrature
 
 
 def _cbpp(n_agq):
@@ -29,6 +28,7 @@ def _cbpp(n_agq):
     X, groups = reference_design(ref, data)
     model = BinomialGLMMRegressor("(1 | herd)", n_agq=n_agq)
     model.fit(X, data["incidence"] / data["size"], groups=groups, sample_weight=data["size"])
+    model.training_data = dict(X=X, y=data["incidence"] / data["size"], groups=groups, sample_weight=data["size"])
     return model, ref
 
 
@@ -106,7 +106,7 @@ def _laplace_problem(family, rng, n_groups=12, per_group=6, slope=False):
     else:
         y = rng.poisson(np.exp(eta)).astype(float)
     Z = x[:, None].copy() if slope else np.ones((n, 1))
-    return LaplaceProblem(family, X, y, np.ones(n), np.zeros(n), g, Z, n_groups)
+    return core_problem(family, X, y, g, Z, n_groups)
 
 
 @pytest.mark.parametrize(
@@ -123,33 +123,38 @@ def test_one_point_is_laplace_and_gradient_matches_finite_differences(family, sl
     lap = _laplace_problem(family, rng, slope=slope)
     theta, beta = np.array([0.7]), np.array([0.2, 0.4])
     u0 = lap.zero_modes()
-    laplace = lap.evaluate(theta, beta, u0)
-    one = AGQProblem(lap, 1).evaluate(theta, beta, u0)
+    laplace = lap.evaluate(theta, beta, None, u0)
+    agq = with_quadrature(lap, 15)
+    # one point is the Laplace approximation (the quadrature code with one node)
+    agq1 = with_quadrature(lap, 2)
+    agq1.quadrature = QuadratureRule(1)
+    one = agq1.evaluate(theta, beta, None, u0)
     assert one.deviance == pytest.approx(laplace.deviance, rel=1e-12)
     np.testing.assert_allclose(one.grad_theta, laplace.grad_theta, rtol=1e-8)
-    np.testing.assert_allclose(one.grad_beta, laplace.grad_beta, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(one.grad_coef, laplace.grad_coef, rtol=1e-8, atol=1e-10)
 
-    agq = AGQProblem(lap, 15)
-    ev = agq.evaluate(theta, beta, u0)
+    ev = agq.evaluate(theta, beta, None, u0)
 
     def dev(t, b):
-        return agq.evaluate(t, b, u0, gradient=False).deviance
+        return agq.evaluate(t, b, None, u0, gradient=False).deviance
 
     h = 1e-5
     fd_theta = (dev(theta + h, beta) - dev(theta - h, beta)) / (2 * h)
     fd_beta = [(dev(theta, beta + h * e) - dev(theta, beta - h * e)) / (2 * h) for e in np.eye(2)]
     np.testing.assert_allclose(ev.grad_theta, [fd_theta], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ev.grad_beta, fd_beta, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ev.grad_coef, fd_beta, rtol=1e-5, atol=1e-6)
     # more points change the answer less and less: 15 and 25 points agree closely
-    more = AGQProblem(lap, 25).evaluate(theta, beta, u0, gradient=False).deviance
+    more = with_quadrature(lap, 25).evaluate(theta, beta, None, u0, gradient=False).deviance
     assert dev(theta, beta) == pytest.approx(more, abs=1e-6)
 
 
 def test_one_point_is_laplace_with_a_shape_parameter(rng):
     lap = _laplace_problem(NegativeBinomialFamily(size=3.0), rng)
     theta, beta, u0 = np.array([0.5]), np.array([0.2, 0.4]), lap.zero_modes()
-    laplace = lap.evaluate(theta, beta, u0, param=3.0)
-    one = AGQProblem(lap, 1).evaluate(theta, beta, u0, param=3.0)
+    laplace = lap.evaluate(theta, beta, 3.0, u0)
+    agq = with_quadrature(lap, 2)
+    agq.quadrature = QuadratureRule(1)
+    one = agq.evaluate(theta, beta, 3.0, u0)
     assert one.deviance == pytest.approx(laplace.deviance, rel=1e-12)
     assert one.grad_param == pytest.approx(laplace.grad_param, rel=1e-5)
 
@@ -189,14 +194,15 @@ def test_agq_corrects_laplace_on_small_binary_groups(rng):
 
 def test_intervals_use_the_quadrature_deviance(cbpp_agq25):
     model, _ = cbpp_agq25
-    profile = model.confint("profile", parm=[".sig01", "period2"])
+    data = model.training_data
+    profile = model.confint("profile", parm=[".sig01", "period2"], **data)
     sd, slope = model.varcorr_["sdcor"].iloc[0], model.fixef_["period2"]
     assert profile.loc[".sig01"].iloc[0] < sd < profile.loc[".sig01"].iloc[1]
     assert profile.loc["period2"].iloc[0] < slope < profile.loc["period2"].iloc[1]
     # a fixed effect of this well-determined model: profile and Wald intervals nearly agree
     wald = model.confint("wald").loc["period2"]
     np.testing.assert_allclose(profile.loc["period2"], wald, atol=0.1)
-    boot = model.confint("bootstrap", n_boot=4, random_state=0, parm="period2")
+    boot = model.confint("bootstrap", n_boot=4, random_state=0, parm="period2", **data)
     assert np.all(np.isfinite(boot.to_numpy()))
     assert np.all(np.isfinite(model.ranef_condsd_["herd"].to_numpy()))
 
@@ -221,10 +227,12 @@ def test_agq_fit_is_deterministic_and_without_groups_is_the_glm(rng):
     again, _ = _cbpp(7)
     np.testing.assert_array_equal(model.fixef_, again.fixef_)
     assert model.loglik_ == again.loglik_
-    # the stored quadrature problem survives pickling (condVar, profiles reuse it)
+    # the quadrature fit survives pickling, and profiles from the data use its deviance
     restored = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(restored.ranef_condsd_["herd"], model.ranef_condsd_["herd"])
-    assert restored._laplace_problem.n_agq == 7
+    assert restored.n_agq == 7
+    profile = restored.confint("profile", parm="period2", **model.training_data)
+    assert profile.iloc[0, 0] < model.fixef_["period2"] < profile.iloc[0, 1]
     g = np.repeat(np.arange(10), 5)
     x = rng.normal(size=50).reshape(-1, 1)
     y = rng.poisson(2.0, size=50)

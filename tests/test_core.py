@@ -7,24 +7,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_glmm._core._laplace import LaplaceProblem
+from sklearn_glmm._core import FamilyGLM, fit, fit_glm, make_controls
 from sklearn_glmm._core._linalg import BlockCholesky, GroupIndex
-from sklearn_glmm._core._optimize import fit_laplace
-from sklearn_glmm._core._pirls import fit_glm
 from sklearn_glmm.families import PoissonFamily
+
+from .conftest import core_problem
 
 PACKAGE = Path(__file__).parents[1] / "sklearn_glmm"
 
 
-def _app_problem(app_engagement, slope: bool, weights=None, offset=None):
+def _app_problem(app_engagement, slope: bool, weights=None, offset=None, **kwargs):
     codes, levels = pd.factorize(app_engagement["user_id"], sort=True)
     n = len(app_engagement)
     X = np.column_stack([np.ones(n), app_engagement["day_centered"]])
     Z = X.copy() if slope else np.ones((n, 1))
     y = app_engagement["logins"].to_numpy(float)
-    w = np.ones(n) if weights is None else weights
-    off = np.zeros(n) if offset is None else offset
-    return LaplaceProblem(PoissonFamily(), X, y, w, off, codes, Z, len(levels))
+    return core_problem(PoissonFamily(), X, y, codes, Z, len(levels), weights=weights, offset=offset, **kwargs)
 
 
 @pytest.mark.parametrize("q", [1, 2, 3, 4])
@@ -70,45 +68,48 @@ def test_gradient_matches_finite_differences(app_engagement, slope, theta, beta)
     offset = np.linspace(-0.2, 0.2, n)
     problem = _app_problem(app_engagement, slope, weights, offset)
     theta, beta = np.array(theta), np.array(beta)
-    ev = problem.evaluate(theta, beta, problem.zero_modes())
+    ev = problem.evaluate(theta, beta, None, problem.zero_modes())
     x = np.concatenate([theta, beta])
-    grad = np.concatenate([ev.grad_theta, ev.grad_beta])
+    grad = np.concatenate([ev.grad_theta, ev.grad_coef])
     nt = theta.size
     for k in range(x.size):
         h = 1e-5 * max(1.0, abs(x[k]))
         up, down = x.copy(), x.copy()
         up[k] += h
         down[k] -= h
-        f_up = problem.evaluate(up[:nt], up[nt:], ev.modes.u, gradient=False).deviance
-        f_down = problem.evaluate(down[:nt], down[nt:], ev.modes.u, gradient=False).deviance
+        f_up = problem.evaluate(up[:nt], up[nt:], None, ev.u, gradient=False).deviance
+        f_down = problem.evaluate(down[:nt], down[nt:], None, ev.u, gradient=False).deviance
         assert grad[k] == pytest.approx((f_up - f_down) / (2 * h), rel=1e-5, abs=1e-4)
 
 
 def test_pirls_modes_are_stationary(app_engagement):
     problem = _app_problem(app_engagement, slope=True)
     theta = np.array([0.4, 0.001, 0.006])
-    modes = problem.modes(theta, np.array([0.7, -0.01]), problem.zero_modes())
+    [(shard, _, system, modes)] = problem.modes(theta, np.array([0.7, -0.01]), None, problem.zero_modes())
     assert modes.converged
-    ZlT = problem.lambda_(theta).T @ problem.ZT
-    gradient = problem.groups.sum(ZlT * modes.irls.score) - modes.u
+    lam = problem.theta_map.lambdas(theta)[0]
+    ZlT = lam.T @ shard.ZT[0]
+    gradient = shard.groups.sum(ZlT * modes.irls.score) - modes.u
     assert np.max(np.abs(gradient)) < 1e-8
 
 
 def test_theta_zero_is_the_plain_glm(app_engagement):
     problem = _app_problem(app_engagement, slope=False)
-    beta, converged, _ = fit_glm(problem.family, problem.X, problem.y, problem.weights, problem.offset)
-    assert converged
-    ev = problem.evaluate(np.zeros(1), beta, problem.zero_modes())
-    mu = np.exp(problem.X @ beta)
+    X = problem.XT.T
+    glm = fit_glm(FamilyGLM(problem.family, X, problem.y, problem.weights, problem.offset), make_controls())
+    assert glm.converged
+    beta = glm.coef
+    ev = problem.evaluate(np.zeros(1), beta, None, problem.zero_modes())
+    mu = np.exp(X @ beta)
     assert ev.deviance == pytest.approx(-2 * problem.family.loglik(problem.y, mu, problem.weights), rel=1e-13)
-    np.testing.assert_allclose(ev.grad_beta, 0.0, atol=1e-6)
-    info = problem.beta_information(np.zeros(1), ev.modes)
-    np.testing.assert_allclose(info, problem.X.T @ (problem.X * mu[:, None]), rtol=1e-12)
+    np.testing.assert_allclose(ev.grad_coef, 0.0, atol=1e-6)
+    info = problem.coef_information(np.zeros(1), beta, None, ev.u)
+    np.testing.assert_allclose(info, X.T @ (X * mu[:, None]), rtol=1e-12)
 
 
 def test_fit_reaches_a_stationary_point_and_is_deterministic(app_engagement):
-    first = fit_laplace(_app_problem(app_engagement, slope=True))
-    second = fit_laplace(_app_problem(app_engagement, slope=True))
+    first = fit(_app_problem(app_engagement, slope=True))
+    second = fit(_app_problem(app_engagement, slope=True))
     assert first.converged
     np.testing.assert_array_equal(first.theta, second.theta)
     np.testing.assert_array_equal(first.beta, second.beta)

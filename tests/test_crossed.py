@@ -21,10 +21,10 @@ from sklearn_glmm import (
     GaussianLMMRegressor,
     PoissonGLMMRegressor,
 )
-from sklearn_glmm._core._multilevel import CoreTerm, MultiLevelLaplaceProblem
+from sklearn_glmm._core import CoreTerm, fit, make_controls
 from sklearn_glmm.families import BinomialFamily, PoissonFamily
 
-from .conftest import load_reference, load_reference_data, reference_design
+from .conftest import core_problem, load_reference, load_reference_data, reference_design
 
 
 def _assert_fixef(model, ref, se_key="fixef_se"):
@@ -179,21 +179,25 @@ def test_multilevel_gradient_equals_finite_differences(family):
         CoreTerm(a, X, 25, np.array([0, 1, 1]), np.array([0, 0, 1])),
         CoreTerm(b, X, 7, np.array([0, 1]), np.array([0, 1])),
     ]
-    problem = MultiLevelLaplaceProblem(family, X, y.astype(float), np.ones(n), np.zeros(n), terms)
+    problem = core_problem(family, X, y.astype(float), None, None, None, terms=terms)
     theta, beta = np.array([0.6, 0.1, 0.3, 0.4, 0.5]), np.array([0.1, 0.3])
     u0 = problem.zero_modes()
-    ev = problem.evaluate(theta, beta, u0)
+    ev = problem.evaluate(theta, beta, None, u0)
+
+    def dev(t, b):
+        return problem.evaluate(t, b, None, u0, gradient=False).deviance
+
     h = 1e-6
     for j in range(theta.size):
         e = np.zeros(theta.size)
         e[j] = h
-        fd = (problem.evaluate(theta + e, beta, u0, False).deviance - problem.evaluate(theta - e, beta, u0, False).deviance) / (2 * h)
+        fd = (dev(theta + e, beta) - dev(theta - e, beta)) / (2 * h)
         assert ev.grad_theta[j] == pytest.approx(fd, rel=1e-5, abs=1e-5)
     for j in range(beta.size):
         e = np.zeros(beta.size)
         e[j] = h
-        fd = (problem.evaluate(theta, beta + e, u0, False).deviance - problem.evaluate(theta, beta - e, u0, False).deviance) / (2 * h)
-        assert ev.grad_beta[j] == pytest.approx(fd, rel=1e-5, abs=1e-5)
+        fd = (dev(theta, beta + e) - dev(theta, beta - e)) / (2 * h)
+        assert ev.grad_coef[j] == pytest.approx(fd, rel=1e-5, abs=1e-5)
 
 
 def test_one_factor_through_the_blocked_engine_equals_the_fast_path(app_engagement):
@@ -202,11 +206,12 @@ def test_one_factor_through_the_blocked_engine_equals_the_fast_path(app_engageme
     codes = pd.factorize(g, sort=True)[0]
     n = len(y)
     Z = np.column_stack([np.ones(n), X["day_centered"]])
-    problem = MultiLevelLaplaceProblem(
-        PoissonFamily(), np.column_stack([np.ones(n), X["day_centered"]]), y.to_numpy(float), np.ones(n),
-        np.zeros(n), [CoreTerm(codes, Z, 50, np.array([0, 1, 1]), np.array([0, 0, 1]))],
-    )
-    ev = problem.evaluate(fast.theta_, fast.fixef_.to_numpy(), problem.zero_modes())
+    # a second term with one level and an empty covariate: the blocked system, same model
+    terms = [CoreTerm(codes, Z, 50, np.array([0, 1, 1]), np.array([0, 0, 1])),
+             CoreTerm(np.zeros(n, dtype=int), np.zeros((n, 1)), 1, np.array([0]), np.array([0]))]
+    problem = core_problem(PoissonFamily(), Z, y.to_numpy(float), None, None, None, terms=terms)
+    assert problem.layout is not None
+    ev = problem.evaluate(np.append(fast.theta_, 0.0), fast.fixef_.to_numpy(), None, problem.zero_modes())
     assert -0.5 * ev.deviance == pytest.approx(fast.loglik_, abs=1e-8)
 
 
@@ -345,17 +350,17 @@ def test_multilevel_gradient_with_a_shape_parameter(family_name):
         family, param = GammaFamily(link="log"), 4.0
         y = rng.gamma(param, mu / param)
     one = lambda codes, G: CoreTerm(codes, np.ones((n, 1)), G, np.array([0]), np.array([0]))  # noqa: E731
-    problem = MultiLevelLaplaceProblem(family, X, y, np.ones(n), np.zeros(n), [one(a, 20), one(b, 6)])
+    problem = core_problem(family, X, y, None, None, None, terms=[one(a, 20), one(b, 6)])
     theta, beta = np.array([0.4, 0.3]), np.array([0.4, 0.25])
     u0 = problem.zero_modes()
-    ev = problem.evaluate(theta, beta, u0, param=param)
+    ev = problem.evaluate(theta, beta, param, u0)
     h = 1e-6
-    dev = lambda t, bb, p: problem.evaluate(t, bb, u0, False, param=p).deviance  # noqa: E731
+    dev = lambda t, bb, p: problem.evaluate(t, bb, p, u0, gradient=False).deviance  # noqa: E731
     fd_param = (dev(theta, beta, param + h) - dev(theta, beta, param - h)) / (2 * h)
     assert ev.grad_param == pytest.approx(fd_param, rel=1e-5, abs=1e-6)
     e = np.array([h, 0.0])
     assert ev.grad_theta[0] == pytest.approx((dev(theta + e, beta, param) - dev(theta - e, beta, param)) / (2 * h), rel=1e-5)
-    assert ev.grad_beta[1] == pytest.approx((dev(theta, beta + e[::-1], param) - dev(theta, beta - e[::-1], param)) / (2 * h), rel=1e-5)
+    assert ev.grad_coef[1] == pytest.approx((dev(theta, beta + e[::-1], param) - dev(theta, beta - e[::-1], param)) / (2 * h), rel=1e-5)
 
 
 def test_negative_binomial_with_crossed_factors_recovers_size():
@@ -399,21 +404,18 @@ def test_too_many_effects_in_the_dense_block_is_refused_before_any_work():
 def test_stage_one_on_a_subsample_of_the_largest_factor_reaches_the_same_optimum():
     # 400 users x 25 days: stage 1 runs on 150 users (all their days), stage 2 on all rows;
     # the optimum equals a fit whose stage 1 used every row
-    from sklearn_glmm._core._optimize import fit_laplace
-
     rng = np.random.default_rng(11)
     X, y, groups = _crossed_poisson(rng, n_a=400, n_b=25)
     n = y.size
     codes_u = pd.factorize(groups["user"], sort=True)[0]
     one = lambda codes, G: CoreTerm(codes, np.ones((n, 1)), G, np.array([0]), np.array([0]))  # noqa: E731
-    args = (PoissonFamily(), np.column_stack([np.ones(n), X["x"]]), y.astype(float), np.ones(n), np.zeros(n),
-            [one(codes_u, 400), one(groups["day"].to_numpy(), 25)])
-    problem = MultiLevelLaplaceProblem(*args)
-    sub = problem.stage1_problem()
-    assert sub.n_levels[0] == 150 and sub.n_levels[1] == 25 and sub.y.size < n / 2
-    full = MultiLevelLaplaceProblem(*args)
-    full.stage1_problem = lambda: full  # no subsample
-    a, b = fit_laplace(problem), fit_laplace(full)
+    terms = [one(codes_u, 400), one(groups["day"].to_numpy(), 25)]
+    problem = core_problem(PoissonFamily(), np.column_stack([np.ones(n), X["x"]]), y, None, None, None, terms=terms)
+    sub = problem.subsample(150)
+    assert sub.level_counts == [150, 25] and sub.n_rows < n / 2
+    a = fit(problem)
+    b = fit(problem, make_controls({"stage1_levels": 10_000}))  # no subsample
+    assert b.start.coef.size == 2 and a.n_evals != b.n_evals
     assert a.converged and b.converged
     assert a.deviance == pytest.approx(b.deviance, abs=1e-7)
     np.testing.assert_allclose(a.theta, b.theta, rtol=1e-5)

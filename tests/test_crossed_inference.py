@@ -59,7 +59,7 @@ def penicillin():
     groups = data[["plate", "sample"]]
     model = GaussianLMMRegressor("(1 | plate) + (1 | sample)", reml=False)
     model.fit(X, data["diameter"], groups=groups)
-    return model, X, groups
+    return model, X, groups, data["diameter"]
 
 
 def _assert_profile(table, ref, atol=1e-3):
@@ -75,7 +75,8 @@ def test_crossed_profile_matches_lme4(crossed, refs):
     # the same optimum: lme4's PIRLS tolerance costs it 1.3e-3 in logLik (see test_crossed.py)
     np.testing.assert_allclose(model.theta_, ref["theta"], rtol=5e-4)
     assert model.loglik_ >= ref["loglik"] - 1e-6
-    table = model.confint(method="profile")
+    _, X, groups, y = crossed
+    table = model.confint(method="profile", X=X, y=y, groups=groups)
     _assert_profile(table, ref)
     # .sig01 is the subject SD (60 levels), .sig02 the item SD (40 levels), as lme4
     sd = model.varcorr_.set_index("group")["sdcor"]
@@ -97,12 +98,12 @@ def test_profile_rows_follow_lme4_bar_order(crossed_slopes, refs):
     # (x || item) + (1 | subject): item (20 levels) has fewer levels than subject (50), so lme4
     # reorders the bars to subject, item slope, item intercept -- the engine has subject, then
     # item's two bars in the written order; .sig02 must be the slope's SD
-    model, _ = crossed_slopes
+    model, data = crossed_slopes
     ref = refs["crossed_slopes"]
     assert model.loglik_ == pytest.approx(ref["loglik"], abs=1e-4)
     assert list(model._builder.theta_order_) == [0, 2, 1]
     np.testing.assert_allclose(model.theta_, ref["theta"], rtol=2e-3)
-    table = model.confint(method="profile")
+    table = model.confint(method="profile", X=data[["x"]], y=data["y"], groups=data[["subject", "item"]])
     _assert_profile(table, ref)
     sdcor = model.varcorr_["sdcor"].to_numpy()
     assert list(model.varcorr_["var1"]) == ["(Intercept)", "x", "(Intercept)"]
@@ -120,7 +121,8 @@ def test_profile_rows_follow_the_written_order_when_lme4_keeps_it(crossed_slopes
     other = PoissonGLMMRegressor("(1 | subject) + (1 + x || item)").fit(
         data[["x"]], data["y"], groups=data[["subject", "item"]]
     )
-    table = other.confint(method="profile", parm=[".sig02", ".sig03"])
+    table = other.confint(method="profile", parm=[".sig02", ".sig03"], X=data[["x"]], y=data["y"],
+                          groups=data[["subject", "item"]])
     ref = refs["crossed_slopes"]["profile"]
     np.testing.assert_allclose(table["2.5 %"], [ref["lower"][2], ref["lower"][1]], atol=1e-3)
     np.testing.assert_allclose(table["97.5 %"], [ref["upper"][2], ref["upper"][1]], atol=1e-3)
@@ -130,16 +132,17 @@ def test_profile_rows_follow_the_written_order_when_lme4_keeps_it(crossed_slopes
 def crossed_correlated(crossed_slopes):
     _, data = crossed_slopes
     model = PoissonGLMMRegressor("(1 + x | item) + (1 | subject)")
-    return model.fit(data[["x"]], data["y"], groups=data[["subject", "item"]])
+    model.fit(data[["x"]], data["y"], groups=data[["subject", "item"]])
+    return model, {"X": data[["x"]], "y": data["y"], "groups": data[["subject", "item"]]}
 
 
 def test_correlation_row_with_several_factors_matches_lme4(crossed_correlated, refs):
     # .sig01 subject SD; item's bar: .sig02 intercept SD, .sig03 correlation, .sig04 slope SD
     ref = refs["crossed_slopes_correlated"]
-    model = crossed_correlated
+    model, train = crossed_correlated
     assert model.loglik_ >= ref["loglik"] - 1e-6
     np.testing.assert_allclose(model.theta_, ref["theta"], rtol=2e-3, atol=1e-3)
-    table = model.confint(method="profile", parm=[".sig02", ".sig03"])
+    table = model.confint(method="profile", parm=[".sig02", ".sig03"], **train)
     rows = [1, 2]
     np.testing.assert_allclose(table["2.5 %"], np.asarray(ref["profile"]["lower"])[rows], atol=1e-3)
     np.testing.assert_allclose(table["97.5 %"], np.asarray(ref["profile"]["upper"])[rows], atol=1e-3)
@@ -149,21 +152,26 @@ def test_correlation_row_with_several_factors_matches_lme4(crossed_correlated, r
 
 @pytest.mark.slow  # ~20 s: six profiles
 def test_correlated_several_factors_all_rows_match_lme4(crossed_correlated, refs):
-    table = crossed_correlated.confint(method="profile")
+    model, train = crossed_correlated
+    table = model.confint(method="profile", **train)
     _assert_profile(table, refs["crossed_slopes_correlated"])
 
 
 def test_nested_profile_matches_lme4(nested, refs):
-    model, _ = nested
+    model, data = nested
     ref = refs["nested_poisson"]
     assert model.loglik_ == pytest.approx(ref["loglik"], abs=1e-4)
-    _assert_profile(model.confint(method="profile"), ref)
+    _assert_profile(model.confint(method="profile", X=data[["x"]], y=data["y"], groups=data[["clinic", "user"]]), ref)
 
 
-def test_uncorrelated_profile_has_no_correlation_row_and_matches_lme4(uncorrelated, refs):
+def _app_data(app_engagement):
+    return {"X": app_engagement[["day_centered"]], "y": app_engagement["logins"], "groups": app_engagement["user_id"]}
+
+
+def test_uncorrelated_profile_has_no_correlation_row_and_matches_lme4(uncorrelated, refs, app_engagement):
     ref = refs["app_uncorrelated"]
     assert uncorrelated.loglik_ == pytest.approx(ref["loglik"], abs=1e-4)
-    table = uncorrelated.confint(method="profile")
+    table = uncorrelated.confint(method="profile", **_app_data(app_engagement))
     assert list(table.index) == [".sig01", ".sig02", "(Intercept)", "day_centered"]
     _assert_profile(table, ref)
     # the slope's SD is small (per day): its upper end relative to lme4's, its lower end at 0
@@ -173,32 +181,34 @@ def test_uncorrelated_profile_has_no_correlation_row_and_matches_lme4(uncorrelat
 
 # -- bootstrap ----------------------------------------------------------------
 def test_crossed_bootstrap_is_reproducible_and_in_lme4_layout(crossed):
-    model, *_ = crossed
-    a = model.confint(method="bootstrap", n_boot=3, random_state=7)
-    b = model.confint(method="bootstrap", n_boot=3, random_state=7)
+    model, X, groups, y = crossed
+    train = {"X": X, "y": y, "groups": groups}
+    a = model.confint(method="bootstrap", n_boot=3, random_state=7, **train)
+    b = model.confint(method="bootstrap", n_boot=3, random_state=7, **train)
     pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(a.attrs["replicates"], b.attrs["replicates"])
     assert list(a.index) == [".sig01", ".sig02", "(Intercept)", "x"]
     reps = a.attrs["replicates"]
     assert reps.shape == (3, 4) and np.all(reps[[".sig01", ".sig02"]] >= 0)
-    c = model.confint(method="bootstrap", n_boot=3, random_state=8)
+    c = model.confint(method="bootstrap", n_boot=3, random_state=8, **train)
     assert not np.allclose(c.to_numpy(), a.to_numpy())
 
 
-def test_uncorrelated_bootstrap_rows(uncorrelated):
+def test_uncorrelated_bootstrap_rows(uncorrelated, app_engagement):
     parm = [".sig02", "day_centered"]
-    table = uncorrelated.confint(method="bootstrap", n_boot=3, random_state=0, parm=parm)
+    table = uncorrelated.confint(method="bootstrap", n_boot=3, random_state=0, parm=parm, **_app_data(app_engagement))
     assert list(table.index) == [".sig02", "day_centered"]
     assert list(table.attrs["replicates"].columns) == [".sig01", ".sig02", "(Intercept)", "day_centered"]
 
 
 @pytest.mark.slow  # ~1 min: 80 refits of the crossed model
 def test_crossed_bootstrap_agrees_with_profile(crossed, refs):
-    model, *_ = crossed
-    table = model.confint(method="bootstrap", n_boot=80, random_state=11, n_jobs=2)
+    model, X, groups, y = crossed
+    train = {"X": X, "y": y, "groups": groups}
+    table = model.confint(method="bootstrap", n_boot=80, random_state=11, n_jobs=2, **train)
     reps = table.attrs["replicates"]
     # replicate i has its own seed: a serial run of 3 gives the parallel run's first 3
-    serial = model.confint(method="bootstrap", n_boot=3, random_state=11).attrs["replicates"]
+    serial = model.confint(method="bootstrap", n_boot=3, random_state=11, **train).attrs["replicates"]
     pd.testing.assert_frame_equal(serial, reps.iloc[:3])
     # the replicates centre on the estimates (parametric bootstrap of a well-identified model)
     estimates = np.concatenate([model.theta_, model.fixef_.to_numpy()])
@@ -232,7 +242,7 @@ def test_crossed_simulate_shape_determinism_and_conditional_mean(crossed):
 
 
 def test_lmm_crossed_simulate_draws_each_factor_independently(penicillin):
-    model, X, groups = penicillin
+    model, X, groups, _ = penicillin
     var = model.varcorr_.set_index("group")["vcov"]
     fixed = model.intercept_
     bp = model.ranef_["plate"].loc["a", "(Intercept)"]
@@ -283,7 +293,9 @@ def _lmm(case, spec, reml):
     else:
         data = load_reference_data("penicillin.csv", factors=["plate", "sample"])
         X, groups, y = pd.DataFrame(index=data.index), data[["plate", "sample"]], data["diameter"]
-    return GaussianLMMRegressor(spec, reml=reml).fit(X, y, groups=groups)
+    model = GaussianLMMRegressor(spec, reml=reml).fit(X, y, groups=groups)
+    model.training_data = {"X": X, "y": y, "groups": groups}
+    return model
 
 
 @pytest.mark.parametrize("case, spec, reml", LMM_CASES)
@@ -308,26 +320,27 @@ def test_lmm_ranef_condsd_matches_lme4(refs, case, spec, reml):
 def test_lmm_profile_matches_lme4(refs, case, spec, reml):
     # lme4 profiles the ML deviance (a REML fit is refitted by ML first), SDs on the response scale
     model = _lmm(case, spec, reml)
-    table = model.confint(method="profile")
+    table = model.confint(method="profile", **model.training_data)
     assert ".sigma" in table.index
     _assert_profile(table, refs[case])
 
 
 def test_lmm_wald_and_bootstrap_rows(penicillin):
-    model, *_ = penicillin
+    model, X, groups, y = penicillin
+    train = {"X": X, "y": y, "groups": groups}
     rows = [".sig01", ".sig02", ".sigma", "(Intercept)"]
     wald = model.confint()
     assert list(wald.index) == rows and wald.iloc[:3].isna().all().all()
-    a = model.confint(method="bootstrap", n_boot=5, random_state=2)
-    pd.testing.assert_frame_equal(a, model.confint(method="bootstrap", n_boot=5, random_state=2))
+    a = model.confint(method="bootstrap", n_boot=5, random_state=2, **train)
+    pd.testing.assert_frame_equal(a, model.confint(method="bootstrap", n_boot=5, random_state=2, **train))
     assert list(a.index) == rows and a.attrs["replicates"].shape == (5, 4)
     assert np.all(a.attrs["replicates"][".sigma"] > 0)
 
 
 @pytest.mark.slow  # ~40 s: 200 LMM refits
 def test_lmm_bootstrap_agrees_with_lme4_profile(refs, penicillin):
-    model, *_ = penicillin
-    table = model.confint(method="bootstrap", n_boot=200, random_state=5)
+    model, X, groups, y = penicillin
+    table = model.confint(method="bootstrap", n_boot=200, random_state=5, X=X, y=y, groups=groups)
     reps = table.attrs["replicates"]
     # the fixed effect and sigma are well determined: close to the profile interval (a quarter
     # of its width); the SD of 6 samples is not (the ML estimates of the replicates are biased
@@ -345,26 +358,26 @@ def test_lmm_bootstrap_agrees_with_lme4_profile(refs, penicillin):
 
 # -- the family's extra parameter in the bootstrap ---------------------------------
 @pytest.mark.parametrize("random_effects", ["1", "(1 | a) + (1 | b)"])
-def test_bootstrap_draws_with_the_fitted_nb_size(random_effects):
-    # the replicates must be drawn from the fitted model: NB with the estimated size (the
-    # problem's family still holds the optimiser's start value)
+def test_bootstrap_draws_with_the_fitted_nb_size(random_effects, monkeypatch):
+    # the replicates must be drawn from the fitted model: NB with the estimated size
     from sklearn_glmm import NegativeBinomialGLMMRegressor
-    from sklearn_glmm.results._diagnostics import sample_response
-    from sklearn_glmm.results._intervals import bootstrap_intervals
+    from sklearn_glmm.families import NegativeBinomialFamily
 
     rng = np.random.default_rng(8)
     a, b = np.repeat(np.arange(30), 12), np.tile(np.arange(12), 30)
     mu = np.exp(1.0 + rng.normal(0, 0.5, 30)[a] + rng.normal(0, 0.3, 12)[b])
     y = rng.negative_binomial(4.0, 4.0 / (4.0 + mu))
     groups = pd.DataFrame({"a": a, "b": b}) if "|" in random_effects else pd.Series(a, name="a")
-    model = NegativeBinomialGLMMRegressor(random_effects).fit(np.empty((a.size, 0)), y, groups=groups)
+    X = np.empty((a.size, 0))
+    model = NegativeBinomialGLMMRegressor(random_effects).fit(X, y, groups=groups)
     used = []
+    sample = NegativeBinomialFamily.sample
 
     def recording(family, mu, weights, rng):
         used.append(family.param)
-        return sample_response(family, mu, weights, rng)
+        return sample(family, mu, weights, rng)
 
-    bootstrap_intervals(model._laplace_problem, model.fit_summary_, ["(Intercept)"], recording, n_boot=2,
-                        random_state=0, order=model._builder.theta_order_)
+    monkeypatch.setattr(NegativeBinomialFamily, "sample", recording)
+    model.confint(method="bootstrap", n_boot=2, random_state=0, X=X, y=y, groups=groups)
     assert used == [pytest.approx(model.fit_summary_.param)] * 2
     assert 2 < model.nb_size_ < 8

@@ -14,11 +14,11 @@ from sklearn_glmm import (
     NegativeBinomialGLMMRegressor,
     PoissonGLMMRegressor,
 )
-from sklearn_glmm._core._laplace import LaplaceProblem
-from sklearn_glmm._core._lmm import LMMProblem
+from sklearn_glmm._core import CoreTerm, LMMProblem, make_controls
+from sklearn_glmm.design import theta_index
 from sklearn_glmm.families import GaussianFamily
 
-from .conftest import load_reference, load_reference_data, reference_design
+from .conftest import core_problem, load_reference, load_reference_data, reference_design
 
 
 def _fit_case(case):
@@ -219,15 +219,16 @@ def test_gaussian_laplace_path_equals_exact_lmm():
     n = len(data)
     X = np.column_stack([np.ones(n), data["Days"]])
     y = data["Reaction"].to_numpy(float)
-    lmm = LMMProblem(X, y, np.ones(n), np.zeros(n), codes, X.copy(), len(levels))
+    term = CoreTerm(codes, X.copy(), len(levels), *theta_index(X.shape[1]))
+    lmm = LMMProblem(X, y, np.ones(n), np.zeros(n), [term], make_controls(), reml=False)
     theta = np.array(ref["theta"])
     beta, _, r2, _, _ = lmm.solve(theta)
     sigma2 = r2 / n
-    laplace = LaplaceProblem(GaussianFamily(sigma2=sigma2), X, y, np.ones(n), np.zeros(n), codes, X.copy(), len(levels))
-    ev = laplace.evaluate(theta * np.sqrt(sigma2), beta, laplace.zero_modes())
+    laplace = core_problem(GaussianFamily(sigma2=sigma2), X, y, codes, X.copy(), len(levels))
+    ev = laplace.evaluate(theta * np.sqrt(sigma2), beta, sigma2, laplace.zero_modes())
     assert ev.deviance == pytest.approx(lmm.deviance(theta, reml=False), rel=1e-10)
     # and at the ML optimum the Laplace gradient vanishes in theta, beta and sigma^2
-    assert np.max(np.abs(ev.grad_beta)) < 1e-6
+    assert np.max(np.abs(ev.grad_coef)) < 1e-6
     assert abs(ev.grad_param * sigma2) < 1e-3  # d D / d log sigma^2
 
 

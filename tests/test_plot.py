@@ -67,7 +67,9 @@ def test_qq_and_caterpillar(model, tmp_path):
 
 def test_profile_zeta(data, tmp_path):
     m = PoissonGLMMRegressor("(1 | user_id)").fit(data[["day_centered"]], data["logins"], groups=data["user_id"])
-    fig = plot.profile_zeta(m.confint(method="profile", parm=["day_centered"]))
+    table = m.confint(method="profile", parm=["day_centered"], X=data[["day_centered"]], y=data["logins"],
+                      groups=data["user_id"])
+    fig = plot.profile_zeta(table)
     _save(fig, tmp_path / "profile.png")
     with pytest.raises(ValueError, match="no profiles"):
         plot.profile_zeta(m.confint())

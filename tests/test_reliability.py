@@ -27,7 +27,10 @@ from sklearn_glmm import (
     NegativeBinomialGLMMRegressor,
     PoissonGLMMRegressor,
 )
+from sklearn_glmm.families import PoissonFamily
 from sklearn_glmm.utils._validation import SingularFitWarning
+
+from .conftest import core_problem
 
 N_GROUPS, PER_GROUP = 12, 6
 N = N_GROUPS * PER_GROUP
@@ -389,9 +392,10 @@ def test_restart_leaves_a_boundary_start():
     X, y, g = _poisson_data(seed=8, sd=0.5, slope_sd=0.4)
     model = PoissonGLMMRegressor("1 + x").fit(X, y, groups=g)
     assert not model.singular_ and model.converged_
-    problem = model._laplace_problem
+    Xd = np.column_stack([np.ones(len(y)), X["x"]])
+    problem = core_problem(PoissonFamily(), Xd, y, g, Xd, N_GROUPS)
     for t in ([0.5, 0.0, 0.4], [0.4, 0.1, 0.0], [0.6, -0.1, 0.5]):
-        ev = problem.evaluate(np.array(t), model.fixef_.to_numpy(), problem.zero_modes(), gradient=False)
+        ev = problem.evaluate(np.array(t), model.fixef_.to_numpy(), None, problem.zero_modes(), gradient=False)
         assert -0.5 * ev.deviance <= model.loglik_ + 1e-8
 
 

@@ -52,12 +52,9 @@ and node, so a gradient costs about ``n_agq`` Laplace gradients. For a
 family's extra parameter (NB size, Gamma shape) the derivative is a central
 difference of the deviance.
 
-Interface: :class:`AGQProblem` wraps a :class:`~._laplace.LaplaceProblem` and
-offers everything :func:`~._optimize.fit_laplace` reads (``n_theta``,
-``theta_diagonal``, ``theta_rms``, ``family``, ``family_at``, ``X``, ``y``,
-``weights``, ``offset``, ``zero_modes``, ``random_effects``, ``lambda_``,
-``modes``, ``beta_information``) from the wrapped problem; only
-:meth:`AGQProblem.evaluate` differs.
+Interface: :func:`agq_deviance` evaluates one shard of a
+:class:`~._laplace.LaplaceProblem` with ``n_agq > 1`` at the Laplace modes that
+PIRLS found there; :class:`QuadratureRule` holds the nodes and log-weights.
 
 References
 ----------
@@ -70,146 +67,109 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from ._laplace import LaplaceEvaluation, LaplaceProblem
-
-__all__ = ["AGQProblem", "MAX_AGQ"]
+__all__ = ["QuadratureRule", "agq_deviance", "MAX_AGQ"]
 
 #: largest number of quadrature points; beyond ~100 the outer Gauss-Hermite
 #: weights underflow and nothing is gained (lme4's GHrule stops at 100 too)
 MAX_AGQ = 100
 
 
-class AGQProblem:
-    """The adaptive Gauss-Hermite deviance of a GLMM with one scalar random effect.
+class QuadratureRule:
+    """Probabilists' Gauss-Hermite nodes and log-weights (normalised to sum to 1).
 
     Parameters
     ----------
-    laplace : LaplaceProblem
-        The data, family and random-effects term; must have ``q = 1``.
     n_agq : int
-        Number of quadrature points, ``1 <= n_agq <= MAX_AGQ`` (1 gives the
-        Laplace approximation).
-
-    Raises
-    ------
-    ValueError
-        If the term has more than one random effect per level.
+        Number of points, ``1 <= n_agq <= MAX_AGQ`` (1 gives the Laplace approximation).
     """
 
-    def __init__(self, laplace: LaplaceProblem, n_agq: int):
-        if laplace.q != 1:
-            raise ValueError(
-                f"Adaptive Gauss-Hermite quadrature (n_agq > 1) needs a single scalar random "
-                f"effect per group, as lme4's nAGQ; this model has {laplace.q} random effects "
-                "per group. Use n_agq=1 (Laplace)."
-            )
+    def __init__(self, n_agq: int):
         if not 1 <= n_agq <= MAX_AGQ:
             raise ValueError(f"n_agq must be in [1, {MAX_AGQ}]; got {n_agq}.")
-        self.laplace = laplace
         self.n_agq = int(n_agq)
         nodes, weights = np.polynomial.hermite_e.hermegauss(self.n_agq)
         self.nodes = nodes
-        # normalised to sum to 1 (a rule for the standard normal density)
+        # a rule for the standard normal density
         self.log_weights = np.log(weights) - np.log(np.sqrt(2.0 * np.pi))
 
-    def __getattr__(self, name):
-        # everything but the deviance is the wrapped Laplace problem's (see the
-        # module docstring); dunder and private lookups (pickle, copy) are not
-        # forwarded, so an instance being unpickled cannot recurse here
-        # The Laplace problem's shortcuts for the optimiser (a subsampled stage 1,
-        # predicted modes, O(G) theta steps) are about the Laplace deviance, not
-        # this one: hide them, so fit_laplace takes its general path.
-        if name.startswith("_") or name in ("laplace", "stage1_problem", "mode_derivative", "theta_is_cheap"):
-            raise AttributeError(name)
-        return getattr(self.laplace, name)
 
-    # -- the deviance ---------------------------------------------------------
-    def evaluate(
-        self, theta, beta, u0, gradient: bool = True, param: float | None = None
-    ) -> LaplaceEvaluation:
-        """AGQ deviance ``-2 sum_g log L_g`` (and its gradient) at (theta, beta[, param])."""
-        lap = self.laplace
-        family = lap.family_at(param)
-        fit = lap.modes(theta, beta, u0, param)
-        deviance, parts = self._deviance(family, float(theta[0]), fit, gradient)
-        if not gradient:
-            return LaplaceEvaluation(deviance, None, None, fit)
-        grad_theta, grad_beta = self._gradient(family, float(theta[0]), fit, parts)
-        grad_param = None
-        if family.has_param:
-            # a central difference in the parameter (deviance scale, d/dparam)
-            h = 1e-6 * param
-            up = self.evaluate(theta, beta, fit.u, gradient=False, param=param + h).deviance
-            down = self.evaluate(theta, beta, fit.u, gradient=False, param=param - h).deviance
-            grad_param = (up - down) / (2.0 * h)
-        return LaplaceEvaluation(deviance, np.array([grad_theta]), grad_beta, fit, grad_param)
+def agq_deviance(shard, family, kernel, lam: float, modes, rule: QuadratureRule, gradient: bool):
+    """The quadrature deviance ``-2 sum_g log L_g`` of one shard (every constant kept), eq. 11.
 
-    def _deviance(self, family, lam, fit, gradient):
-        lap = self.laplace
-        groups, z = lap.groups, lap.ZT[0]
-        y, w = lap.y, lap.weights
-        u = fit.u[:, 0]
-        # A_g = 1 + lam^2 sum W^L z^2: the Laplace curvature PIRLS factorised
-        A = 1.0 / fit.chol.inverse()[:, 0, 0]
-        s = 1.0 / np.sqrt(A)
-        # dispersion phi = V / V_unit (constant in mu), and the row constants'
-        # total from the exact log-likelihood at the modes
-        mu_star = fit.irls.mu
-        phi = float(np.median(family.variance(mu_star) / np.maximum(family.unit_variance(mu_star), 1e-300)))
-        kernel_at_modes = -0.5 * float(np.dot(w, family.unit_deviance(y, mu_star))) / phi
-        constant = family.loglik(y, mu_star, w) - kernel_at_modes
-        t = self.nodes
-        U = u[:, None] + s[:, None] * t[None, :]  # (G, K) node positions
-        zlam = lam * z
-        a = np.empty_like(U)
-        scores = [] if gradient else None
-        for k in range(t.size):
-            # eta at node k: the modes' eta moved by lam z s_g t_k
-            eta = fit.eta + zlam * groups.expand(s * t[k])
-            mu = family.link.inverse(eta)
-            a[:, k] = -0.5 * groups.sum(w * family.unit_deviance(y, mu)) / phi
-            if gradient:
-                scores.append(family.irls_quantities(y, eta, w, mu).score)
-        a += self.log_weights[None, :] - 0.5 * U * U + 0.5 * (t * t)[None, :]
-        lse = logsumexp(a, axis=1)
-        deviance = -2.0 * float(np.sum(np.log(s) + lse)) - 2.0 * constant
-        parts = None
+    Returns ``(deviance, None)`` or, with ``gradient``, ``(deviance, (d/dtheta,
+    d/dbeta))`` (eq. 12).
+    """
+    deviance, parts = _deviance(shard, family, lam, modes, rule, gradient)
+    if not gradient:
+        return deviance, None
+    return deviance, _gradient(shard, kernel, lam, modes, rule, parts)
+
+
+def _deviance(shard, family, lam, fit, rule, gradient):
+    groups, z = shard.groups, shard.ZT[0][0]
+    y, w = shard.y, shard.w
+    u = fit.u[:, 0]
+    # A_g = 1 + lam^2 sum W^L z^2: the Laplace curvature PIRLS factorised
+    A = 1.0 / fit.factor.inverse()[:, 0, 0]
+    s = 1.0 / np.sqrt(A)
+    # dispersion phi = V / V_unit (constant in mu), and the row constants'
+    # total from the exact log-likelihood at the modes
+    mu_star = fit.irls.mu
+    phi = float(np.median(family.variance(mu_star) / np.maximum(family.unit_variance(mu_star), 1e-300)))
+    kernel_at_modes = -0.5 * float(np.dot(w, family.unit_deviance(y, mu_star))) / phi
+    constant = family.loglik(y, mu_star, w) - kernel_at_modes
+    t = rule.nodes
+    U = u[:, None] + s[:, None] * t[None, :]  # (G, K) node positions
+    zlam = lam * z
+    a = np.empty_like(U)
+    scores = [] if gradient else None
+    for k in range(t.size):
+        # eta at node k: the modes' eta moved by lam z s_g t_k
+        eta = fit.eta + zlam * groups.expand(s * t[k])
+        mu = family.link.inverse(eta)
+        a[:, k] = -0.5 * groups.sum(w * family.unit_deviance(y, mu)) / phi
         if gradient:
-            parts = (A, s, U, np.exp(a - lse[:, None]), np.array(scores))
-        return deviance, parts
+            scores.append(family.irls_quantities(y, eta, w, mu).score)
+    a += rule.log_weights[None, :] - 0.5 * U * U + 0.5 * (t * t)[None, :]
+    lse = logsumexp(a, axis=1)
+    deviance = -2.0 * float(np.sum(np.log(s) + lse)) - 2.0 * constant
+    parts = None
+    if gradient:
+        parts = (A, s, U, np.exp(a - lse[:, None]), np.array(scores))
+    return deviance, parts
 
-    def _gradient(self, family, lam, fit, parts):
-        lap = self.laplace
-        groups, z, XT = lap.groups, lap.ZT[0], lap.XT
-        A, s, U, pi, S = parts  # S: (K, n) scores at the nodes
-        t = self.nodes
-        u = fit.u[:, 0]
-        irls = fit.irls
-        Gk = np.stack([groups.sum(z * S[k]) for k in range(t.size)], axis=1)  # (G, K)
-        resid = lam * Gk - U  # d/du of each node's bracket
-        d_lam = np.sum(pi * U * Gk, axis=1)
-        d_c = np.sum(pi * resid, axis=1)
-        d_s = 1.0 / s + np.sum(pi * t[None, :] * resid, axis=1)
-        # the direct beta part: X^T r, r_i = sum_k pi_{g(i)k} s_ik
-        r = np.einsum("kn,kn->n", groups.expand(pi), S)
-        d_beta = XT @ r
-        # implicit derivatives of the mode (observed information Hobs)
-        wobs, wl_d = irls.hessian_weights, irls.laplace_weights_deriv
-        if wl_d is None:  # the fused row kernels leave it out until asked
-            wl_d = lap._row_kernel(family).weights_deriv(irls)
-        T = groups.sum(z * irls.score)
-        Mo = groups.sum(wobs * z * z)
-        Hobs = 1.0 + lam * lam * Mo
-        du_lam = (T - lam * u * Mo) / Hobs
-        K = groups.sum(XT * (wobs * z))  # (G, p)
-        du_beta = -lam * K / Hobs[:, None]
-        # the curvature A and the scale s = A^{-1/2}
-        M = groups.sum(irls.laplace_weights * z * z)
-        N = groups.sum(wl_d * z**3)
-        P = groups.sum(XT * (wl_d * z * z))  # (G, p)
-        dA_lam = 2.0 * lam * M + lam * lam * N * (u + lam * du_lam)
-        dA_beta = lam * lam * (P + lam * N[:, None] * du_beta)
-        ds_dA = -0.5 * s**3
-        g_lam = d_lam + d_c * du_lam + d_s * ds_dA * dA_lam
-        g_beta = d_beta + np.sum(d_c[:, None] * du_beta + (d_s * ds_dA)[:, None] * dA_beta, axis=0)
-        return -2.0 * float(np.sum(g_lam)), -2.0 * g_beta
+
+def _gradient(shard, kernel, lam, fit, rule, parts):
+    groups, z, XT = shard.groups, shard.ZT[0][0], shard.XT
+    A, s, U, pi, S = parts  # S: (K, n) scores at the nodes
+    t = rule.nodes
+    u = fit.u[:, 0]
+    irls = fit.irls
+    Gk = np.stack([groups.sum(z * S[k]) for k in range(t.size)], axis=1)  # (G, K)
+    resid = lam * Gk - U  # d/du of each node's bracket
+    d_lam = np.sum(pi * U * Gk, axis=1)
+    d_c = np.sum(pi * resid, axis=1)
+    d_s = 1.0 / s + np.sum(pi * t[None, :] * resid, axis=1)
+    # the direct beta part: X^T r, r_i = sum_k pi_{g(i)k} s_ik
+    r = np.einsum("kn,kn->n", groups.expand(pi), S)
+    d_beta = XT @ r
+    # implicit derivatives of the mode (observed information Hobs)
+    wobs, wl_d = irls.hessian_weights, irls.laplace_weights_deriv
+    if wl_d is None:  # the fused row kernels leave it out until asked
+        wl_d = kernel.weights_deriv(irls)
+    T = groups.sum(z * irls.score)
+    Mo = groups.sum(wobs * z * z)
+    Hobs = 1.0 + lam * lam * Mo
+    du_lam = (T - lam * u * Mo) / Hobs
+    K = groups.sum(XT * (wobs * z))  # (G, p)
+    du_beta = -lam * K / Hobs[:, None]
+    # the curvature A and the scale s = A^{-1/2}
+    M = groups.sum(irls.laplace_weights * z * z)
+    N = groups.sum(wl_d * z**3)
+    P = groups.sum(XT * (wl_d * z * z))  # (G, p)
+    dA_lam = 2.0 * lam * M + lam * lam * N * (u + lam * du_lam)
+    dA_beta = lam * lam * (P + lam * N[:, None] * du_beta)
+    ds_dA = -0.5 * s**3
+    g_lam = d_lam + d_c * du_lam + d_s * ds_dA * dA_lam
+    g_beta = d_beta + np.sum(d_c[:, None] * du_beta + (d_s * ds_dA)[:, None] * dA_beta, axis=0)
+    return -2.0 * float(np.sum(g_lam)), -2.0 * g_beta

@@ -1,45 +1,41 @@
-"""The Laplace deviance of a GLMM and its exact gradient in (theta, beta).
+"""The GLMM as a problem: the Laplace (or quadrature) deviance and its gradient, by shards.
 
-Model (one grouping factor, q random effects per level)::
+Model (``docs/theory.md`` eq. 1), with ``K`` random-effects terms::
 
-    eta_i = offset_i + x_i^T beta + z_i^T Lambda(theta) u_{g(i)},   u_g ~ N(0, I_q)
+    eta_i = offset_i + x_i^T beta + sum_k z_ik^T Lambda_k(theta) u_{k, g_k(i)},   u ~ N(0, I)
 
-The Laplace approximation to ``-2 log L(theta, beta)`` is (eq. 3 of
-``docs/theory.md``; lme4's ``laplace()`` in ``predModule``)::
+The Laplace approximation to ``-2 log L(theta, beta)`` is (eq. 3; lme4's
+``laplace()``)::
 
-    D(theta, beta) = -2 sum_i w_i log p(y_i | mu_i*) + ||u*||^2 + sum_g log det A_g
+    D(theta, beta) = -2 sum_i w_i log p(y_i | mu_i*) + ||u*||^2 + log det A
 
-with ``u*`` the conditional modes from :func:`~._pirls.pirls` and
-``A_g = I + sum_{i in g} W_i zl_i zl_i^T`` built from the Fisher weights ``W``
-at the modes (lme4's choice, also for non-canonical links).
+with the modes ``u*`` from :func:`~._pirls.pirls` and ``A`` factorised at them
+(:mod:`._system`); its gradient is :func:`~._gradient.laplace_gradient`.
+:class:`LaplaceProblem` implements the problem protocol (:mod:`._problem`) for
+one grouping factor or several, for adaptive Gauss-Hermite quadrature
+(``n_agq > 1``, :mod:`._agq`) and for the zero-inflated Poisson model (a
+zero-inflation design ``X_zi``: the row kernel is :class:`~._zip.ZIPKernel`
+and the coefficients are ``(beta, gamma)``).
 
-Gradient (eq. 4-6). The first two terms are minimised over ``u`` at ``u*``, so
-only their partial derivatives count (envelope theorem). The log-determinant
-depends on ``theta`` directly and on ``eta`` through ``W``; ``eta`` moves with
-``u*(theta, beta)``, whose derivative follows from the stationarity condition
-``Lambda^T Z^T s(eta) = u`` by implicit differentiation, with the observed
-information ``H_g = I + Lambda^T (sum Wobs z z^T) Lambda``. Writing
+Shards. Rows are sorted once by the levels of the largest factor, and cut into
+*shards* that each hold whole levels of it (``controls.shard_rows`` rows or so;
+one shard by default). With one grouping factor the penalised deviance and its
+gradient are sums over levels, so an evaluation is a sum over shards of
+:meth:`LaplaceProblem.evaluate_shard` -- the same code for one shard or many;
+only ``(theta, coef, param)`` goes in and a deviance, a gradient and the
+shard's modes come out. Several crossed factors couple every level, and their
+evaluation is one shard (the reduced system of eq. 14 lives inside it).
 
-    h_i = zl_i^T A_g^{-1} zl_i,    c_i = W'_i h_i,    v_g = H_g^{-1} Lambda^T C_g
-
-with ``C_g = sum c_i z_i``, ``T_g = sum s_i z_i``, ``M_g = sum W z z^T``,
-``Mo_g = sum Wobs z z^T`` and ``R_g = Mo_g Lambda v_g``, the derivative with
-respect to entry (r, c) of Lambda is::
-
-    dD/dLambda = -2 T^T U + 2 S^T + C^T U + T^T V - R^T U,
-    S = sum_g A_g^{-1} Lambda^T M_g
-
-and with respect to beta::
-
-    dD/dbeta = X^T (-2 s + c - Wobs * (zl . v_{g(i)}))
-
-Everything is a handful of ``reduceat`` passes over the rows plus ``(G, q, q)``
-array algebra (in Z coordinates: the row sums do not depend on theta), so a
-gradient costs about as much as one PIRLS step.
-
-Fast path: for a Poisson random intercept the rows enter only through group
-sums of ``y`` and ``exp(offset + X beta)`` (:class:`_GroupSums`), so PIRLS and
-the theta part of the gradient cost O(G) and a new beta one pass over the rows.
+Group sums. For a Poisson random intercept the rows of a level enter the
+penalised deviance only through ``Y_g = sum w_i y_i`` and ``E_g = sum w_i
+exp(offset_i + x_i^T beta)``: ``sum_{i in g} loglik_i = K_g + Y_g b_g - E_g exp(b_g)``
+with ``K_g`` free of ``b``. A Poisson "row" per level with prior weight
+``E_g``, response ``Y_g / E_g`` and no offset has exactly the kernel
+``Y_g b - E_g exp(b)``, so the same modes, log-determinant and theta gradient;
+the beta gradient is the row derivative (:mod:`._gradient`) in ``E_g`` times
+``dE_g / dbeta = sum_{i in g} w_i exp(eta_i) x_i``. The shard runs the same
+PIRLS and gradient on those ``G`` collapsed rows (a choice of rows, not a
+second algorithm), so an evaluation that moves only theta costs O(G).
 """
 
 from __future__ import annotations
@@ -48,98 +44,119 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..design import lambda_from_theta, theta_index
-from ..families import Family, PoissonFamily
-from ._linalg import BlockCholesky, GroupIndex, row_order
-from ._pirls import MAX_HALVINGS, PIRLS_MAX_ITER, PIRLS_TOL, PIRLSResult, TermRows, pirls_term
+from ..families import Family, IRLSQuantities, LogLink, PoissonFamily
+from ._agq import QuadratureRule, agq_deviance
+from ._blocked import RandomEffectsLayout
+from ._controls import SolverControls
+from ._gradient import laplace_gradient, mode_derivative
+from ._linalg import GroupIndex, row_order
+from ._pirls import Modes, pirls
+from ._problem import Evaluation, Start
+from ._system import BlockedSystem, TermRows, TermSystem, ThetaMap
+from ._zip import ZIPKernel, ZIPLikelihood
+from ._glm import FamilyGLM, fit_glm
 
-__all__ = ["LaplaceProblem", "LaplaceEvaluation", "OneTermTheta", "STAGE1_LEVELS", "shape_gradient"]
-
-#: levels that stage 1 of the optimiser sees (see LaplaceProblem.stage1_problem)
-STAGE1_LEVELS = 150
+__all__ = ["CoreTerm", "LaplaceProblem", "ShardResult"]
 
 
 @dataclass
-class LaplaceEvaluation:
-    """One evaluation of the Laplace deviance.
+class CoreTerm:
+    """One random-effects term as the core needs it.
 
     Attributes
     ----------
-    deviance : float
-        ``-2 log L`` under the Laplace approximation.
-    grad_theta, grad_beta : ndarray or None
-        Its gradient, when asked for.
-    grad_param : float or None
-        Its derivative in the family's extra parameter (NB size, Gamma
-        shape), when the family has one and the gradient was asked for.
-    modes : PIRLSResult
-        The conditional modes and quantities at them.
+    codes : ndarray of shape (n,)
+        Level of each row, ``0 .. n_levels - 1``.
+    Z : ndarray of shape (n, q)
+        Term covariates of each row.
+    n_levels : int
+    theta_rows, theta_cols : ndarray
+        Position in ``Lambda`` of each of the term's theta elements (a full
+        lower triangle, or only some entries for uncorrelated terms).
     """
+
+    codes: np.ndarray
+    Z: np.ndarray
+    n_levels: int
+    theta_rows: np.ndarray
+    theta_cols: np.ndarray
+
+
+@dataclass
+class ShardResult:
+    """What one shard's evaluation returns (all of it O(levels), but ``state``)."""
 
     deviance: float
     grad_theta: np.ndarray | None
-    grad_beta: np.ndarray | None
-    modes: PIRLSResult
-    grad_param: float | None = None
+    grad_coef: np.ndarray | None
+    grad_param: float | None
+    u: np.ndarray
+    converged: bool
+    state: Modes | None
 
 
-def shape_gradient(family: Family, y, weights, eta, irls, h, zv) -> float:
-    """d D / d phi for the family's extra parameter phi (NB size, Gamma shape), eq. 6b.
+class _Shard:
+    """Whole levels of the largest factor: their rows and penalised-system structure."""
 
-    The shape enters the likelihood directly, and the score and weights
-    through V: ``d s / d phi = -s V_phi / V``, ``d W / d phi = -W V_phi / V``;
-    ``h_i = zl_i^T A^{-1} zl_i`` and ``zv_i = zl_i^T v`` are the gradient's
-    per-row quantities (eq. 4-6).
-    """
-    mu = irls.mu
-    rel = family.variance_param_deriv(mu) / np.maximum(family.variance(mu), 1e-300)
-    dlaplace = family.laplace_weights_param_deriv(y, eta, weights, irls)
-    return (
-        -2.0 * family.loglik_param_deriv(y, mu, weights)
-        + float(np.dot(dlaplace, h))
-        - float(np.dot(irls.score * rel, zv))
-    )
+    def __init__(self, XT, y, w, offset, ZT, codes, n_levels, XZT, u_slice, layout=None):
+        self.XT, self.y, self.w, self.offset, self.XZT = XT, y, w, offset, XZT
+        self.ZT, self.codes, self.n_levels = ZT, codes, n_levels
+        self.u_slice = u_slice
+        self.layout = layout
+        if layout is None:
+            self.groups = GroupIndex(codes[0], n_levels[0])
+            self.rows = TermRows(ZT[0], self.groups)
+            self.u_shape = (n_levels[0], ZT[0].shape[0])
+        else:
+            self.groups = layout.groups
+            self.rows = None
+            self.u_shape = (layout.size,)
+        self._collapsed = None
 
+    def system(self, lambdas):
+        if self.rows is not None:
+            return TermSystem(self.rows, lambdas[0])
+        return BlockedSystem(self.layout, self.ZT, lambdas)
 
-class OneTermTheta:
-    """Theta bookkeeping of a problem with one random-effects term.
-
-    Needs ``theta_rows``, ``theta_cols`` (lme4's order, see ``theta_index``),
-    ``q``, ``n_levels`` and the transposed term covariates ``ZT`` (q, n).
-    """
-
-    @property
-    def n_theta(self) -> int:
-        return self.theta_rows.size
-
-    @property
-    def theta_diagonal(self) -> np.ndarray:
-        """Which theta elements are diagonal entries of Lambda (bounded below by 0)."""
-        return self.theta_rows == self.theta_cols
-
-    @property
-    def theta_rms(self) -> np.ndarray:
-        """Root-mean-square of the covariate each theta element multiplies (1 if zero).
-
-        The optimiser scales theta by it, so that a slope on a covariate of
-        scale 1e8 is as well conditioned as an intercept.
-        """
-        rms = np.sqrt(np.mean(self.ZT**2, axis=1))
-        return np.where(rms > 0, rms, 1.0)[self.theta_rows]
-
-    def lambda_(self, theta: np.ndarray) -> np.ndarray:
-        return lambda_from_theta(theta, self.q)
-
-    def random_effects(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Conditional modes on the link scale, ``b_g = Lambda u_g``: (G, q)."""
-        return u @ self.lambda_(theta).T
-
-    def zero_modes(self) -> np.ndarray:
-        return np.zeros((self.n_levels, self.q))
+    def collapsed(self, beta: np.ndarray) -> _CollapsedRows:
+        """The level sums of a Poisson random intercept at ``beta`` (the last beta's are kept)."""
+        cached = self._collapsed
+        if cached is None or not np.array_equal(cached.beta, beta):
+            cached = self._collapsed = _CollapsedRows(self, beta, None if cached is None else cached)
+        return cached
 
 
-class LaplaceProblem(OneTermTheta):
-    """Data and family of one GLMM with a single random-effects term.
+class _CollapsedRows:
+    """One Poisson "row" per level: weight ``E_g``, response ``Y_g / E_g`` (see the module docstring)."""
+
+    def __init__(self, shard: _Shard, beta: np.ndarray, previous: _CollapsedRows | None):
+        G = shard.n_levels[0]
+        if previous is None:
+            w, y = shard.w, shard.y
+            self.unit = bool(np.all(w == 1.0))
+            self.wy = y if self.unit else w * y
+            self.Y = shard.groups.sum(self.wy)
+            self.XTwy = shard.XT @ self.wy
+            self.rows = TermRows(np.ones((1, G)), GroupIndex(np.arange(G), G))
+        else:
+            self.unit, self.wy, self.Y, self.XTwy = previous.unit, previous.wy, previous.Y, previous.XTwy
+            self.rows = previous.rows
+        self.beta = np.array(beta, copy=True)
+        eta_fixed = shard.offset + beta @ shard.XT
+        self.K = float(np.dot(self.wy, eta_fixed))
+        m = np.exp(eta_fixed, out=eta_fixed)
+        if not self.unit:
+            m *= shard.w
+        self.m = m
+        self.E = shard.groups.sum(m)
+        # levels without a positive weight have E = 0 and Y = 0: a row of weight 0
+        y = np.divide(self.Y, self.E, out=np.zeros_like(self.Y), where=self.E > 0)
+        self.kernel = PoissonFamily().row_kernel(y, self.E)
+        self.zeros = np.zeros(G)
+
+
+class LaplaceProblem:
+    """A GLMM with one or several random-effects terms (see the module docstring).
 
     Parameters
     ----------
@@ -147,86 +164,198 @@ class LaplaceProblem(OneTermTheta):
     X : ndarray of shape (n, p)
         Fixed-effects design, intercept included.
     y, weights, offset : ndarray of shape (n,)
-    codes : ndarray of shape (n,)
-        Level of each row, ``0 .. n_levels - 1``.
-    Z : ndarray of shape (n, q)
-        Term covariates of each row.
-    n_levels : int
+    terms : list of CoreTerm
+        The first term is kept block diagonal: pass the one with most levels
+        first (the others make up a dense block, see :mod:`._blocked`).
+    controls : SolverControls
+    n_agq : int, default=1
+        Quadrature points (1: the Laplace approximation); more need one term
+        with one random effect per level.
+    X_zi : ndarray of shape (n, pz) or None
+        Zero-inflation design (intercept included) of a zero-inflated Poisson
+        model; ``family`` must then be Poisson.
     """
 
-    def __init__(self, family: Family, X, y, weights, offset, codes, Z, n_levels: int):
-        # Sort rows by group once, so that every group sum is a contiguous
-        # reduction (see GroupIndex); nothing returned is per row, so the
-        # order never leaks out. Data already sorted (a panel stored user by
-        # user) is used as it is, without copies.
-        # Per-row matrices are stored transposed (XT is p x n, ZT is q x n) so
-        # that each covariate is one contiguous row; an F-ordered X is that
-        # already.
-        codes = np.asarray(codes)
-        rows = row_order(codes)
+    exact_gradient = True
+
+    def __init__(
+        self,
+        family: Family,
+        X,
+        y,
+        weights,
+        offset,
+        terms: list[CoreTerm],
+        controls: SolverControls,
+        *,
+        n_agq: int = 1,
+        X_zi: np.ndarray | None = None,
+    ):
+        if n_agq > 1 and (len(terms) != 1 or terms[0].Z.shape[1] != 1):
+            raise ValueError(
+                "Adaptive Gauss-Hermite quadrature (n_agq > 1) needs a single scalar random effect per "
+                "group, as lme4's nAGQ; use n_agq=1 (Laplace)."
+            )
+        # Rows sorted by the first term's levels once, so that every level sum
+        # is a contiguous reduction (see GroupIndex); nothing returned is per
+        # row, so the order never leaks out. Sorted data is used without copies.
+        # Per-row matrices are stored transposed (XT is p x n, ZT q x n): each
+        # covariate is one contiguous row (an F-ordered X is that already).
+        rows = row_order(terms[0].codes)
         self.family = family
+        self.controls = controls
         self.XT = np.ascontiguousarray(rows(X).T)
-        self.y = rows(y)
+        self.y = rows(np.asarray(y, dtype=float))
         self.weights = rows(weights)
         self.offset = rows(offset)
-        self.codes = rows(codes)
-        self.ZT = np.ascontiguousarray(rows(Z).T)
-        self.n_levels = n_levels
-        self.groups = GroupIndex(self.codes, n_levels)
-        self.q = Z.shape[1]
-        self.theta_rows, self.theta_cols = theta_index(self.q)
+        self.ZT = [np.ascontiguousarray(rows(t.Z).T) for t in terms]
+        self.codes = [np.asarray(rows(np.asarray(t.codes)), dtype=np.intp) for t in terms]
+        self.level_counts = [int(t.n_levels) for t in terms]
+        self.XZT = None if X_zi is None else np.ascontiguousarray(rows(X_zi).T)
+        self.theta_map = ThetaMap([t.Z.shape[1] for t in terms], [(t.theta_rows, t.theta_cols) for t in terms])
+        self.n_agq = int(n_agq)
+        self.quadrature = QuadratureRule(self.n_agq) if self.n_agq > 1 else None
+        self.n_beta = self.XT.shape[0]
+        self.n_coef = self.n_beta + (0 if self.XZT is None else self.XZT.shape[0])
+        self.n_rows = self.y.size
         self._constant = family.loglik_constant(self.y, self.weights)
-        self._rows = TermRows(self.ZT, self.groups)
-        self._kernel = family.row_kernel(self.y, self.weights)
         self._y_values = None
-        # The Poisson random intercept needs only group sums (see _GroupSums)
-        self._group_sums = (
-            _GroupSums(self) if isinstance(family, PoissonFamily) and self._rows.intercept_only else None
+        self.layout = (
+            None if len(terms) == 1 else RandomEffectsLayout(self.codes, self.level_counts, self.theta_map.q)
+        )
+        self.shards = self._make_shards(controls.shard_rows)
+        self._collapsible = (
+            isinstance(family, PoissonFamily) and isinstance(family.link, LogLink) and self.XZT is None
+            and self.n_agq == 1 and self.layout is None and self.shards[0].rows.intercept_only
         )
 
+    # -- shards --------------------------------------------------------------
+    def _make_shards(self, shard_rows: int | None) -> list[_Shard]:
+        G0, q0 = self.level_counts[0], self.theta_map.q[0]
+        if self.layout is not None or shard_rows is None or shard_rows >= self.n_rows:
+            bounds = [0, G0]
+        else:
+            # cut between levels, after about shard_rows rows each
+            ends = np.cumsum(np.bincount(self.codes[0], minlength=G0))
+            cuts = np.flatnonzero(np.diff(ends // shard_rows) > 0) + 1
+            bounds = [0, *[int(c) for c in cuts if 0 < c < G0], G0]
+        level_ends = np.concatenate([[0], np.cumsum(np.bincount(self.codes[0], minlength=G0))])
+        shards = []
+        for g0, g1 in zip(bounds[:-1], bounds[1:]):
+            r0, r1 = int(level_ends[g0]), int(level_ends[g1])
+            rows = slice(r0, r1)
+            if len(bounds) == 2:
+                codes, n_levels = self.codes, self.level_counts
+                u_slice = slice(0, self.u_size)
+            else:
+                codes, n_levels = [self.codes[0][rows] - g0], [g1 - g0]
+                u_slice = slice(g0 * q0, g1 * q0)
+            shards.append(_Shard(
+                self.XT[:, rows], self.y[rows], self.weights[rows], self.offset[rows],
+                [z[:, rows] for z in self.ZT], codes, n_levels,
+                None if self.XZT is None else self.XZT[:, rows], u_slice, self.layout,
+            ))
+        return shards
+
+    # -- what the solver reads -----------------------------------------------
     @property
-    def X(self) -> np.ndarray:
-        """Fixed-effects design in row order of the sorted data, (n, p)."""
-        return self.XT.T
+    def n_theta(self) -> int:
+        return self.theta_map.n_theta
 
     @property
-    def Z(self) -> np.ndarray:
-        """Term covariates in row order of the sorted data, (n, q)."""
-        return self.ZT.T
+    def n_levels(self) -> int:
+        return self.level_counts[0]
+
+    @property
+    def u_size(self) -> int:
+        return self.layout.size if self.layout is not None else self.level_counts[0] * self.theta_map.q[0]
+
+    @property
+    def param_bounds(self):
+        return self.family.param_bounds if self.family.has_param else None
 
     @property
     def theta_is_cheap(self) -> bool:
-        """Whether evaluations that change only theta cost O(G) (Poisson random intercept)."""
-        return self._group_sums is not None
+        """Whether evaluations that change only theta cost O(levels) (a Poisson random intercept)."""
+        return self._collapsible
 
-    def stage1_problem(self, max_levels: int = STAGE1_LEVELS) -> LaplaceProblem:
-        """The same model on ``max_levels`` evenly spaced levels (itself when it has few more).
+    @property
+    def theta_diagonal(self) -> np.ndarray:
+        return self.theta_map.diagonal
 
-        Stage 1 of :func:`~._optimize.fit_laplace` only finds a start for
-        theta; on a few hundred levels that start is as good to within the
-        sampling error of theta (a few per cent), which stage 2's Newton steps
-        on all the data remove in an iteration or two, at a small fraction of
-        the cost. Rows are sorted by level, so the selected rows are gathered
-        once.
+    @property
+    def theta_scale(self) -> np.ndarray:
+        """Root-mean-square of the covariate each theta element multiplies (1 if zero).
+
+        The optimiser scales theta by it, so that a slope on a covariate of
+        scale 1e8 is as well conditioned as an intercept.
         """
-        G = self.n_levels
-        if G <= 2 * max_levels:
-            return self
-        keep = np.unique(np.linspace(0, G - 1, max_levels).round().astype(np.intp))
-        mask = np.zeros(G, dtype=bool)
-        mask[keep] = True
-        rows = self.groups.expand(mask)
-        new_code = np.cumsum(mask) - 1
-        return LaplaceProblem(
-            self.family, self.XT[:, rows].T, self.y[rows], self.weights[rows], self.offset[rows],
-            new_code[self.codes[rows]], self.ZT[:, rows].T, keep.size,
-        )
+        parts = []
+        for ZT, (rows, _) in zip(self.ZT, self.theta_map.positions):
+            rms = np.sqrt(np.mean(ZT**2, axis=1))
+            parts.append(np.where(rms > 0, rms, 1.0)[rows])
+        return np.concatenate(parts)
 
+    def zero_modes(self) -> np.ndarray:
+        return np.zeros(self.u_size)
 
     def family_at(self, param: float | None) -> Family:
         """The family with its extra parameter set (itself when ``param`` is None)."""
         return self.family if param is None else self.family.with_param(param)
 
+    def split_coef(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(beta, gamma)``: the count model's and the zero-inflation coefficients."""
+        coef = np.asarray(coef, dtype=float)
+        if self.XZT is None:
+            return coef, None
+        return coef[: self.n_beta], coef[self.n_beta :]
+
+    def start(self) -> Start:
+        """The GLM fit (theta = 0) on this problem's rows, by :func:`~._glm.fit_glm`."""
+        X, y, w, offset = self.XT.T, self.y, self.weights, self.offset
+        controls = self.controls
+        if self.XZT is not None:
+            fit = fit_glm(ZIPLikelihood(X, self.XZT.T, y, w, offset), controls)
+            return Start(fit.coef, None, fit.information, fit.notes)
+        family = self.family
+        fit = fit_glm(FamilyGLM(family, X, y, w, offset), controls)
+        param = None
+        if family.has_param:
+            # the parameter's start from the GLM fit, then the GLM at that value
+            mu = family.link.inverse(offset + X @ fit.coef)
+            param = family.starting_param(y, mu, w, max(int(np.sum(w > 0)) - X.shape[1], 1))
+            fit = fit_glm(FamilyGLM(family.with_param(param), X, y, w, offset), controls)
+        eta = offset + X @ fit.coef
+        W = self.family_at(param).irls_quantities(y, eta, w).weights
+        return Start(fit.coef, param, (self.XT * W) @ X, fit.notes)
+
+    def subsample(self, n_levels: int) -> LaplaceProblem:
+        """The same model on ``n_levels`` evenly spaced levels of the largest factor.
+
+        Stage 1 of the solver only needs a start; on a few hundred levels that
+        start is within the sampling error of the optimum. The rows of the kept
+        levels keep every other factor's levels they meet, recoded to those
+        present. Itself when the largest factor has at most twice as many
+        levels, and for quadrature (its shortcuts are the Laplace deviance's).
+        """
+        G = self.level_counts[0]
+        if G <= 2 * n_levels or self.n_agq > 1:
+            return self
+        keep = np.unique(np.linspace(0, G - 1, n_levels).round().astype(np.intp))
+        mask = np.zeros(G, dtype=bool)
+        mask[keep] = True
+        rows = GroupIndex(self.codes[0], G).expand(mask)
+        new_first = (np.cumsum(mask) - 1)[self.codes[0][rows]]
+        terms = [CoreTerm(new_first, self.ZT[0][:, rows].T, keep.size, *self.theta_map.positions[0])]
+        for k in range(1, len(self.ZT)):
+            levels, codes = np.unique(self.codes[k][rows], return_inverse=True)
+            terms.append(CoreTerm(codes, self.ZT[k][:, rows].T, levels.size, *self.theta_map.positions[k]))
+        return LaplaceProblem(
+            self.family, self.XT[:, rows].T, self.y[rows], self.weights[rows], self.offset[rows], terms,
+            self.controls, X_zi=None if self.XZT is None else self.XZT[:, rows].T,
+        )
+
+    # -- the deviance ----------------------------------------------------------
     def _constant_at(self, family: Family) -> float:
         """``loglik_constant`` at the family's parameter.
 
@@ -235,7 +364,9 @@ class LaplaceProblem(OneTermTheta):
         weights: counts take few values, so the gammas cost O(distinct y), not
         O(n), for each new parameter value.
         """
-        if not getattr(family, "constant_linear_in_weights", False):
+        if family is self.family:
+            return self._constant
+        if not family.constant_linear_in_weights:
             return family.loglik_constant(self.y, self.weights)
         if self._y_values is None:
             values, inverse = np.unique(self.y, return_inverse=True)
@@ -245,260 +376,205 @@ class LaplaceProblem(OneTermTheta):
             return family.loglik_constant(self.y, self.weights)
         return family.loglik_constant(values, weight_sums)
 
-    def _row_kernel(self, family: Family):
-        return self._kernel if family is self.family else family.row_kernel(self.y, self.weights)
+    def _kernel(self, shard: _Shard, family: Family, gamma):
+        if gamma is not None:
+            return ZIPKernel(shard.y, shard.w, gamma @ shard.XZT)
+        return family.row_kernel(shard.y, shard.w)
 
-    def modes(self, theta, beta, u0, param: float | None = None) -> PIRLSResult:
-        """Conditional modes at (theta, beta[, param]), warm-started from ``u0``."""
-        family = self.family_at(param)
-        eta_fixed = self.offset + beta @ self.XT
-        return pirls_term(self._row_kernel(family), eta_fixed, self._rows, self.lambda_(theta), u0)
+    def evaluate(self, theta, coef, param, u0, *, gradient: bool = True, predicted: bool = False) -> Evaluation:
+        """Deviance (and gradient) at (theta, coef, param), PIRLS warm-started from ``u0``.
 
-    def evaluate(
-        self, theta, beta, u0, gradient: bool = True, param: float | None = None, predicted: bool = False
-    ) -> LaplaceEvaluation:
-        """Laplace deviance (and gradient) at (theta, beta[, param]).
-
-        ``predicted=True`` says that ``u0`` comes from :meth:`mode_derivative`
-        (accurate to second order), so PIRLS may stop after one small Newton
-        step (see :func:`~._pirls.pirls_term`).
+        The sum over shards of :meth:`evaluate_shard`, plus the family's
+        constant. ``predicted=True`` says that ``u0`` is accurate to second
+        order (see :func:`~._pirls.pirls`).
         """
-        theta, beta = np.asarray(theta, dtype=float), np.asarray(beta, dtype=float)
-        if self._group_sums is not None and param is None:
-            return self._group_sums.evaluate(theta, beta, u0, gradient)
         family = self.family_at(param)
-        constant = self._constant if param is None else self._constant_at(family)
-        lam = self.lambda_(theta)
-        eta_fixed = self.offset + beta @ self.XT
-        fit = pirls_term(
-            self._row_kernel(family), eta_fixed, self._rows, lam, u0, first_step_tol=1e-7 if predicted else None
-        )
-        del eta_fixed
-        # pdev = -2 loglik kernel + ||u||^2; add the constant back for the full scale
-        deviance = fit.pdev - 2.0 * constant + fit.chol.logdet()
+        lambdas = self.theta_map.lambdas(theta)
+        beta, gamma = self.split_coef(coef)
+        u0 = np.asarray(u0, dtype=float)
+        parts = [
+            self.evaluate_shard(s, lambdas, beta, gamma, family, u0[s.u_slice], gradient, predicted)
+            for s in self.shards
+        ]
+        deviance = float(sum(p.deviance for p in parts))
+        if self.quadrature is None:
+            deviance -= 2.0 * self._constant_at(family)
+        u = np.concatenate([p.u for p in parts]) if len(parts) > 1 else parts[0].u
+        converged = all(p.converged for p in parts)
+        state = [p.state for p in parts]
         if not gradient:
-            return LaplaceEvaluation(deviance, None, None, fit)
-        grad_theta, grad_beta, grad_param = self._gradient(lam, fit, family)
-        return LaplaceEvaluation(deviance, grad_theta, grad_beta, fit, grad_param)
-
-    def _gradient(self, lam, fit: PIRLSResult, family: Family):
-        # eq. 4-6 in Z coordinates: zl_i = Lambda^T z_i, so the sums over rows
-        # are the theta-free ones of TermRows and Lambda enters as (q, q) algebra
-        rows, q = self._rows, self.q
-        irls, U = fit.irls, fit.u
-        Ainv = fit.chol.inverse()  # (G, q, q)
-        # h_i = zl_i^T A_g^{-1} zl_i = z_i^T (Lambda A_g^{-1} Lambda^T) z_i
-        h = rows.quadratic(lam @ Ainv @ lam.T)
-        dW = irls.laplace_weights_deriv
-        c = (self._row_kernel(family).weights_deriv(irls) if dW is None else dW) * h
-        del dW
-        if not family.has_param:
-            del h  # (the family's parameter needs it below)
-        T = rows.sums(irls.score) if fit.T is None else fit.T
-        C = rows.sums(c)
-        M = rows.outer(irls.laplace_weights) if fit.M is None else fit.M
-        if irls.hessian_weights is irls.laplace_weights:
-            # the log-determinant uses the observed information (canonical link,
-            # or an exact Laplace): the implicit-derivative system is A itself
-            Mo, Hchol = M, fit.chol
-        else:
-            Mo = rows.outer(irls.hessian_weights)
-            Hchol = BlockCholesky(np.eye(q) + lam.T @ Mo @ lam)
-        V = Hchol.solve(C @ lam)  # rows: H_g^{-1} Lambda^T C_g
-        # (matrix products over the (G, q, q) stacks: a three-operand einsum
-        # takes numpy's slow unoptimised path)
-        R = (Mo @ (V @ lam.T)[:, :, None])[:, :, 0]
-        S = (Ainv @ lam.T @ M).sum(axis=0)
-        dlam = -2.0 * T.T @ U + 2.0 * S.T + C.T @ U + T.T @ V - R.T @ U
-        grad_theta = dlam[self.theta_rows, self.theta_cols]
-        # dD/dbeta = X^T (-2 s + c - Wobs zv), accumulated in place (one
-        # per-row array at a time on top of the modes' own)
-        r = irls.score * -2.0
-        r += c
-        del c
-        zv = rows.dot(V @ lam.T)
+            return Evaluation(deviance, None, None, u, converged, None, state)
+        grad_theta = sum(p.grad_theta for p in parts)
+        grad_coef = sum(p.grad_coef for p in parts)
         grad_param = None
         if family.has_param:
-            # eq. 6b: the shape enters the likelihood directly, and the score and
-            # weights through V: d s / d phi = -s V_phi / V, d W / d phi = -W V_phi / V
-            grad_param = shape_gradient(family, self.y, self.weights, fit.eta, irls, h, zv)
-            del h
-        zv *= irls.hessian_weights
-        r -= zv
-        del zv
-        grad_beta = self.XT @ r
-        return grad_theta, grad_beta, grad_param
+            if self.quadrature is None:
+                grad_param = float(sum(p.grad_param for p in parts))
+            else:
+                # a central difference in the parameter (deviance scale)
+                h = 1e-6 * param
+                up = self.evaluate(theta, coef, param + h, u, gradient=False).deviance
+                down = self.evaluate(theta, coef, param - h, u, gradient=False).deviance
+                grad_param = (up - down) / (2.0 * h)
+        return Evaluation(deviance, grad_theta, grad_coef, u, converged, grad_param, state)
 
-    def mode_derivative(self, theta, modes, dtheta, dbeta) -> np.ndarray | None:
-        """Directional derivative of the modes ``u*`` at (theta, beta): (G, q).
-
-        From the stationarity condition ``Lambda^T sum_i z_i s_i = u`` (eq. 5):
-        ``H du = dLambda^T T - Lambda^T Mo dLambda u - Lambda^T sum_i Wobs_i z_i
-        (x_i . dbeta)`` with ``H = I + Lambda^T Mo Lambda``. ``u + h du`` is then
-        the modes at the point a step ``h`` away to O(h^2): the start that lets
-        the finite-difference Hessian's PIRLS stop after one step. None when
-        ``modes`` lacks the per-row quantities (the Poisson intercept's group
-        sums, where PIRLS costs O(G) anyway) or the implicit system is not A.
-        """
-        irls = getattr(modes, "irls", None) if isinstance(modes, PIRLSResult) else None
-        if irls is None or modes.M is None or modes.T is None or irls.hessian_weights is not irls.laplace_weights:
-            return None
-        lam = self.lambda_(theta)
-        dlam = lambda_from_theta(np.asarray(dtheta, dtype=float), self.q)
-        u = modes.u
-        rhs = modes.T @ dlam - ((modes.M @ (u @ dlam.T)[:, :, None])[:, :, 0]) @ lam
-        if np.any(dbeta):
-            rhs -= self._rows.sums(irls.hessian_weights * (dbeta @ self.XT)) @ lam
-        return modes.chol.solve(rhs)
-
-    def beta_information(self, theta, modes: PIRLSResult) -> np.ndarray:
-        """Fisher information of beta with theta held fixed, at the modes.
-
-        The Schur complement ``X^T W X - sum_g K_g^T A_g^{-1} K_g`` with
-        ``K_g = sum_{i in g} W_i zl_i x_i^T``: the inverse is lme4's
-        ``vcov(m, use.hessian = FALSE)`` (the ``RX`` factor of PIRLS).
-        """
-        W = modes.irls.weights
-        ZlT = self.lambda_(theta).T @ self.ZT
-        info = (self.XT * W) @ self.XT.T
-        K = self.groups.outer_sums(W, ZlT, self.XT)  # (G, q, p)
-        AinvK = np.stack([modes.chol.solve(K[:, :, j]) for j in range(K.shape[2])], axis=2)
-        return info - np.einsum("gqa,gqb->ab", K, AinvK)
-
-
-class _InterceptModes:
-    """Conditional modes of a Poisson random intercept, from group sums.
-
-    Carries what :class:`~._pirls.PIRLSResult` carries; the per-row ``eta``
-    and ``irls`` are formed only when asked for (``beta_information``).
-    """
-
-    def __init__(self, problem, beta, lam, u, chol, pdev, n_iter, converged):
-        self._problem, self._beta, self._lam = problem, beta, lam
-        self.u, self.chol, self.pdev = u, chol, pdev
-        self.n_iter, self.converged = n_iter, converged
-        self.M = self.T = None
-        self._eta = None
-
-    @property
-    def eta(self) -> np.ndarray:
-        if self._eta is None:
-            p = self._problem
-            self._eta = p.offset + self._beta @ p.XT + p.groups.expand(self._lam * self.u[:, 0])
-        return self._eta
-
-    @property
-    def irls(self):
-        p = self._problem
-        return p.family.irls_quantities(p.y, self.eta, p.weights)
-
-
-class _GroupSums:
-    """The Laplace deviance of a Poisson random intercept in O(G) per theta.
-
-    With the log link, ``mu_i = m_i exp(b_g)`` with ``m_i = w_i exp(offset_i +
-    x_i^T beta)`` (prior weights folded in), so for fixed beta the penalised
-    deviance of group g depends on the rows only through ``Y_g = sum w_i y_i``
-    and ``E_g = sum m_i``::
-
-        pdev_g(u) = u^2 - 2 (lambda u Y_g - exp(lambda u) E_g)  (+ a constant in u)
-
-    PIRLS becomes a scalar Newton iteration per group (the same Fisher-scoring
-    steps and halving as :func:`~._pirls.pirls_term`), and the gradient of
-    eq. 4-6 reduces to group sums, except for ``dD/dbeta = X^T (m exp(b_g)
-    (2 + h_g - lambda v_g)) - 2 X^T (w y)``. One pass over the rows per new
-    beta (``exp`` and a sum) and one for the beta gradient: stage 1, which
-    holds beta fixed, and the theta direction of the Hessian cost O(G).
-    """
-
-    def __init__(self, problem: LaplaceProblem):
-        self.problem = problem
-        w, y = problem.weights, problem.y
-        self.unit = bool(np.all(w == 1.0))
-        self.wy = y if self.unit else w * y
-        self.Y = problem.groups.sum(self.wy)
-        self.XTwy = problem.XT @ self.wy
-        self._key = None
-
-    def _beta_sums(self, beta):
-        """``m``, ``E_g`` and ``sum w y (offset + X beta)`` at beta, cached for the last beta."""
-        key = beta.tobytes()
-        if key != self._key:
-            p = self.problem
-            eta_fixed = p.offset + beta @ p.XT
-            K = float(np.dot(self.wy, eta_fixed))
-            m = np.exp(eta_fixed, out=eta_fixed)
-            if not self.unit:
-                m *= p.weights
-            self._key, self._m, self._E, self._K = key, m, p.groups.sum(m), K
-        return self._m, self._E, self._K
-
-    def _modes(self, lam, E, u0):
-        Y = self.Y
-        u = u0[:, 0].copy()
-
-        def pdev_of(u):
-            b = lam * u
-            return u * u - 2.0 * (b * Y - np.exp(b) * E)
-
-        pdev = pdev_of(u)
-        pdev0 = pdev_of(np.zeros_like(u))
-        reset = ~(pdev <= pdev0)  # a warm start worse than 0 (see pirls_term)
-        u[reset], pdev[reset] = 0.0, pdev0[reset]
-        converged = False
-        n_iter = 0
-        for n_iter in range(1, PIRLS_MAX_ITER + 1):
-            Wg = np.exp(lam * u) * E
-            delta = (lam * (Y - Wg) - u) / (1.0 + lam * lam * Wg)
-            size = np.abs(delta)
-            step = np.ones_like(u)
-            u_new = u + delta
-            pdev_new = pdev_of(u_new)
-            bad = ~(pdev_new <= pdev + 1e-14 * np.abs(pdev)) & (size > 1e-8)
-            for _ in range(MAX_HALVINGS):
-                if not np.any(bad):
-                    break
-                step[bad] *= 0.5
-                u_new = u + step * delta
-                pdev_new = pdev_of(u_new)
-                bad = ~(pdev_new <= pdev + 1e-14 * np.abs(pdev)) & (size * step > 1e-8)
-            step[bad] = 0.0
-            u_new = u + step * delta
-            u, pdev = u_new, pdev_of(u_new)
-            if np.max(size * step) < PIRLS_TOL:
-                converged = not np.any(bad)
-                break
-        if not converged:
-            Wg = np.exp(lam * u) * E
-            residual = (lam * (Y - Wg) - u) / (1.0 + lam * lam * Wg)
-            converged = bool(np.max(np.abs(residual)) < 1e-6)
-        return u, n_iter, converged
-
-    def evaluate(self, theta, beta, u0, gradient):
-        p = self.problem
-        lam = float(theta[0])
-        m, E, K = self._beta_sums(beta)
-        u, n_iter, converged = self._modes(lam, E, u0)
-        b = lam * u
-        eb = np.exp(b)
-        Wg = eb * E
-        A = 1.0 + lam * lam * Wg
-        chol = BlockCholesky(A[:, None, None])
-        pdev = float(np.dot(u, u)) - 2.0 * (K + float(np.dot(b, self.Y)) - float(np.sum(Wg)))
-        deviance = pdev - 2.0 * p._constant + chol.logdet()
-        modes = _InterceptModes(p, beta, lam, u[:, None], chol, pdev, n_iter, converged)
+    def evaluate_shard(
+        self, shard: _Shard, lambdas, beta, gamma, family: Family, u0, gradient: bool, predicted: bool
+    ) -> ShardResult:
+        """One shard's part of the deviance and gradient (without the family's constant)."""
+        if self._collapsible:
+            return self._evaluate_collapsed(shard, lambdas, beta, u0, gradient)
+        kernel = self._kernel(shard, family, gamma)
+        system = shard.system(lambdas)
+        eta_fixed = shard.offset + beta @ shard.XT
+        modes = pirls(kernel, system, eta_fixed, u0.reshape(shard.u_shape), self.controls, predicted)
+        del eta_fixed
+        if self.quadrature is not None:
+            deviance, grads = agq_deviance(shard, family, kernel, float(lambdas[0][0, 0]), modes,
+                                           self.quadrature, gradient)
+            if not gradient:
+                return ShardResult(deviance, None, None, None, modes.u.ravel(), modes.converged, None)
+            return ShardResult(deviance, np.array([grads[0]]), grads[1], None, modes.u.ravel(),
+                               modes.converged, None)
+        deviance = modes.pdev + modes.factor.logdet()
         if not gradient:
-            return LaplaceEvaluation(deviance, None, None, modes)
-        # eq. 4-6 with q = 1 and z = 1: T = Y - W, M = W, h = lambda^2 / A,
-        # C = h W, v = lambda C / A, R = lambda W v, S = sum lambda W / A
-        Ainv = 1.0 / A
-        T = self.Y - Wg
-        h = lam * lam * Ainv
-        C = h * Wg
-        V = lam * C * Ainv
-        R = lam * Wg * V
-        S = lam * float(np.dot(Ainv, Wg))
-        dlam = float(np.dot(-2.0 * T + C - R, u)) + 2.0 * S + float(np.dot(T, V))
-        factor = eb * (2.0 + h - lam * V)
-        grad_beta = p.XT @ (m * p.groups.expand(factor)) - 2.0 * self.XTwy
-        return LaplaceEvaluation(deviance, np.array([dlam]), grad_beta, modes)
+            return ShardResult(deviance, None, None, None, modes.u.ravel(), modes.converged, _slim(modes))
+        grad_theta, eta_derivative, sens = laplace_gradient(kernel, system, modes, self.theta_map)
+        grad_coef = shard.XT @ eta_derivative
+        del eta_derivative
+        if gamma is not None:
+            grad_coef = np.concatenate([grad_coef, shard.XZT @ sens.derivative(*kernel.zeta_row_derivatives(modes.eta))])
+        grad_param = None
+        if family.has_param:
+            grad_param = float(np.sum(sens.derivative(*kernel.param_row_derivatives(modes.irls, modes.eta))))
+        return ShardResult(deviance, grad_theta, grad_coef, grad_param, modes.u.ravel(), modes.converged,
+                           _slim(modes))
+
+    def _evaluate_collapsed(self, shard: _Shard, lambdas, beta, u0, gradient: bool) -> ShardResult:
+        """A Poisson random intercept on its level sums (see the module docstring)."""
+        rows = shard.collapsed(beta)
+        system = TermSystem(rows.rows, lambdas[0])
+        modes = pirls(rows.kernel, system, rows.zeros, u0.reshape(shard.u_shape), self.controls)
+        # the collapsed rows' kernel lacks the levels' K_g
+        deviance = modes.pdev - 2.0 * rows.K + modes.factor.logdet()
+        if not gradient:
+            return ShardResult(deviance, None, None, None, modes.u.ravel(), modes.converged, None)
+        grad_theta, _, sens = laplace_gradient(rows.kernel, system, modes, self.theta_map)
+        # d/dE_g: dll = -exp(b), dW = exp(b), ds = -exp(b); then dE_g/dbeta = sum m_i x_i
+        eb = modes.irls.mu
+        per_level = sens.derivative(-eb, eb, -eb)
+        grad_beta = shard.XT @ (rows.m * shard.groups.expand(per_level)) - 2.0 * rows.XTwy
+        return ShardResult(deviance, grad_theta, grad_beta, None, modes.u.ravel(), modes.converged, None)
+
+    def mode_derivative(self, theta, coef, param, state, dtheta, dcoef) -> np.ndarray | None:
+        """Directional derivative of the modes at an evaluation (see :func:`~._gradient.mode_derivative`).
+
+        None for the group-sums path (PIRLS costs O(levels) there anyway), for
+        quadrature and zero inflation, and where the log-determinant uses the
+        Fisher information.
+        """
+        if self._collapsible or self.quadrature is not None or self.XZT is not None or state is None:
+            return None
+        if any(s is None for s in state):
+            return None
+        lambdas = self.theta_map.lambdas(theta)
+        dlams = self.theta_map.lambdas(dtheta)
+        dbeta = np.asarray(dcoef, dtype=float)
+        out = []
+        for shard, modes in zip(self.shards, state):
+            deta = dbeta @ shard.XT if np.any(dbeta) else None
+            du = mode_derivative(shard.system(lambdas), modes, dlams, deta)
+            if du is None:
+                return None
+            out.append(du.ravel())
+        return np.concatenate(out) if len(out) > 1 else out[0]
+
+    # -- inference ---------------------------------------------------------------
+    def random_effects(self, theta, u) -> list[np.ndarray]:
+        """``b_k = U_k Lambda_k^T`` for every term: list of (G_k, q_k)."""
+        return [U @ lam.T for U, lam in zip(self._split_u(u), self.theta_map.lambdas(theta))]
+
+    def _split_u(self, u) -> list[np.ndarray]:
+        u = np.asarray(u, dtype=float)
+        if self.layout is not None:
+            return self.layout.split(u)
+        return [u.reshape(self.level_counts[0], self.theta_map.q[0])]
+
+    def modes(self, theta, coef, param, u0) -> list[tuple[_Shard, object, object, Modes]]:
+        """PIRLS at (theta, coef, param) from ``u0``, per shard: (shard, kernel, system, modes)."""
+        family = self.family_at(param)
+        lambdas = self.theta_map.lambdas(theta)
+        beta, gamma = self.split_coef(coef)
+        out = []
+        for shard in self.shards:
+            kernel = self._kernel(shard, family, gamma)
+            system = shard.system(lambdas)
+            modes = pirls(kernel, system, shard.offset + beta @ shard.XT,
+                          np.asarray(u0, dtype=float)[shard.u_slice].reshape(shard.u_shape), self.controls)
+            out.append((shard, kernel, system, modes))
+        return out
+
+    def conditional_covariances(self, result) -> list[np.ndarray]:
+        """``Lambda_k (A^{-1})_{kg,kg} Lambda_k^T`` per term at a fit's estimates (lme4's ``condVar``).
+
+        A list of (G_k, q_k, q_k) arrays. The modes are recomputed from the
+        fit's ``u`` (one PIRLS step when ``u`` is the mode) so that ``A`` is
+        exactly the factor there.
+        """
+        theta = result.theta
+        lambdas = self.theta_map.lambdas(theta)
+        modes = self.modes(theta, result.coef, result.param, result.u)
+        per_shard = [system.inverse_blocks(m.factor) for _, _, system, m in modes]
+        blocks = [np.concatenate(parts) for parts in zip(*per_shard)]
+        return [np.einsum("ab,gbc,dc->gad", lam, block, lam) for lam, block in zip(lambdas, blocks)]
+
+    def coef_information(self, theta, coef, param, u) -> np.ndarray:
+        """Information of beta with theta fixed: ``X^T W X - K^T A^{-1} K`` (lme4's ``RX``).
+
+        ``K = Lambda^T Z^T W X`` with the Fisher weights at the modes.
+        """
+        info = np.zeros((self.n_beta, self.n_beta))
+        for shard, _, system, modes in self.modes(theta, coef, param, u):
+            W = modes.irls.weights
+            K = np.stack([system.to_u(system.term_sums(W * x)).ravel() for x in shard.XT], axis=1)
+            AinvK = np.stack([modes.factor.solve(k.reshape(shard.u_shape)).ravel() for k in K.T], axis=1)
+            info += (shard.XT * W) @ shard.XT.T - K.T @ AinvK
+        return info
+
+    def linear_predictor(self, theta, coef, u) -> np.ndarray:
+        """``eta = offset + X beta + Z Lambda u`` in this problem's row order."""
+        lambdas = self.theta_map.lambdas(theta)
+        beta, _ = self.split_coef(coef)
+        u = np.asarray(u, dtype=float)
+        return np.concatenate([
+            s.offset + beta @ s.XT + s.system(lambdas).row_effect(u[s.u_slice].reshape(s.u_shape))
+            for s in self.shards
+        ])
+
+    def simulate_response(self, theta, coef, param, rng: np.random.Generator) -> np.ndarray:
+        """``y`` drawn from the model with new random effects ``u ~ N(0, I)`` (drawn first)."""
+        family = self.family_at(param)
+        eta = self.linear_predictor(theta, coef, rng.standard_normal(self.u_size))
+        return np.asarray(family.sample(family.link.inverse(eta), self.weights, rng), dtype=float)
+
+    def with_response(self, y: np.ndarray) -> LaplaceProblem:
+        """The same design with another response (rows in this problem's order); nothing is copied."""
+        terms = [CoreTerm(c, z.T, g, *pos) for c, z, g, pos in
+                 zip(self.codes, self.ZT, self.level_counts, self.theta_map.positions)]
+        return LaplaceProblem(
+            self.family, self.XT.T, y, self.weights, self.offset, terms, self.controls, n_agq=self.n_agq,
+            X_zi=None if self.XZT is None else self.XZT.T,
+        )
+
+
+def _slim(modes: Modes) -> Modes:
+    """The modes without the per-row arrays ``mode_derivative`` does not need.
+
+    The optimiser keeps the last evaluation's state between evaluations; of
+    the rows' quantities only the observed and Laplace weights are kept.
+    """
+    irls = modes.irls
+    hw = irls.hessian_weights
+    lw = hw if irls.laplace_weights is hw else irls.laplace_weights
+    slim = IRLSQuantities(None, None, None, None, hw, lw, None)
+    return Modes(modes.u, None, slim, modes.factor, modes.score_sums, modes.pdev, modes.n_iter, modes.converged)

@@ -1,49 +1,54 @@
-"""The outer optimiser: maximum likelihood in (theta, beta) under the Laplace approximation.
+"""The solver: maximum likelihood in (theta, coef[, param]) for any problem.
 
-Step order of :func:`fit_laplace` (each step names what it sets on the result):
+:class:`Solver` runs the numbered steps of ``docs/theory.md`` (eq. 7); each
+step sets the attributes it names, and every tolerance is a field of
+:class:`~._controls.SolverControls` (``controls.<name>`` below). It talks to
+the problem only through the protocol of :mod:`._problem`.
 
-0. **Subsample** -- when the problem offers ``stage1_problem()`` (the
-   single-factor :class:`~._laplace.LaplaceProblem` does, for more than 300
-   levels), steps 1, 3 and 3b run on about 150 evenly spaced levels: they only
-   find a start, and that start is within the subsample's sampling error of
-   the optimum, which stage 2's Newton-like steps remove in a few iterations.
-1. **GLM start** -- IRLS for the plain GLM (``theta = 0``): ``beta_glm``. Its
-   Fisher information ``X^T W X = R^T R`` (scaled from the subsample to all
-   rows) gives the preconditioner.
-2. **Scaling** -- the optimiser works in ``x = (s * theta, R beta)`` where ``s``
-   is the root-mean-square of each random-effect covariate's column. In these
-   coordinates the deviance's curvature is close to the identity, so
-   L-BFGS-B is not slowed by covariates on very different scales (a slope per
-   day next to an intercept), and predictors of magnitude 1e8 need no care.
-3. **Stage 1** -- ``theta`` alone, ``beta`` held at ``beta_glm``, loose
-   tolerance: a cheap start for the covariance parameters (the role of
-   ``nAGQ = 0`` in lme4's ``glmer``). On all levels when the problem says
-   ``theta_is_cheap`` (the Poisson random intercept, O(G) per evaluation).
-   3b. With a subsample: ``theta`` and ``beta`` jointly on it, to a loose
-   tolerance; its BFGS Hessian, scaled to all rows, seeds stage 2.
-4. **Stage 2** -- ``theta`` and ``beta`` jointly: projected quasi-Newton
-   (BFGS) steps seeded with that Hessian (or a forward-difference one of the
-   exact gradient of :mod:`._laplace`), bounds ``diag(Lambda) >= 0``, until
-   the Newton decrement is below ``tol`` (floored at 16 ulps of the deviance,
-   the resolution of the deviance itself); L-BFGS-B takes over if those steps
-   stall. A variance stuck at 0 where the deviance decreases away from it is
-   left by a restart. Sets ``theta``, ``beta``, ``n_iter``.
-5. **Hessian** -- the Hessian at the optimum, by central differences of the
-   exact gradient (absolute step 1e-4 in the scaled coordinates; each point's
-   PIRLS starts from the modes moved along their implicit derivative when the
-   problem offers ``mode_derivative``, so one Newton step suffices). Sets
-   ``hessian`` (in (theta, beta), deviance scale; lme4's ``vcov`` uses the
-   same matrix), ``gradient`` and ``converged``.
+1. **Start** (``start``, ``sub``) -- the GLM fit (``theta = 0``) on the stage-1
+   subsample (``problem.subsample(controls.stage1_levels)``: about 150 evenly
+   spaced levels of the largest factor, or the problem itself), unless the
+   caller passed a start. Its Fisher information, scaled from the subsample's
+   rows to all rows, whitens the coefficients.
+2. **Scaling** (``objective``, ``lower``, ``upper``) -- the optimiser works in
+   ``x = (rms * theta, R coef[, log param])`` with ``R^T R`` that information and
+   ``rms`` the root-mean-square of each random-effect covariate, where the
+   deviance's curvature is close to the identity. Bounds: diagonal theta
+   ``>= 0``, ``|rms * theta| <= controls.max_scaled_theta``, the family's bounds
+   on ``log param``.
+3. **Stage 1** (``x``, ``n_iter``) -- theta alone, coef at the start, by
+   L-BFGS-B to a loose tolerance (``controls.stage1_*``), from ``rms * theta =
+   1`` on the diagonal: a start for the covariance parameters. It runs on the
+   subsample, or on all levels when the problem's theta-only evaluations are
+   cheap (``problem.theta_is_cheap``).
+   **3b.** With a subsample and an exact gradient: theta and coef jointly on
+   it, by the quasi-Newton steps of stage 2 to ``controls.subsample_decrement``;
+   its BFGS Hessian, scaled to all rows, seeds stage 2.
+4. **Stage 2** (``x``, ``hessian``, ``n_iter``) -- all parameters on all rows.
+   With an exact gradient: projected quasi-Newton (BFGS) steps from that
+   Hessian (or a forward-difference one of the exact gradient) until the
+   Newton decrement ``g^T H^{-1} g`` is below ``controls.tol`` (floored at 16
+   ulps of the deviance, its own resolution); L-BFGS-B takes over if they
+   stall, then a fresh Hessian polishes. With a finite-difference gradient
+   (the linear mixed model): L-BFGS-B to ``controls.fd_gtol``. Then the
+   boundary restart: the deviance is even in each column of ``Lambda``, so a
+   diagonal element at 0 is a stationary point no descent method leaves; when
+   one of ``controls.restart_trials`` away from it lowers the deviance by more
+   than ``controls.restart_min_decrease``, stage 2 restarts there (at most
+   ``controls.max_restarts`` times).
+5. **Hessian** (``hessian``) -- central differences of the exact gradient at the
+   optimum (absolute step ``controls.hessian_step`` in the scaled coordinates;
+   each point's PIRLS starts from the modes moved along their implicit
+   derivative, ``problem.mode_derivative``, so one Newton step suffices).
+   lme4's ``vcov`` uses the same matrix. Skipped when not asked for.
+6. **Result** (:class:`FitResult`) -- converged when the Newton decrement is
+   below ``controls.converged_decrement`` (or, without a positive definite
+   Hessian, the largest free gradient element below
+   ``controls.converged_gradient``) and every PIRLS converged; singular when a
+   diagonal ``rms * theta`` is below ``controls.singular_tol``.
 
 Every evaluation warm-starts PIRLS from the previous modes. The sequence of
 evaluations depends only on the data, so results are deterministic.
-
-Problem interface used here: ``n_theta``, ``theta_diagonal``, ``theta_rms``,
-``family``, ``family_at``, ``X``, ``y``, ``weights``, ``offset``,
-``zero_modes()``, ``evaluate(theta, beta, u0, gradient, param)``,
-``random_effects(theta, u)``; optional: ``stage1_problem()``,
-``theta_is_cheap``, ``mode_derivative(theta, modes, dtheta, dbeta)`` and
-``evaluate(..., predicted=True)``.
 """
 
 from __future__ import annotations
@@ -52,45 +57,33 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
+from scipy.optimize import minimize
 
-from ._laplace import LaplaceEvaluation, LaplaceProblem
-from ._pirls import fit_glm
+from ._controls import SolverControls
+from ._problem import Evaluation, Problem, Start
 
-__all__ = ["FitResult", "fit_laplace", "fit_glm_ml", "SINGULAR_TOL"]
-
-#: a diagonal element of Lambda below this counts as a boundary (singular) fit, as lme4's isSingular
-SINGULAR_TOL = 1e-4
-#: bound on |theta| in the optimiser's scaled coordinates (see fit_laplace)
-MAX_SCALED_THETA = 50.0
-#: restarts of stage 2 away from a boundary where the deviance decreases
-MAX_RESTARTS = 3
-#: largest |gradient| (deviance scale, whitened coordinates) accepted as converged
-GRADIENT_TOL = 1e-3
-#: largest Newton decrement g^T H^{-1} g (deviance units) accepted as converged
-DECREMENT_TOL = 1e-6
-#: Newton decrement at which the joint fit on the stage-1 subsample stops (a start only)
-SUBSAMPLE_DECREMENT = 1e-2
+__all__ = ["FitResult", "Solver", "fit"]
 
 
 @dataclass
 class FitResult:
-    """Plain record of a Laplace fit (no scikit-learn, no pandas).
+    """Plain record of a fit (no scikit-learn, no pandas).
 
     Attributes
     ----------
-    theta, beta : ndarray
-        Estimates.
-    u : ndarray of shape (G, q)
-        Spherical conditional modes; ``b = u @ Lambda.T`` are the random effects.
-    b : ndarray of shape (G, q)
-        Conditional modes of the random effects.
+    theta, coef : ndarray
+        Estimates (theta in the engine's order of terms; coef as the problem's).
+    param : float or None
+        The family's parameter (NB size, Gamma shape), if it has one.
+        ``gradient`` and ``hessian`` then end with its log.
+    u : ndarray
+        Spherical conditional modes (flat).
     deviance : float
-        ``-2 log L`` at the estimates.
+        ``-2 log L`` (the problem's criterion) at the estimates.
     gradient : ndarray
-        Gradient of the deviance in (theta, beta) at the estimates.
+        Its gradient in (theta, coef[, log param]) at the estimates.
     hessian : ndarray or None
-        Hessian of the deviance in (theta, beta), or None when not computed.
+        Its Hessian in (theta, coef[, log param]), or None when not computed.
     n_iter : int
         Outer iterations (both stages and the polish).
     n_evals : int
@@ -98,19 +91,25 @@ class FitResult:
     converged : bool
     message : str
     singular : bool
-        Whether a variance is at its boundary.
-    glm_beta : ndarray
-        The plain GLM's estimates (``theta = 0``), the start of the fit; on
-        the problem's stage-1 subsample of levels when it offers one.
-    param : float or None
-        The family's extra parameter (NB size, Gamma shape), if it has one.
-        ``gradient`` and ``hessian`` then end with its log.
+        Whether a variance is at its boundary: a diagonal ``rms * theta``
+        below ``controls.singular_tol``.
+    at_boundary : ndarray of bool
+        Which theta elements are such diagonal elements.
+    start : Start
+        The GLM start (on the stage-1 subsample when there is one).
+    controls : dict
+        The :class:`~._controls.SolverControls` the fit ran with.
+    notes : list of str
+        Fallbacks taken on the way (a stalled quasi-Newton, a GLM start that
+        did not converge, a Hessian that is not positive definite).
+    timings : dict
+        Seconds at the end of each step.
     """
 
     theta: np.ndarray
-    beta: np.ndarray
+    coef: np.ndarray
+    param: float | None
     u: np.ndarray
-    b: np.ndarray
     deviance: float
     gradient: np.ndarray
     hessian: np.ndarray | None
@@ -119,33 +118,37 @@ class FitResult:
     converged: bool
     message: str
     singular: bool
-    glm_beta: np.ndarray
-    param: float | None = None
+    at_boundary: np.ndarray
+    start: Start
+    controls: dict
+    notes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+
+    @property
+    def beta(self) -> np.ndarray:
+        """The coefficients (an alias of ``coef`` for problems whose coef is beta)."""
+        return self.coef
 
 
 class _Objective:
-    """The deviance in the optimiser's scaled coordinates, with warm starts.
+    """The deviance in the solver's scaled coordinates, with warm starts.
 
-    ``x = (theta * theta_scale, R beta[, log param])``: the family's extra
-    parameter (NB size, Gamma shape), if any, is optimised on the log scale.
+    ``x = (theta * theta_scale, R coef[, log param])``.
     """
 
-    def __init__(self, problem: LaplaceProblem, theta_scale, R, verbose, start_time):
+    def __init__(self, problem: Problem, theta_scale, R, verbose: int, start_time: float):
         self.problem = problem
         self.theta_scale = theta_scale
         self.R = R
-        self.Rinv = np.linalg.inv(R)
+        self.Rinv = np.linalg.inv(R) if R.size else R
         self.n_theta = problem.n_theta
-        self.n_beta = R.shape[0]
-        self.has_param = problem.family.has_param
+        self.n_coef = R.shape[0]
+        self.has_param = problem.param_bounds is not None
         self.u = problem.zero_modes()
         self.n_evals = 0
-        #: the last finite evaluation's modes (slimmed) and its point: the
-        #: Hessian predicts modes from them
-        self.last_modes, self.last_x = None, None
-        #: (x, deviance, grad_theta, grad_beta, grad_param, u, PIRLS converged) of
-        #: the last finite evaluation with a gradient
+        #: the last finite evaluation's state and point: the Hessian predicts modes from them
+        self.last_state, self.last_x = None, None
+        #: the last finite evaluation with a gradient: (x, Evaluation)
         self.last_result = None
         #: set while the warm start is a second-order prediction of the modes
         self.predicted = False
@@ -153,46 +156,37 @@ class _Objective:
         self.start_time = start_time
 
     def params(self, x):
-        nt, nb = self.n_theta, self.n_beta
-        param = float(np.exp(x[nt + nb])) if self.has_param else None
-        return x[:nt] / self.theta_scale, self.Rinv @ x[nt : nt + nb], param
+        nt, nc = self.n_theta, self.n_coef
+        param = float(np.exp(x[nt + nc])) if self.has_param else None
+        return x[:nt] / self.theta_scale, self.Rinv @ x[nt : nt + nc], param
 
-    def to_x(self, theta, beta, param=None):
+    def to_x(self, theta, coef, param=None):
         tail = [np.log([param])] if self.has_param else []
-        return np.concatenate([theta * self.theta_scale, self.R @ beta, *tail])
+        return np.concatenate([theta * self.theta_scale, self.R @ coef, *tail])
 
-    def evaluate(self, x, gradient=True) -> LaplaceEvaluation:
-        theta, beta, param = self.params(x)
+    def evaluate(self, x, gradient: bool = True) -> Evaluation:
+        theta, coef, param = self.params(x)
         # Line searches try far-out points where exp() overflows; such a point
         # gets an infinite deviance (rejected by every line search) instead of
         # floating-point warnings, and the warm start is not moved there.
-        extra = {"predicted": True} if self.predicted else {}
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            ev = self.problem.evaluate(theta, beta, self.u, gradient=gradient, param=param, **extra)
+            ev = self.problem.evaluate(theta, coef, param, self.u, gradient=gradient, predicted=self.predicted)
         self.n_evals += 1
-        finite = np.isfinite(ev.deviance) and np.all(np.isfinite(ev.modes.u))
-        if gradient:
-            finite = finite and np.all(np.isfinite(ev.grad_theta)) and np.all(np.isfinite(ev.grad_beta))
-        if not finite:
+        if not ev.finite:
             ev.deviance = np.inf
             return ev
-        self.u = ev.modes.u
+        self.u = ev.u
         if gradient:
-            # what the end of the fit reads (small arrays only, not the rows'):
-            # the optimum is evaluated last by stage 2, so the Hessian's points
-            # in between need not be followed by another evaluation there
-            self.last_result = (np.array(x, copy=True), ev.deviance, ev.grad_theta, ev.grad_beta,
-                                ev.grad_param, ev.modes.u, ev.modes.converged)
-        slim = getattr(ev.modes, "slim", None)
-        self.last_modes, self.last_x = (slim(), np.array(x, copy=True)) if slim is not None else (None, None)
+            self.last_result = (np.array(x, copy=True), ev)
+        self.last_state, self.last_x = ev.state, np.array(x, copy=True)
         if self.verbose >= 2:
             print(f"  eval {self.n_evals:4d}  deviance {ev.deviance:.8f}  "
                   f"({time.perf_counter() - self.start_time:.2f}s)")
         return ev
 
-    def gradient(self, ev: LaplaceEvaluation, x) -> np.ndarray:
-        """The gradient in scaled coordinates (chain rule from (theta, beta, param))."""
-        parts = [ev.grad_theta / self.theta_scale, self.Rinv.T @ ev.grad_beta]
+    def gradient(self, ev: Evaluation, x) -> np.ndarray:
+        """The gradient in scaled coordinates (chain rule from (theta, coef, param))."""
+        parts = [ev.grad_theta / self.theta_scale, self.Rinv.T @ ev.grad_coef]
         if self.has_param:
             parts.append([ev.grad_param * float(np.exp(x[-1]))])
         return np.concatenate(parts)
@@ -204,6 +198,268 @@ class _Objective:
         return ev.deviance, self.gradient(ev, x)
 
 
+class _FiniteDifferenceObjective(_Objective):
+    """The same, with central differences of the deviance for a problem without a gradient."""
+
+    def __init__(self, *args, step: float):
+        super().__init__(*args)
+        self.step = step
+
+    def __call__(self, x):
+        ev = self.evaluate(x, gradient=False)
+        f = ev.deviance
+        if not np.isfinite(f):
+            return f, np.zeros_like(x)
+        u = self.u
+        g = np.empty_like(x)
+        for j in range(x.size):
+            e = np.zeros_like(x)
+            e[j] = self.step * max(1.0, abs(x[j]))
+            g[j] = (self.evaluate(x + e, gradient=False).deviance - self.evaluate(x - e, gradient=False).deviance) / (
+                2.0 * e[j]
+            )
+        self.u = u
+        self.last_result = (np.array(x, copy=True), Evaluation(f, None, None, ev.u, ev.converged))
+        self.last_gradient = g
+        return f, g
+
+
+class Solver:
+    """Maximum likelihood for ``problem`` by the steps of the module docstring.
+
+    Parameters
+    ----------
+    problem : Problem
+    controls : SolverControls
+    start : Start or None
+        Where to start (the GLM fit on the stage-1 subsample when None).
+    compute_hessian : bool
+        Whether to run step 5.
+    verbose : int
+        1 prints one line per step, 2 one line per evaluation.
+    """
+
+    def __init__(self, problem: Problem, controls: SolverControls, start: Start | None = None,
+                 compute_hessian: bool = True, verbose: int = 0):
+        self.problem = problem
+        self.controls = controls
+        self.start = start
+        self.compute_hessian = compute_hessian
+        self.verbose = verbose
+        self.notes: list[str] = []
+        self.timings: dict = {}
+        self.n_iter = 0
+        self.hessian = None
+
+    def fit(self) -> FitResult:
+        self._t0 = time.perf_counter()
+        self.step_start()
+        self.step_scaling()
+        self.step_stage1()
+        self.step_stage2()
+        self.step_hessian()
+        return self.step_result()
+
+    # -- 1. start ----------------------------------------------------------------
+    def step_start(self) -> None:
+        """Sets ``sub`` (the stage-1 problem) and ``start`` (the GLM fit, information for all rows)."""
+        problem = self.problem
+        self.sub = problem.subsample(self.controls.stage1_levels)
+        if self.start is None:
+            start = self.sub.start()
+            scale = problem.n_rows / max(self.sub.n_rows, 1)
+            self.start = Start(start.coef, start.param, start.information * scale, list(start.notes))
+        self.notes += [f"GLM start: {note}" for note in self.start.notes]
+        self._record("glm", f"start: {problem.n_rows:,} rows, {problem.n_theta} theta + {problem.n_coef} coef"
+                     f"{' + 1 family' if problem.param_bounds is not None else ''} parameters; "
+                     f"GLM start on {self.sub.n_rows:,} rows")
+
+    # -- 2. scaling --------------------------------------------------------------
+    def step_scaling(self) -> None:
+        """Sets ``objective`` (scaled coordinates) and the bounds ``lower``, ``upper``, ``bounds``."""
+        problem, c = self.problem, self.controls
+        R = _cholesky_upper(self.start.information, self.notes)
+        self.theta_scale = problem.theta_scale
+        self.objective = self._make_objective(problem, R)
+        nt, nc = problem.n_theta, problem.n_coef
+        self.diag = problem.theta_diagonal
+        lower = np.concatenate([np.where(self.diag, 0.0, -c.max_scaled_theta), np.full(nc, -np.inf)])
+        upper = np.concatenate([np.full(nt, c.max_scaled_theta), np.full(nc, np.inf)])
+        if problem.param_bounds is not None:
+            lo, hi = problem.param_bounds
+            lower = np.append(lower, -np.inf if lo is None else lo)
+            upper = np.append(upper, np.inf if hi is None else hi)
+        self.lower, self.upper = lower, upper
+        self.bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
+                       for lo, hi in zip(lower, upper)]
+
+    def _make_objective(self, problem, R):
+        if problem.exact_gradient:
+            return _Objective(problem, self.theta_scale, R, self.verbose, self._t0)
+        return _FiniteDifferenceObjective(problem, self.theta_scale, R, self.verbose, self._t0,
+                                          step=self.controls.fd_gradient_step)
+
+    # -- 3. stage 1 --------------------------------------------------------------
+    def step_stage1(self) -> None:
+        """Sets ``x`` (the start of stage 2), ``stage2_hessian`` (from 3b, or None) and ``n_iter``."""
+        problem, c, obj = self.problem, self.controls, self.objective
+        nt = problem.n_theta
+        sub = problem if problem.theta_is_cheap else self.sub
+        obj1 = obj if sub is problem else self._make_objective(sub, obj.R)
+        rest = obj.to_x(np.zeros(nt), self.start.coef, self.start.param)[nt:]
+
+        def stage1(xt):
+            f, g = obj1(np.concatenate([xt, rest]))
+            return f, g[:nt]
+
+        # from Lambda = I in the scaled coordinates (a link-scale SD of 1 per
+        # covariate rms): lme4's theta = I would give a covariate of scale 1e8 an SD of 1e8
+        theta0 = np.where(self.diag, 1.0, 0.0)
+        xt, it1, res1 = _lbfgsb(stage1, theta0, self.bounds[:nt], c.stage1_gtol, c.stage1_max_iter, c.stage1_ftol)
+        self.n_iter += it1
+        levels = "" if sub is problem else f" on {sub.n_levels} of {problem.n_levels} levels"
+        self._record("stage1", f"stage 1 (theta only{levels}): {it1} iterations, {obj1.n_evals} evaluations, "
+                     f"deviance {float(res1.fun):.6f}")
+        self.x = np.concatenate([xt, rest])
+        self.stage2_hessian = None
+        if obj1 is not obj and problem.exact_gradient:
+            # 3b: theta and coef jointly on the subsample to a loose tolerance:
+            # within its sampling error of the optimum, where the deviance is
+            # close to quadratic, while the GLM's coef can be far off (a random
+            # intercept shifts the fixed intercept). Its BFGS Hessian, scaled to
+            # all rows (the deviance is a sum over rows), seeds stage 2.
+            H_sub = _hessian(obj1, self.x, c.hessian_step, central=False)
+            x_sub, nit, ok = _quasi_newton(obj1, self.x, self.lower, self.upper, H_sub, c.max_iter,
+                                           c.subsample_decrement, c, update_hessian=True)
+            self.n_iter += nit
+            if ok and np.all(np.isfinite(H_sub)):
+                self.x = x_sub
+                self.stage2_hessian = H_sub * (problem.n_rows / sub.n_rows)
+            self._record("stage1", f"stage 1b (theta, coef on {sub.n_levels} levels): {nit} iterations")
+        if obj1 is not obj:
+            obj.n_evals += obj1.n_evals
+
+    # -- 4. stage 2 --------------------------------------------------------------
+    def step_stage2(self) -> None:
+        """Sets ``x`` (the optimum), ``hessian`` (the last quasi-Newton one) and ``n_iter``."""
+        c, obj = self.controls, self.objective
+        x = self.x
+        for attempt in range(1 + c.max_restarts):
+            if self.problem.exact_gradient:
+                x = self._quasi_newton_stage(x, first=attempt == 0)
+            else:
+                x, nit, _ = _lbfgsb(obj, x, self.bounds, c.fd_gtol, c.max_iter, 1e-15)
+                self.n_iter += nit
+            f, _ = obj(x)
+            escape = _escape_boundary(obj, x, f, self.diag, c)
+            if escape is None:
+                break
+            self._say(f"restart: leaving a boundary at deviance {f:.6f}")
+            self.notes.append(f"restarted away from a variance at its boundary (deviance {f:.6f})")
+            x = escape
+        self.x = x
+        self._record("stage2", f"stage 2: deviance {f:.8f}, {obj.n_evals} evaluations so far")
+
+    def _quasi_newton_stage(self, x, first: bool):
+        c, obj = self.controls, self.objective
+        H = self.stage2_hessian if first and self.stage2_hessian is not None else _hessian(obj, x, c.hessian_step, central=False)
+        x, nit, ok = _quasi_newton(obj, x, self.lower, self.upper, H, c.max_iter, c.tol, c)
+        self.n_iter += nit
+        if not ok:
+            # far from the optimum the Hessian can be indefinite: L-BFGS-B gets
+            # close, then a fresh Hessian polishes
+            self._say("quasi-Newton stalled; continuing with L-BFGS-B")
+            self.notes.append("quasi-Newton stalled; L-BFGS-B took over")
+            x, nit, _ = _lbfgsb(obj, x, self.bounds, 1e-6, c.max_iter)
+            H = _hessian(obj, x, c.hessian_step, central=False)
+            x, nit2, _ = _quasi_newton(obj, x, self.lower, self.upper, H, c.max_iter, c.tol, c)
+            self.n_iter += nit + nit2
+        self.hessian = H
+        return x
+
+    # -- 5. Hessian ----------------------------------------------------------------
+    def step_hessian(self) -> None:
+        """Sets ``hessian`` (central differences at the optimum, scaled coordinates) and ``at_optimum``."""
+        obj = self.objective
+        # the optimum's deviance, gradient and modes come from stage 2's last
+        # evaluation there (the Hessian's points move the warm start)
+        self.at_optimum = obj.last_result
+        if self.compute_hessian and self.problem.exact_gradient:
+            self.hessian = _hessian(obj, self.x, self.controls.hessian_step, central=True)
+            self._record("hessian", f"Hessian for standard errors: central differences, {2 * self.x.size} "
+                         "evaluations")
+        elif not self.problem.exact_gradient:
+            self.hessian = None
+        if self.at_optimum is None or not np.array_equal(self.at_optimum[0], self.x):
+            # (also when the point is not finite: then that evaluation itself is reported)
+            if self.problem.exact_gradient:
+                self.at_optimum = (self.x, obj.evaluate(self.x, gradient=True))
+            else:
+                obj(self.x)
+                self.at_optimum = obj.last_result
+
+    # -- 6. result -----------------------------------------------------------------
+    def step_result(self) -> FitResult:
+        c, obj, problem = self.controls, self.objective, self.problem
+        x, ev = self.at_optimum
+        if problem.exact_gradient:
+            g_x = obj.gradient(ev, x)
+        else:
+            if not np.array_equal(obj.last_result[0], x):
+                obj(x)
+            g_x = obj.last_gradient
+        free = _free_mask(x, g_x, self.lower, self.upper, c)
+        max_grad = float(np.max(np.abs(g_x[free]))) if np.any(free) else 0.0
+        direction = _newton_step(self.hessian, g_x, free) if self.hessian is not None else None
+        if direction is not None:
+            decrement = -float(g_x @ direction)
+            converged = decrement < c.converged_decrement
+            detail = f"Newton decrement {decrement:.2e}, max|gradient| {max_grad:.2e}"
+        else:
+            converged = max_grad < c.converged_gradient
+            detail = f"max|gradient| {max_grad:.2e}" + (
+                " (the Hessian is not positive definite)" if self.hessian is not None else "")
+        converged = bool(converged and ev.converged)
+        message = detail + ("" if ev.converged else "; PIRLS did not converge at the optimum")
+        theta, coef, param = obj.params(x)
+        hessian = None
+        if self.hessian is not None:
+            # back from x = D p to p = (theta, coef[, log param]): H_p = D^T H_x D
+            nt, nc = theta.size, coef.size
+            D = np.eye(x.size)
+            D[:nt, :nt] = np.diag(self.theta_scale)
+            D[nt : nt + nc, nt : nt + nc] = obj.R
+            hessian = D.T @ self.hessian @ D
+        if problem.exact_gradient:
+            gradient = np.concatenate([ev.grad_theta, ev.grad_coef] + ([[ev.grad_param]] if param is not None else []))
+        else:
+            gradient = g_x * np.concatenate([self.theta_scale, np.ones(x.size - theta.size)])
+        at_boundary = self.diag & (np.abs(theta * self.theta_scale) < c.singular_tol)
+        self._record("total", f"done: deviance {ev.deviance:.8f}, {obj.n_evals} evaluations, {detail}")
+        return FitResult(
+            theta=theta, coef=coef, param=param, u=ev.u, deviance=float(ev.deviance), gradient=gradient,
+            hessian=hessian, n_iter=self.n_iter, n_evals=obj.n_evals, converged=converged, message=message,
+            singular=bool(np.any(at_boundary)), at_boundary=at_boundary, start=self.start, controls=c.as_dict(), notes=list(self.notes),
+            timings=dict(self.timings),
+        )
+
+    # -- reporting -------------------------------------------------------------------
+    def _record(self, step: str, text: str) -> None:
+        self.timings[step] = time.perf_counter() - self._t0
+        self._say(text)
+
+    def _say(self, text: str) -> None:
+        if self.verbose:
+            print(f"[sklearn_glmm] {text} ({time.perf_counter() - self._t0:.2f}s)")
+
+
+def fit(problem: Problem, controls: SolverControls | None = None, *, start: Start | None = None,
+        compute_hessian: bool = True, verbose: int = 0) -> FitResult:
+    """Maximise the likelihood of ``problem`` (see :class:`Solver`); controls default to the problem's."""
+    controls = problem.controls if controls is None else controls
+    return Solver(problem, controls, start, compute_hessian, verbose).fit()
+
+
 def _lbfgsb(fun, x0, bounds, gtol, max_iter, ftol=1e-15):
     res = minimize(
         fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
@@ -212,18 +468,15 @@ def _lbfgsb(fun, x0, bounds, gtol, max_iter, ftol=1e-15):
     return res.x, int(res.nit), res
 
 
-def _hessian(obj: _Objective, x, step=1e-4, central=True):
+def _hessian(obj: _Objective, x, step: float, central: bool):
     """Finite differences of the exact gradient (symmetrised).
 
     Central differences (2k gradients, error O(step^2)) for the Hessian that
     gives standard errors; forward differences (k + 1 gradients) where it only
-    seeds the quasi-Newton iterations. The step is absolute: in the
-    optimiser's whitened coordinates one unit is about one standard error
-    whatever the parameter's size (a step relative to |x| was 0.1 standard
-    errors for an intercept at 3.6M rows, and cost PIRLS iterations).
-
-    Every point starts PIRLS from the modes at ``x``, moved along their
-    derivative when the problem offers ``mode_derivative`` (then PIRLS needs a
+    seeds the quasi-Newton iterations. The step is absolute: in the whitened
+    coordinates one unit is about one standard error whatever the
+    parameter's size. Every point starts PIRLS from the modes at ``x``, moved
+    along their derivative when the problem offers it (then PIRLS needs a
     single Newton step); the warm start at ``x`` is restored on exit.
     """
     k = x.size
@@ -242,276 +495,35 @@ def _hessian(obj: _Objective, x, step=1e-4, central=True):
             H[:, j] = (gp - obj(x - e)[1]) / (2.0 * step)
         else:
             H[:, j] = (gp - g0) / step
-    obj.u, obj.predicted = u0, False  # leave the warm start at x
+    obj.u, obj.predicted = u0, False
     return 0.5 * (H + H.T)
 
 
 def _mode_derivative_at(obj: _Objective, x):
     """``d -> du*`` along a direction of the scaled coordinates at x, or None."""
-    problem = obj.problem
-    if not hasattr(problem, "mode_derivative") or obj.last_x is None or not np.array_equal(obj.last_x, x):
+    if obj.last_x is None or not np.array_equal(obj.last_x, x):
         return None
-    theta, beta, _ = obj.params(x)
-    modes = obj.last_modes
-    nt, nb = obj.n_theta, obj.n_beta
-    if problem.mode_derivative(theta, modes, np.zeros(nt), np.zeros(nb)) is None:
+    problem = obj.problem
+    theta, coef, param = obj.params(x)
+    state = obj.last_state
+    nt, nc = obj.n_theta, obj.n_coef
+    if problem.mode_derivative(theta, coef, param, state, np.zeros(nt), np.zeros(nc)) is None:
         return None
 
     def derivative(d):
-        return problem.mode_derivative(theta, modes, d[:nt] / obj.theta_scale, obj.Rinv @ d[nt : nt + nb])
+        return problem.mode_derivative(theta, coef, param, state, d[:nt] / obj.theta_scale,
+                                       obj.Rinv @ d[nt : nt + nc])
 
     return derivative
 
 
-def _free_mask(x, g, lower, upper):
+def _free_mask(x, g, lower, upper, controls: SolverControls):
     """Coordinates not pinned at a bound by a gradient pushing outward."""
-    return ~(((x <= lower + 1e-10) & (g > 0)) | ((x >= upper - 1e-10) & (g < 0)))
+    tol = controls.active_bound_tol
+    return ~(((x <= lower + tol) & (g > 0)) | ((x >= upper - tol) & (g < 0)))
 
 
-def fit_laplace(
-    problem: LaplaceProblem,
-    *,
-    max_iter: int = 500,
-    tol: float = 1e-10,
-    compute_hessian: bool = True,
-    verbose: int = 0,
-) -> FitResult:
-    """Maximise the Laplace log-likelihood of ``problem``.
-
-    Parameters
-    ----------
-    problem : LaplaceProblem
-    max_iter : int, default=500
-        Iteration limit of stage 2.
-    tol : float, default=1e-10
-        Stage 2 stops when the Newton decrement ``g^T H^{-1} g`` (twice the
-        predicted further decrease of the deviance) falls below ``tol``.
-    compute_hessian : bool, default=True
-        Whether to compute the Hessian for standard errors and the polish.
-    verbose : int, default=0
-        1 prints one line per stage, 2 one line per evaluation.
-
-    Returns
-    -------
-    FitResult
-    """
-    t0 = time.perf_counter()
-    timings = {}
-    family = problem.family
-    # The GLM start, the whitening and stage 1 need no more than a few hundred
-    # levels: the problem may offer such a subsample (see
-    # LaplaceProblem.stage1_problem); its information is scaled up to all rows.
-    sub = problem.stage1_problem() if hasattr(problem, "stage1_problem") else problem
-    X, y, w, offset = sub.X, sub.y, sub.weights, sub.offset
-    beta_glm, _, _ = fit_glm(family, X, y, w, offset)
-    param0 = None
-    if family.has_param:
-        # the extra parameter's start from the GLM fit, then the GLM at that value
-        mu = family.link.inverse(offset + X @ beta_glm)
-        param0 = family.starting_param(y, mu, w, max(int(np.sum(w > 0)) - X.shape[1], 1))
-        beta_glm, _, _ = fit_glm(family.with_param(param0), X, y, w, offset)
-    eta = offset + X @ beta_glm
-    W = problem.family_at(param0).irls_quantities(y, eta, w).weights
-    XT = X.T
-    R = _cholesky_upper((XT * W) @ X) * np.sqrt(problem.y.size / max(y.size, 1))
-    theta_scale = problem.theta_rms
-    timings["glm"] = time.perf_counter() - t0
-    _say(verbose, f"start: {problem.y.size:,} rows, {problem.n_theta} theta + {beta_glm.size} beta"
-         f"{' + 1 family' if family.has_param else ''} parameters; GLM start on {y.size:,} rows", t0)
-
-    obj = _Objective(problem, theta_scale, R, verbose, t0)
-    nt = problem.n_theta
-    # In scaled coordinates an element of 1 means a random effect whose SD on
-    # the link scale equals the covariate's spread; beyond +-MAX_SCALED_THETA
-    # (exp(50) times the typical response) nothing is estimable, and line
-    # searches that wander there only overflow.
-    diag = problem.theta_diagonal
-    theta_lower = np.where(diag, 0.0, -MAX_SCALED_THETA)
-    lower = np.concatenate([theta_lower, np.full(beta_glm.size, -np.inf)])
-    upper = np.concatenate([np.full(nt, MAX_SCALED_THETA), np.full(beta_glm.size, np.inf)])
-    if family.has_param:
-        lo, hi = family.param_bounds
-        lower = np.append(lower, -np.inf if lo is None else lo)
-        upper = np.append(upper, np.inf if hi is None else hi)
-    bounds = [
-        (lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper)
-    ]
-
-    # stage 1: theta alone, beta at the GLM estimate; on the subsample of the
-    # levels, unless evaluations in theta alone are cheap on all of them
-    theta0 = np.where(diag, 1.0, 0.0)
-    rest = obj.to_x(np.zeros(nt), beta_glm, param0)[nt:]  # (R beta_glm[, log param0])
-    if getattr(problem, "theta_is_cheap", False):
-        sub = problem
-    obj1 = obj if sub is problem else _Objective(sub, theta_scale, R, verbose, t0)
-
-    def stage1(xt):
-        f, g = obj1(np.concatenate([xt, rest]))
-        return f, g[:nt]
-
-    # a start only: stop once the relative decrease is below 1e-10
-    # start at Lambda = I in the scaled coordinates (a link-scale SD of 1 per
-    # covariate rms): lme4's theta = I would give a covariate of scale 1e8 an SD of 1e8
-    xt, it1, res1 = _lbfgsb(stage1, theta0, bounds[:nt], 1e-3, 200, ftol=1e-10)
-    timings["stage1"] = time.perf_counter() - t0
-    levels = "" if sub is problem else f" on {sub.n_levels} of {problem.n_levels} levels"
-    _say(verbose, f"stage 1 (theta only{levels}): {it1} iterations, {obj1.n_evals} evaluations, "
-         f"deviance {float(res1.fun):.6f}", t0)
-
-    # stage 2: theta and beta jointly, by quasi-Newton steps that start from
-    # the finite-difference Hessian of the exact gradient (few evaluations when
-    # stage 1 ended near the optimum); L-BFGS-B takes over if they stall. The
-    # deviance is even in each column of Lambda, so a diagonal element at 0 is
-    # a stationary point no descent method leaves: restart from the best nearby
-    # interior point while one lowers the deviance.
-    x = np.concatenate([xt, rest])
-    it2 = 0
-    H = None
-    H_sub = None
-    if obj1 is not obj:
-        # On the subsample, theta and beta jointly to a loose tolerance: its
-        # optimum is within the subsample's sampling error of the full one (a
-        # few standard errors), where the deviance is close to quadratic,
-        # while the GLM's beta can be far off (a random intercept shifts the
-        # fixed intercept). Its BFGS Hessian, scaled up to all rows (the
-        # deviance is a sum over rows), seeds stage 2: all at a fraction of
-        # the cost of one finite-difference Hessian on all rows.
-        H_sub = _hessian(obj1, x, central=False)
-        x_sub, nit, ok_sub = _quasi_newton(obj1, x, lower, upper, H_sub, max_iter, SUBSAMPLE_DECREMENT, True)
-        it1 += nit
-        if ok_sub and np.all(np.isfinite(H_sub)):
-            x = x_sub
-            H_sub = H_sub * (problem.y.size / sub.y.size)
-        else:
-            H_sub = None
-        _say(verbose, f"stage 1b (theta, beta on {sub.n_levels} levels): {nit} iterations", t0)
-        obj.n_evals += obj1.n_evals
-    for attempt in range(1 + MAX_RESTARTS):
-        if attempt == 0 and H_sub is not None:
-            H = H_sub
-        else:
-            H = _hessian(obj, x, central=False)
-        x, nit, ok = _quasi_newton(obj, x, lower, upper, H, max_iter, tol)
-        it2 += nit
-        if not ok:
-            # far from the optimum the Hessian can be indefinite: let L-BFGS-B
-            # get close, then polish with a fresh Hessian
-            _say(verbose, "quasi-Newton stalled; continuing with L-BFGS-B", t0)
-            x, nit, _ = _lbfgsb(obj, x, bounds, 1e-6, max_iter)
-            H = _hessian(obj, x, central=False)
-            x, nit2, _ = _quasi_newton(obj, x, lower, upper, H, max_iter, tol)
-            it2 += nit + nit2
-        f, g = obj(x)
-        escape = _escape_boundary(obj, x, f, diag)
-        if escape is None:
-            break
-        _say(verbose, f"restart: leaving a boundary at deviance {f:.6f}", t0)
-        x = escape
-    timings["stage2"] = time.perf_counter() - t0
-    _say(verbose, f"stage 2 (theta, beta): {it2} iterations, deviance {f:.8f}, "
-         f"{obj.n_evals} evaluations so far", t0)
-
-    # The Hessian for standard errors (lme4's vcov uses the same matrix), by
-    # central differences at the optimum.
-    # (the stage-2 Hessian came from forward differences: always take a central one here)
-    at_optimum = obj.last_result
-    if compute_hessian:
-        H = _hessian(obj, x)
-    timings["hessian"] = time.perf_counter() - t0
-    if compute_hessian:
-        _say(verbose, f"Hessian for standard errors: central differences, {2 * x.size} evaluations", t0)
-
-    if at_optimum is None or not np.array_equal(at_optimum[0], x):
-        # (also when the point is not finite: then the evaluation itself is reported)
-        end = obj.evaluate(x, gradient=True)
-        at_optimum = (x, end.deviance, end.grad_theta, end.grad_beta, end.grad_param, end.modes.u,
-                      end.modes.converged)
-    _, f, grad_theta, grad_beta, grad_param, u, pirls_converged = at_optimum
-    ev = LaplaceEvaluation(f, grad_theta, grad_beta, None, grad_param)
-    g_x = obj.gradient(ev, x)
-    free = _free_mask(x, g_x, lower, upper)
-    max_grad = float(np.max(np.abs(g_x[free]))) if np.any(free) else 0.0
-    # converged: the deviance cannot drop by more than ~1e-6 (Newton model), or,
-    # without a usable Hessian, a small gradient in the scaled coordinates
-    direction = _newton_step(H, g_x, free) if compute_hessian else None
-    if direction is not None:
-        decrement = -float(g_x @ direction)
-        converged = decrement < DECREMENT_TOL
-        detail = f"Newton decrement {decrement:.2e}, max|gradient| {max_grad:.2e}"
-    else:
-        converged = max_grad < GRADIENT_TOL
-        detail = f"max|gradient| {max_grad:.2e} (the Hessian is not positive definite)"
-    converged = bool(converged and pirls_converged)
-    message = detail + ("" if pirls_converged else "; PIRLS did not converge at the optimum")
-    theta, beta, param = obj.params(x)
-    hessian = None
-    if compute_hessian:
-        # back from scaled coordinates x = D p to p = (theta, beta[, log param]):
-        # H_p = D^T H_x D
-        nb = beta.size
-        D = np.eye(x.size)
-        D[:nt, :nt] = np.diag(theta_scale)
-        D[nt : nt + nb, nt : nt + nb] = R
-        hessian = D.T @ H @ D
-    timings["total"] = time.perf_counter() - t0
-    _say(verbose, f"done: deviance {f:.8f}, {obj.n_evals} evaluations, {detail}", t0)
-    return FitResult(
-        theta=theta,
-        beta=beta,
-        u=u,
-        b=problem.random_effects(theta, u),
-        deviance=f,
-        gradient=np.concatenate([ev.grad_theta, ev.grad_beta] + ([[ev.grad_param]] if param is not None else [])),
-        param=param,
-        hessian=hessian,
-        n_iter=it1 + it2,
-        n_evals=obj.n_evals,
-        converged=converged,
-        message=message,
-        # lme4's isSingular rule, on the covariate's scale: theta * rms (the SD of
-        # the term's contribution) so that a 1e8-scale covariate is not "singular"
-        singular=bool(np.any(np.abs(theta[diag] * theta_scale[diag]) < SINGULAR_TOL)),
-        glm_beta=beta_glm,
-        timings=timings,
-    )
-
-
-def fit_glm_ml(family, X, y, w, offset):
-    """Maximum likelihood for a GLM without random effects, shape included.
-
-    For a family with an extra parameter (NB size, Gamma shape, Gaussian
-    variance) the parameter is profiled: a bounded one-dimensional search over
-    its log, with beta refitted by IRLS at each value.
-
-    Returns
-    -------
-    beta : ndarray
-    family : Family
-        The family at the estimated parameter (itself when it has none).
-    converged : bool
-    n_iter : int
-    """
-    beta, converged, n_iter = fit_glm(family, X, y, w, offset)
-    if not family.has_param:
-        return beta, family, converged, n_iter
-    mu = family.link.inverse(offset + X @ beta)
-    start = np.log(family.starting_param(y, mu, w, max(int(np.sum(w > 0)) - X.shape[1], 1)))
-    lo, hi = family.param_bounds
-    lo = start - 15.0 if lo is None else lo
-    hi = start + 15.0 if hi is None else hi
-
-    def negloglik(log_param):
-        fam = family.with_param(float(np.exp(log_param)))
-        b, _, _ = fit_glm(fam, X, y, w, offset)
-        return -fam.loglik(y, fam.link.inverse(offset + X @ b), w)
-
-    res = minimize_scalar(negloglik, bounds=(lo, hi), method="bounded", options={"xatol": 1e-9})
-    fitted = family.with_param(float(np.exp(res.x)))
-    beta, converged, n_iter = fit_glm(fitted, X, y, w, offset)
-    return beta, fitted, bool(converged and res.success), n_iter + int(res.nfev)
-
-
-def _escape_boundary(obj: _Objective, x, f, diag):
+def _escape_boundary(obj, x, f, diag, controls: SolverControls):
     """An interior point near x with a lower deviance, for diagonal thetas at 0.
 
     Trial values are in scaled coordinates, where 1 means a random-effect SD
@@ -519,22 +531,23 @@ def _escape_boundary(obj: _Objective, x, f, diag):
     """
     best = None
     for k in np.flatnonzero(diag):
-        if x[k] > 1e-8:
+        if x[k] > controls.boundary_tol:
             continue
-        for t in (0.3, 0.1, 0.03, 0.01, 0.003):
+        for t in controls.restart_trials:
             trial = x.copy()
             trial[k] = t
             f_trial = obj(trial)[0]
-            if f_trial < f - 1e-8 and (best is None or f_trial < best[0]):
+            if f_trial < f - controls.restart_min_decrease and (best is None or f_trial < best[0]):
                 best = (f_trial, trial)
     obj(x)  # restore the warm start at x
     return None if best is None else best[1]
 
 
-def _quasi_newton(obj: _Objective, x, lower, upper, H, max_iter, decrement_tol, update_hessian=False):
+def _quasi_newton(obj: _Objective, x, lower, upper, H, max_iter, decrement_tol, controls: SolverControls,
+                  update_hessian: bool = False):
     """Projected quasi-Newton descent with BFGS updates, starting from Hessian ``H``.
 
-    Coordinates at a lower bound whose gradient points outward are held fixed.
+    Coordinates at a bound whose gradient points outward are held fixed.
     Returns ``(x, n_iter, ok)``; ``ok`` is False when a step cannot be made
     (an indefinite Hessian, or no decrease along a descent direction before
     the gradient is small). With ``update_hessian`` the BFGS updates are made
@@ -543,22 +556,21 @@ def _quasi_newton(obj: _Objective, x, lower, upper, H, max_iter, decrement_tol, 
     f, g = obj(x)
     H = H if update_hessian else H.copy()
     for it in range(1, max_iter + 1):
-        free = _free_mask(x, g, lower, upper)
+        free = _free_mask(x, g, lower, upper, controls)
         if not np.any(free):
             return x, it - 1, True
         direction = _newton_step(H, g, free)
         if direction is None:
             return x, it - 1, False
         # the Newton decrement g^T H^{-1} g is twice the predicted decrease of
-        # the deviance: a scale-free stopping rule that rounding noise in the
-        # gradient of a deviance of 1e6 cannot defeat. It is floored at 16 ulps
-        # of the deviance: a decrease below the deviance's own rounding cannot
-        # be verified (at 360k rows an ulp is 2e-10, at 3.6M rows 2e-9, above
-        # the default tol), and chasing it only stalls the line search
+        # the deviance: a scale-free rule that rounding noise in the gradient of
+        # a deviance of 1e6 cannot defeat. It is floored at 16 ulps of the
+        # deviance: a decrease below the deviance's own rounding cannot be
+        # verified, and chasing it only stalls the line search
         if -float(g @ direction) < max(decrement_tol, 16.0 * np.spacing(abs(f))):
             return x, it - 1, True
         t = 1.0
-        for _ in range(30):
+        for _ in range(controls.max_halvings):
             x_new = np.clip(x + t * direction, lower, upper)
             f_new, g_new = obj(x_new)
             if f_new <= f + 1e-4 * float(g @ (x_new - x)):
@@ -567,7 +579,7 @@ def _quasi_newton(obj: _Objective, x, lower, upper, H, max_iter, decrement_tol, 
         else:
             obj(x)  # restore the warm start at x
             # no decrease: at the optimum to rounding noise, or a bad model
-            return x, it, bool(np.max(np.abs(g[free])) < GRADIENT_TOL)
+            return x, it, bool(np.max(np.abs(g[free])) < controls.converged_gradient)
         s, yk = x_new - x, g_new - g
         sy = float(s @ yk)
         if sy > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(yk)):
@@ -588,14 +600,12 @@ def _newton_step(H, g, free):
     return step
 
 
-def _cholesky_upper(info):
-    """Upper factor R with R^T R = info; falls back to a scaled identity when singular."""
+def _cholesky_upper(info, notes: list):
+    """Upper factor R with R^T R = info; a scaled identity (noted) when singular."""
+    if info.size == 0:
+        return np.zeros((0, 0))
     try:
         return np.linalg.cholesky(info).T
     except np.linalg.LinAlgError:
+        notes.append("the GLM start's information is singular; the coefficients are scaled by its diagonal")
         return np.diag(np.sqrt(np.maximum(np.diag(info), 1e-12)))
-
-
-def _say(verbose, text, t0):
-    if verbose:
-        print(f"[sklearn_glmm] {text} ({time.perf_counter() - t0:.2f}s)")

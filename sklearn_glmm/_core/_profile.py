@@ -31,11 +31,11 @@ to linear in ``v``, and the ends of a profile interval are where it crosses
 here the crossing is found by root finding on the exact profile, each
 evaluation warm-started from the previous one.
 
-Interface: :class:`ProfileProblem` wraps a ``LaplaceProblem`` or a
-``MultiLevelLaplaceProblem`` (it needs only ``evaluate(theta, beta, u0)``,
-``n_theta`` and either an integer ``q`` -- one term, full lower triangle -- or
-the lists ``q`` and ``theta_index``; see :func:`theta_blocks`) and the
-maximum-likelihood estimates. The modes ``u`` may have any shape.
+Interface: :class:`ProfileProblem` takes any problem of the protocol
+(:mod:`._problem`) and its maximum-likelihood estimates; it evaluates the
+deviance through ``problem.evaluate`` and reads the terms' theta positions from
+``problem.theta_map``. :class:`LMMProfileProblem` does the same for the linear
+mixed model's penalised least squares (``problem.solve``).
 
 No scikit-learn here.
 """
@@ -48,42 +48,22 @@ import numpy as np
 from scipy.optimize import brentq, minimize
 from scipy.stats import norm
 
-from ..design import theta_index
+from ..design import lambda_from_theta, theta_index
 
 __all__ = [
     "LMMProfileProblem",
     "ProfileProblem",
     "ProfileInterval",
-    "conditional_covariance",
     "sdcor_from_theta",
     "theta_blocks",
     "theta_from_sdcor",
 ]
 
 
-def conditional_covariance(problem, theta, beta, u, dispersion: float = 1.0, param=None) -> np.ndarray:
-    """``Var(b_g | y)`` for every level: a (G, q, q) array (lme4's ``condVar``).
-
-    The modes are recomputed at ``(theta, beta)`` from ``u`` (one PIRLS step
-    when ``u`` is already the mode) so that ``A_g`` is exactly the block at
-    the optimum.
-    """
-    modes = problem.modes(theta, beta, u) if param is None else problem.modes(theta, beta, u, param=param)
-    lam = problem.lambda_(theta)
-    Ainv = modes.chol.inverse()
-    return dispersion * np.einsum("ab,gbc,dc->gad", lam, Ainv, lam)
-
-
 def theta_blocks(problem) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """The problem's theta as blocks ``(q_k, rows_k, cols_k)``, one per term.
-
-    A problem with an integer ``q`` has one term whose theta is the full lower
-    triangle (:func:`~sklearn_glmm.design.theta_index`); a multi-level problem
-    lists ``q`` and ``theta_index`` per term.
-    """
-    if isinstance(problem.q, (list, tuple)):
-        return [(int(q), np.asarray(r), np.asarray(c)) for q, (r, c) in zip(problem.q, problem.theta_index)]
-    return [(int(problem.q), *theta_index(int(problem.q)))]
+    """The problem's theta as blocks ``(q_k, rows_k, cols_k)``, one per term."""
+    tmap = problem.theta_map
+    return [(q, rows, cols) for q, (rows, cols) in zip(tmap.q, tmap.positions)]
 
 
 def _as_blocks(q) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -94,8 +74,7 @@ def _as_blocks(q) -> list[tuple[int, np.ndarray, np.ndarray]]:
 
 
 def _block_sdcor(theta: np.ndarray, q: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    lam = np.zeros((q, q))
-    lam[rows, cols] = theta
+    lam = lambda_from_theta(theta, q, rows, cols)
     cov = lam @ lam.T
     sd = np.sqrt(np.diag(cov))
     out = np.empty(rows.size)
@@ -201,11 +180,12 @@ class ProfileProblem:
 
     Parameters
     ----------
-    problem : LaplaceProblem or MultiLevelLaplaceProblem
+    problem : Problem
+        Any problem of the protocol (:mod:`._problem`) with an exact gradient.
     theta, beta : ndarray
         Maximum-likelihood estimates (theta in the problem's order of terms).
     u : ndarray
-        Conditional modes at them: (G, q) for one term, flat for several.
+        Conditional modes at them (flat).
     deviance : float
         ``D`` at the estimates.
     hessian : ndarray or None
@@ -219,8 +199,7 @@ class ProfileProblem:
 
     def __init__(self, problem, theta, beta, u, deviance: float, hessian=None, param=None):
         self.problem = problem
-        # only pass ``param`` on when there is one, so plain families need no support for it
-        self._extra = {} if param is None else {"param": param}
+        self.param = param
         self.blocks = theta_blocks(problem)
         self.nt = problem.n_theta
         self.theta_hat = np.asarray(theta, dtype=float)
@@ -280,22 +259,23 @@ class ProfileProblem:
         return 0.5 * (H + H.T)
 
     def _grad_theta_beta(self, x):
-        ev = self.problem.evaluate(x[: self.nt], x[self.nt :], self.u_hat, **self._extra)
-        return np.concatenate([ev.grad_theta, ev.grad_beta])
+        ev = self.problem.evaluate(x[: self.nt], x[self.nt :], self.param, self.u_hat)
+        return np.concatenate([ev.grad_theta, ev.grad_coef])
 
     def deviance(self, p: np.ndarray, gradient: bool = True):
         """``D(p)`` and its gradient in p (``inf`` where p is not valid)."""
         theta = theta_from_sdcor(p[: self.nt], self.blocks)
         if theta is None:
             return np.inf, np.zeros_like(p)
-        ev = self.problem.evaluate(theta, p[self.nt :], self.u, gradient=gradient, **self._extra)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            ev = self.problem.evaluate(theta, p[self.nt :], self.param, self.u, gradient=gradient)
         self.n_evals += 1
-        if not np.isfinite(ev.deviance):
+        if not ev.finite:
             return np.inf, np.zeros_like(p)
-        self.u = ev.modes.u
+        self.u = ev.u
         if not gradient:
             return ev.deviance, None
-        g = np.concatenate([ev.grad_theta, ev.grad_beta])
+        g = np.concatenate([ev.grad_theta, ev.grad_coef])
         return ev.deviance, self._jacobian(p).T @ g
 
     # -- profiles --------------------------------------------------------------
@@ -407,7 +387,7 @@ class LMMProfileProblem(ProfileProblem):
 
     Parameters
     ----------
-    problem : LMMProblem or MultiLevelLMMProblem
+    problem : LMMProblem
     theta : ndarray
         Maximum-likelihood (not REML) estimate, relative to sigma.
     sigma : float
@@ -416,7 +396,7 @@ class LMMProfileProblem(ProfileProblem):
 
     def __init__(self, problem, theta, sigma: float):
         self.problem = problem
-        self._extra = {}
+        self.param = None
         self.blocks = theta_blocks(problem)
         self.nt = problem.n_theta
         theta = np.asarray(theta, dtype=float)

@@ -141,7 +141,7 @@ def groups_to_frame(groups: object, n_samples: int, factor_columns: list[str]) -
     return frame
 
 
-def _factor_labels(frame: pd.DataFrame, factor: str) -> pd.Series:
+def factor_labels(frame: pd.DataFrame, factor: str) -> pd.Series:
     """The labels of one factor; ``a:b`` joins the columns' labels as text, as R's ``a:b``."""
     columns = factor.split(":")
     if len(columns) == 1:
@@ -294,7 +294,7 @@ class DesignBuilder:
             if bar.factor not in factors:
                 factors.append(bar.factor)
         # one hash pass per factor gives the sorted levels and every row's code
-        coded = {f: _encode(_factor_labels(frame, f)) for f in factors}
+        coded = {f: _encode(factor_labels(frame, f)) for f in factors}
         self.levels_ = {f: levels for f, (_, levels) in coded.items()}
         self.factors_ = sorted(factors, key=lambda f: -len(self.levels_[f]))
         self._set_theta_order()
@@ -404,7 +404,7 @@ class DesignBuilder:
             elif frame is None:
                 codes = np.full(X.shape[0], -1, dtype=np.int64)
             else:
-                labels = _factor_labels(frame, factor)
+                labels = factor_labels(frame, factor)
                 warn_on_text_label_matches(levels, labels)  # 7 vs '7': lme4 levels are text
                 codes = levels.get_indexer(labels.to_numpy()).astype(np.int64)
             bars = [bar for bar in self.bars if bar.factor == factor]

@@ -37,9 +37,17 @@ def theta_index(q: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
 
 
-def lambda_from_theta(theta: np.ndarray, q: int) -> np.ndarray:
-    """The ``q x q`` lower-triangular relative Cholesky factor ``Lambda``."""
-    rows, cols = theta_index(q)
+def lambda_from_theta(
+    theta: np.ndarray, q: int, rows: np.ndarray | None = None, cols: np.ndarray | None = None
+) -> np.ndarray:
+    """The ``q x q`` lower-triangular relative Cholesky factor ``Lambda``.
+
+    ``rows``, ``cols`` place each theta element (default: the full lower
+    triangle in lme4's order, :func:`theta_index`); uncorrelated terms
+    (``(1 + x || g)``) give only the diagonal blocks of their bars.
+    """
+    if rows is None:
+        rows, cols = theta_index(q)
     lam = np.zeros((q, q))
     lam[rows, cols] = theta
     return lam
@@ -127,10 +135,7 @@ class RandomEffectTerm:
 
     def lambda_(self, theta: np.ndarray) -> np.ndarray:
         """``Lambda(theta)``, the relative Cholesky factor."""
-        rows, cols = self.theta_rows_cols
-        lam = np.zeros((self.q, self.q))
-        lam[rows, cols] = theta
-        return lam
+        return lambda_from_theta(theta, self.q, *self.theta_rows_cols)
 
     def linear_predictor(self, b: np.ndarray) -> np.ndarray:
         """Row contributions ``z_i^T b_{g(i)}``; rows of unseen levels get 0.

@@ -27,8 +27,8 @@ and offers, element-wise on float64 arrays (``w`` are prior weights):
 
 Families with one extra parameter (``has_param``; NB size, Gamma shape, Gaussian
 variance) also give ``param``, ``with_param(value)``, ``starting_param(...)``,
-``param_bounds`` (on the log scale), ``loglik_param_deriv(y, mu, w)`` (d loglik
-/ d param, summed) and ``variance_param_deriv(mu)`` (d variance / d param). The
+``param_bounds`` (on the log scale), ``loglik_param_rows(y, mu, w)`` (each row's
+w d loglik / d param) and ``variance_param_deriv(mu)`` (d variance / d param). The
 Laplace engine estimates the parameter jointly with the others, as glmmTMB does.
 
 The log-likelihood keeps every normalising constant (``gammaln``) so that the
@@ -133,6 +133,24 @@ class RowKernel:
     def weights_deriv(self, irls):
         """``d laplace_weights / d eta`` when ``irls`` left it out (None)."""
         return irls.laplace_weights_deriv
+
+    def step_weights(self, irls):
+        """The weights of PIRLS's steps, and fallback weights for levels whose
+        block is not positive definite with them (None: always definite)."""
+        return (irls.laplace_weights if self.step_with_laplace_weights else irls.weights), None
+
+    def param_row_derivatives(self, irls, eta):
+        """Per-row derivatives in the family's extra parameter at fixed eta (eq. 6b).
+
+        Returns ``(dll, dL, ds)``: of the log-likelihood, of the Laplace weights
+        and of the score. The shape enters the score and the weights through
+        V: ``d s / d phi = -s V_phi / V``.
+        """
+        family, mu = self.family, irls.mu
+        rel = family.variance_param_deriv(mu) / np.maximum(family.variance(mu), _TINY)
+        dll = family.loglik_param_rows(self.y, mu, self.w)
+        dL = family.laplace_weights_param_deriv(self.y, eta, self.w, irls)
+        return dll, dL, -irls.score * rel
 
 
 class _PoissonKernel(RowKernel):
@@ -265,6 +283,9 @@ class Family:
     #: glmer) or "observed" (the exact second derivative, glmmTMB); the two
     #: agree for canonical links
     laplace: str = "fisher"
+    #: whether ``loglik_constant(y, w)`` is ``sum_i w_i f(y_i)`` (then it may be
+    #: summed over the distinct values of y)
+    constant_linear_in_weights: bool = False
 
     def __init__(self, link: str | Link | None = None):
         link = self.default_link if link is None else link
@@ -332,8 +353,13 @@ class Family:
     def starting_param(self, y, mu, w, df_resid) -> float:  # pragma: no cover
         raise NotImplementedError
 
-    def loglik_param_deriv(self, y, mu, w) -> float:  # pragma: no cover
+    def loglik_param_rows(self, y, mu, w) -> np.ndarray:  # pragma: no cover - only with has_param
+        """Each row's ``w d log p(y | mu) / d param``."""
         raise NotImplementedError
+
+    def loglik_param_deriv(self, y, mu, w) -> float:
+        """``d loglik / d param``, summed over rows."""
+        return float(np.sum(self.loglik_param_rows(y, mu, w)))
 
     def variance_param_deriv(self, mu):  # pragma: no cover
         raise NotImplementedError
@@ -597,9 +623,9 @@ class NegativeBinomialFamily(Family):
         lg[positive] = gammaln(y[positive]) - betaln(k, y[positive])
         return float(np.dot(w, lg - gammaln(y + 1.0)))
 
-    def loglik_param_deriv(self, y, mu, w) -> float:
+    def loglik_param_rows(self, y, mu, w) -> np.ndarray:
         k = self.size
-        return float(np.dot(w, digamma(y + k) - digamma(k) - np.log1p(mu / k) + (mu - y) / (k + mu)))
+        return w * (digamma(y + k) - digamma(k) - np.log1p(mu / k) + (mu - y) / (k + mu))
 
     def row_kernel(self, y, w):
         return _NegBinKernel(self, y, w) if isinstance(self.link, LogLink) else RowKernel(self, y, w)
@@ -679,9 +705,9 @@ class GammaFamily(Family):
         nu = self.shape
         return float(np.dot(w, nu * np.log(nu) + (nu - 1.0) * np.log(y) - gammaln(nu)))
 
-    def loglik_param_deriv(self, y, mu, w) -> float:
+    def loglik_param_rows(self, y, mu, w) -> np.ndarray:
         nu = self.shape
-        return float(np.dot(w, np.log(nu) + 1.0 + np.log(y / mu) - y / mu - digamma(nu)))
+        return w * (np.log(nu) + 1.0 + np.log(y / mu) - y / mu - digamma(nu))
 
     def check_response(self, y):
         if np.any(y <= 0):
@@ -746,9 +772,9 @@ class GaussianFamily(Family):
         positive = w > 0
         return -0.5 * float(np.sum(np.log(2.0 * np.pi * self.sigma2 / w[positive])))
 
-    def loglik_param_deriv(self, y, mu, w) -> float:
+    def loglik_param_rows(self, y, mu, w) -> np.ndarray:
         s2 = self.sigma2
-        return float(-0.5 * np.sum(w > 0) / s2 + 0.5 * np.dot(w, (y - mu) ** 2) / s2**2)
+        return np.where(w > 0, -0.5 / s2, 0.0) + 0.5 * w * (y - mu) ** 2 / s2**2
 
     def starting_param(self, y, mu, w, df_resid):
         return float(max(np.dot(w, (y - mu) ** 2) / max(df_resid, 1), 1e-12))

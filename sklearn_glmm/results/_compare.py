@@ -30,6 +30,7 @@ _BOUNDARY_NOTE = (
 
 
 def _describe(model) -> dict:
+    """What the comparison needs, from the model's public attributes."""
     from sklearn.utils.validation import check_is_fitted
 
     if not hasattr(model, "fit") or not hasattr(model, "get_params"):
@@ -38,17 +39,17 @@ def _describe(model) -> dict:
     random = {}
     for factor, frame in getattr(model, "ranef_", {}).items():
         random[factor] = set(frame.columns)
-    problem = getattr(model, "_laplace_problem", None) if getattr(model, "fit_summary_", None) is not None else None
-    # an order-free fingerprint of the response, when the fit kept its data
-    y_key = None if problem is None else (problem.y.size, float(np.sum(problem.y)), float(np.sum(problem.y**2)))
+    response = model.response_summary_
     return {
-        "npar": int(model.fixef_.size + np.size(model.theta_) + (1 if getattr(model, "sigma_", None) is not None else 0)),
+        # the parameters counted in AIC = deviance + 2 npar
+        "npar": int(round((model.aic_ - model.deviance_) / 2.0)),
         "n_obs": int(model.n_obs_),
-        "family": model._family_.name,
-        "response": getattr(model, "_y_name", "y"),
+        "family": model.family_.name,
+        "response": response["name"],
         "fixed": set(model.fixef_.index),
         "random": random,
-        "y_key": y_key,
+        # an order-free fingerprint of the response values
+        "y_key": (response["n_obs"], response["sum"], response["sum_sq"]),
         "loglik": float(model.loglik_),
     }
 
@@ -119,7 +120,7 @@ def compare_models(*models, names=None) -> pd.DataFrame:
                 f"The models were fitted with different {what} ({dict(zip(names, [d[key] for d in info]))}); "
                 "a likelihood-ratio test needs the same data and family."
             )
-    keys = {d["y_key"] for d in info if d["y_key"] is not None}
+    keys = {d["y_key"] for d in info}
     if len(keys) > 1:
         raise ValueError("The models were fitted to different response values; refit them on the same data.")
     order = sorted(range(len(models)), key=lambda i: (info[i]["npar"], i))

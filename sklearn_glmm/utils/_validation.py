@@ -30,10 +30,6 @@ __all__ = [
     "warn_on_text_label_matches",
 ]
 
-#: a diagonal element of Lambda below this is a boundary fit (as ``_core._optimize.SINGULAR_TOL``)
-_SINGULAR_TOL = 1e-4
-
-
 class SingularFitWarning(UserWarning):
     """A random-effect variance is at its boundary (0), as lme4's ``isSingular``."""
 
@@ -156,7 +152,7 @@ def _degenerate_response(family, y: np.ndarray, n_obs: int) -> str | None:
     return None
 
 
-def check_fit_data(estimator, design, y: np.ndarray, w: np.ndarray) -> None:
+def check_fit_data(name: str, family, reml: bool, design, y: np.ndarray, w: np.ndarray) -> None:
     """Refuse data for which the model's estimates do not exist or are not identified.
 
     Called in ``fit`` after the design is built. lme4 refuses the same cases
@@ -165,8 +161,12 @@ def check_fit_data(estimator, design, y: np.ndarray, w: np.ndarray) -> None:
 
     Parameters
     ----------
-    estimator : _BaseGLMM
-        Read for its fitted ``_family_``, its class name and ``reml``.
+    name : str
+        The estimator's class name (for the messages).
+    family : Family
+        The model's family.
+    reml : bool
+        Whether a linear mixed model is fitted by REML.
     design : Design
         From :class:`~sklearn_glmm.design.DesignBuilder`.
     y, w : ndarray of shape (n_samples,)
@@ -177,18 +177,16 @@ def check_fit_data(estimator, design, y: np.ndarray, w: np.ndarray) -> None:
     ValueError
         With a message naming the problem and the fix.
     """
-    family = estimator._family_
-    name = type(estimator).__name__
     positive = w > 0
     n_obs = int(np.sum(positive))
     why = _degenerate_response(family, y[positive], n_obs)
     if why is not None:
         raise ValueError(f"{name}: {why}.")
     for term in design.terms:
-        _check_term_data(name, family, estimator, design, term, positive, n_obs)
+        _check_term_data(name, family, reml, design, term, positive, n_obs)
 
 
-def _check_term_data(name, family, estimator, design, term, positive, n_obs) -> None:
+def _check_term_data(name, family, reml, design, term, positive, n_obs) -> None:
     """A factor with one level, or (Gaussian) more random effects than observations."""
     # levels present among the weighted rows (a count per level: O(n), no sort)
     levels = np.flatnonzero(np.bincount(term.codes[positive], minlength=term.n_levels))
@@ -210,30 +208,36 @@ def _check_term_data(name, family, estimator, design, term, positive, n_obs) -> 
                 "with several rows each, or fewer random-effect terms."
             )
         p = design.X.shape[1]
-        if getattr(estimator, "reml", False) and n_obs - p <= 0:
+        if reml and n_obs - p <= 0:
             raise ValueError(
                 f"{name}: n_samples={n_obs} leaves no residual degrees of freedom for {p} "
                 "fixed effects under REML; add data or drop fixed-effect columns."
             )
 
 
-def warn_if_singular(estimator) -> None:
+def warn_if_singular(at_boundary: np.ndarray | None, report_bars) -> None:
     """Warn about a boundary (singular) fit, as lme4's ``boundary (singular) fit`` message.
 
     Names the random-effect terms whose standard deviation is (close to) 0
     and says what to do, so a researcher does not read a variance of 0 as a
     finding about the data without knowing the fit sits on the boundary.
+
+    Parameters
+    ----------
+    at_boundary : ndarray of bool or None
+        Per reported theta element, whether it is a diagonal element of
+        ``Lambda`` at the boundary (the solver's ``singular_tol``, on the
+        covariate's scale); None or all False: no warning.
+    report_bars : list of (str, list of str, slice)
+        Per bar in lme4's order: group name, term names, slice of theta.
     """
-    if not getattr(estimator, "singular_", False) or not estimator.ranef_:
+    if at_boundary is None or not np.any(at_boundary):
         return
-    # lme4's isSingular: a diagonal element of a bar's Lambda (theta) below 1e-4;
-    # the element of term j is 0 when term j adds no variation beyond the earlier terms
-    theta = np.asarray(estimator.theta_)
     at_zero: dict[str, list[str]] = {}
-    for group, names, where in estimator._builder.report_bars_:
+    for group, names, where in report_bars:
         lower = [(r, c) for c in range(len(names)) for r in range(c, len(names))]  # lme4's theta order
-        for value, (r, c) in zip(theta[where], lower):
-            if r == c and abs(value) < _SINGULAR_TOL:
+        for flag, (r, c) in zip(at_boundary[where], lower):
+            if flag and r == c:
                 at_zero.setdefault(group, []).append(str(names[r]))
     which = " and ".join(f"{names} by {group!r}" for group, names in at_zero.items())
     what = f"the random-effect SD of {which} is (close to) 0" if at_zero else (
@@ -265,19 +269,19 @@ def check_finite_information(info: np.ndarray) -> None:
         )
 
 
-def warn_about_fit(estimator, design, offset: np.ndarray, w: np.ndarray) -> None:
-    """The warnings lme4 and R's ``glm`` give after a fit: boundary fit, separation.
+def warn_about_fit(family, mu: np.ndarray) -> None:
+    """The warning R's ``glm`` gives after a fit: fitted values on the boundary (separation).
 
-    Binomial fits whose fitted probabilities are numerically 0 or 1 (R's
-    ``glm.fit`` threshold, ``10 * .Machine$double.eps``) get R's warning: the
-    data are (quasi-)completely separated, some estimates run off towards
-    infinity and their standard errors mean little.
+    ``mu`` are the fitted means of the rows with positive weight. Binomial fits
+    whose fitted probabilities are numerically 0 or 1 (R's ``glm.fit``
+    threshold, ``10 * .Machine$double.eps``) get R's warning: the data are
+    (quasi-)completely separated, some estimates run off towards infinity and
+    their standard errors mean little; count models with fitted rates
+    numerically 0 the corresponding one.
     """
-    warn_if_singular(estimator)
-    name = estimator._family_.name
+    name = family.name
     if name not in ("binomial", "poisson", "negative_binomial"):
         return
-    mu = estimator._family_.link.inverse(estimator._linear_predictor(design, offset))[w > 0]
     eps = 10 * np.finfo(float).eps
     if name != "binomial":
         if np.any(mu < eps):
