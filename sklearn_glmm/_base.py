@@ -323,7 +323,7 @@ class _BaseGLMM(_InferenceMixin, BaseEstimator):
         result = self._solve(problem)
         self._set_result_attributes(problem, result, design.terms)
         self.fit_summary_ = result
-        covs = problem.conditional_covariances(result)
+        covs = result.conditional_covariances
         self.ranef_condsd_ = {
             factor: pd.DataFrame(np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0)),
                                  index=frame.index, columns=frame.columns)

@@ -31,13 +31,17 @@ class SolverControls:
     Attributes
     ----------
     pirls_tol : float
-        PIRLS (eq. 2) stops when the largest Newton step in ``u`` is below it.
+        PIRLS (eq. 2) stops when the largest Newton step in ``u`` is below it ...
     pirls_max_iter : int
         PIRLS iteration limit.
     max_halvings : int
         Step halvings per PIRLS or IRLS step before a unit counts as stuck.
     decrease_slack : float
         Relative rise of a penalised deviance accepted as rounding noise.
+    stationarity_tol : float
+        ... and the stationarity residual ``Lambda^T Z^T s - u`` (whose size
+        is the error of the Laplace gradient) is below this; otherwise the
+        last step is taken.
     noise_step : float
         Steps in ``u`` below this are Newton steps next to the mode: a rise
         of the penalised deviance there is rounding noise and not tested.
@@ -45,6 +49,10 @@ class SolverControls:
         When PIRLS starts from modes predicted to second order (the Hessian's
         points, eq. 7 step 5) and its first Newton step is below this, that
         step is the last.
+    quadratic_regime, quadratic_skip : float
+        Once full Newton steps are below ``quadratic_regime``, PIRLS predicts
+        the next step from quadratic convergence and stops when it is below
+        ``quadratic_skip * pirls_tol``.
     stalled_residual_tol : float
         A PIRLS whose steps no longer decrease the penalised deviance still
         counts as converged when its Newton step is below this.
@@ -99,11 +107,14 @@ class SolverControls:
     """
 
     pirls_tol: float = 1e-10
+    stationarity_tol: float = 1e-8
     pirls_max_iter: int = 200
     max_halvings: int = 30
     decrease_slack: float = 1e-14
     noise_step: float = 1e-8
     predicted_step_tol: float = 1e-7
+    quadratic_regime: float = 1e-5
+    quadratic_skip: float = 1e-3
     stalled_residual_tol: float = 1e-6
     glm_tol: float = 1e-20
     glm_max_iter: int = 100

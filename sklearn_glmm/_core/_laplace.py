@@ -98,13 +98,13 @@ class ShardResult:
 class _Shard:
     """Whole levels of the largest factor: their rows and penalised-system structure."""
 
-    def __init__(self, XT, y, w, offset, ZT, codes, n_levels, XZT, u_slice, layout=None):
+    def __init__(self, XT, y, w, offset, ZT, codes, n_levels, XZT, u_slice, layout=None, groups=None):
         self.XT, self.y, self.w, self.offset, self.XZT = XT, y, w, offset, XZT
         self.ZT, self.codes, self.n_levels = ZT, codes, n_levels
         self.u_slice = u_slice
         self.layout = layout
         if layout is None:
-            self.groups = GroupIndex(codes[0], n_levels[0])
+            self.groups = GroupIndex(codes[0], n_levels[0]) if groups is None else groups
             self.rows = TermRows(ZT[0], self.groups)
             self.u_shape = (n_levels[0], ZT[0].shape[0])
         else:
@@ -112,6 +112,7 @@ class _Shard:
             self.rows = None
             self.u_shape = (layout.size,)
         self._collapsed = None
+        self.kernel = None
 
     def system(self, lambdas):
         if self.rows is not None:
@@ -138,9 +139,11 @@ class _CollapsedRows:
             self.Y = shard.groups.sum(self.wy)
             self.XTwy = shard.XT @ self.wy
             self.rows = TermRows(np.ones((1, G)), GroupIndex(np.arange(G), G))
+            self.family = PoissonFamily()
+            self.zeros = np.zeros(G)
         else:
             self.unit, self.wy, self.Y, self.XTwy = previous.unit, previous.wy, previous.Y, previous.XTwy
-            self.rows = previous.rows
+            self.rows, self.family, self.zeros = previous.rows, previous.family, previous.zeros
         self.beta = np.array(beta, copy=True)
         eta_fixed = shard.offset + beta @ shard.XT
         self.K = float(np.dot(self.wy, eta_fixed))
@@ -151,8 +154,7 @@ class _CollapsedRows:
         self.E = shard.groups.sum(m)
         # levels without a positive weight have E = 0 and Y = 0: a row of weight 0
         y = np.divide(self.Y, self.E, out=np.zeros_like(self.Y), where=self.E > 0)
-        self.kernel = PoissonFamily().row_kernel(y, self.E)
-        self.zeros = np.zeros(G)
+        self.kernel = self.family.row_kernel(y, self.E)
 
 
 class LaplaceProblem:
@@ -223,6 +225,8 @@ class LaplaceProblem:
         self.layout = (
             None if len(terms) == 1 else RandomEffectsLayout(self.codes, self.level_counts, self.theta_map.q)
         )
+        #: the levels of the largest factor over all rows
+        self.groups = self.layout.groups if self.layout is not None else GroupIndex(self.codes[0], self.level_counts[0])
         self.shards = self._make_shards(controls.shard_rows)
         self._collapsible = (
             isinstance(family, PoissonFamily) and isinstance(family.link, LogLink) and self.XZT is None
@@ -233,27 +237,20 @@ class LaplaceProblem:
     def _make_shards(self, shard_rows: int | None) -> list[_Shard]:
         G0, q0 = self.level_counts[0], self.theta_map.q[0]
         if self.layout is not None or shard_rows is None or shard_rows >= self.n_rows:
-            bounds = [0, G0]
-        else:
-            # cut between levels, after about shard_rows rows each
-            ends = np.cumsum(np.bincount(self.codes[0], minlength=G0))
-            cuts = np.flatnonzero(np.diff(ends // shard_rows) > 0) + 1
-            bounds = [0, *[int(c) for c in cuts if 0 < c < G0], G0]
-        level_ends = np.concatenate([[0], np.cumsum(np.bincount(self.codes[0], minlength=G0))])
+            return [_Shard(self.XT, self.y, self.weights, self.offset, self.ZT, self.codes, self.level_counts,
+                           self.XZT, slice(0, self.u_size), self.layout, self.groups)]
+        # cut between levels, after about shard_rows rows each
+        ends = np.cumsum(self.groups.counts)
+        cuts = np.flatnonzero(np.diff(ends // shard_rows) > 0) + 1
+        bounds = [0, *[int(c) for c in cuts if 0 < c < G0], G0]
+        level_ends = np.concatenate([[0], ends])
         shards = []
         for g0, g1 in zip(bounds[:-1], bounds[1:]):
-            r0, r1 = int(level_ends[g0]), int(level_ends[g1])
-            rows = slice(r0, r1)
-            if len(bounds) == 2:
-                codes, n_levels = self.codes, self.level_counts
-                u_slice = slice(0, self.u_size)
-            else:
-                codes, n_levels = [self.codes[0][rows] - g0], [g1 - g0]
-                u_slice = slice(g0 * q0, g1 * q0)
+            rows = slice(int(level_ends[g0]), int(level_ends[g1]))
             shards.append(_Shard(
                 self.XT[:, rows], self.y[rows], self.weights[rows], self.offset[rows],
-                [z[:, rows] for z in self.ZT], codes, n_levels,
-                None if self.XZT is None else self.XZT[:, rows], u_slice, self.layout,
+                [z[:, rows] for z in self.ZT], [self.codes[0][rows] - g0], [g1 - g0],
+                None if self.XZT is None else self.XZT[:, rows], slice(g0 * q0, g1 * q0),
             ))
         return shards
 
@@ -344,7 +341,7 @@ class LaplaceProblem:
         keep = np.unique(np.linspace(0, G - 1, n_levels).round().astype(np.intp))
         mask = np.zeros(G, dtype=bool)
         mask[keep] = True
-        rows = GroupIndex(self.codes[0], G).expand(mask)
+        rows = self.groups.expand(mask)
         new_first = (np.cumsum(mask) - 1)[self.codes[0][rows]]
         terms = [CoreTerm(new_first, self.ZT[0][:, rows].T, keep.size, *self.theta_map.positions[0])]
         for k in range(1, len(self.ZT)):
@@ -377,23 +374,29 @@ class LaplaceProblem:
         return family.loglik_constant(values, weight_sums)
 
     def _kernel(self, shard: _Shard, family: Family, gamma):
+        """The shard's row kernel for the family (the last family's is kept: it costs a pass)."""
         if gamma is not None:
             return ZIPKernel(shard.y, shard.w, gamma @ shard.XZT)
-        return family.row_kernel(shard.y, shard.w)
+        cached = shard.kernel
+        if cached is None or cached[0] is not family:
+            cached = shard.kernel = (family, family.row_kernel(shard.y, shard.w))
+        return cached[1]
 
-    def evaluate(self, theta, coef, param, u0, *, gradient: bool = True, predicted: bool = False) -> Evaluation:
+    def evaluate(self, theta, coef, param, u0, *, gradient: bool = True, predicted: bool = False,
+                 theta_only: bool = False) -> Evaluation:
         """Deviance (and gradient) at (theta, coef, param), PIRLS warm-started from ``u0``.
 
         The sum over shards of :meth:`evaluate_shard`, plus the family's
         constant. ``predicted=True`` says that ``u0`` is accurate to second
-        order (see :func:`~._pirls.pirls`).
+        order (see :func:`~._pirls.pirls`); ``theta_only=True`` computes the
+        gradient in theta alone (the others are returned as zeros).
         """
         family = self.family_at(param)
         lambdas = self.theta_map.lambdas(theta)
         beta, gamma = self.split_coef(coef)
         u0 = np.asarray(u0, dtype=float)
         parts = [
-            self.evaluate_shard(s, lambdas, beta, gamma, family, u0[s.u_slice], gradient, predicted)
+            self.evaluate_shard(s, lambdas, beta, gamma, family, u0[s.u_slice], gradient, predicted, theta_only)
             for s in self.shards
         ]
         deviance = float(sum(p.deviance for p in parts))
@@ -407,7 +410,9 @@ class LaplaceProblem:
         grad_theta = sum(p.grad_theta for p in parts)
         grad_coef = sum(p.grad_coef for p in parts)
         grad_param = None
-        if family.has_param:
+        if family.has_param and theta_only:
+            grad_param = 0.0
+        elif family.has_param:
             if self.quadrature is None:
                 grad_param = float(sum(p.grad_param for p in parts))
             else:
@@ -419,11 +424,12 @@ class LaplaceProblem:
         return Evaluation(deviance, grad_theta, grad_coef, u, converged, grad_param, state)
 
     def evaluate_shard(
-        self, shard: _Shard, lambdas, beta, gamma, family: Family, u0, gradient: bool, predicted: bool
+        self, shard: _Shard, lambdas, beta, gamma, family: Family, u0, gradient: bool, predicted: bool,
+        theta_only: bool = False,
     ) -> ShardResult:
         """One shard's part of the deviance and gradient (without the family's constant)."""
         if self._collapsible:
-            return self._evaluate_collapsed(shard, lambdas, beta, u0, gradient)
+            return self._evaluate_collapsed(shard, lambdas, beta, u0, gradient, theta_only)
         kernel = self._kernel(shard, family, gamma)
         system = shard.system(lambdas)
         eta_fixed = shard.offset + beta @ shard.XT
@@ -440,6 +446,9 @@ class LaplaceProblem:
         if not gradient:
             return ShardResult(deviance, None, None, None, modes.u.ravel(), modes.converged, _slim(modes))
         grad_theta, eta_derivative, sens = laplace_gradient(kernel, system, modes, self.theta_map)
+        if theta_only:
+            return ShardResult(deviance, grad_theta, np.zeros(self.n_coef), None, modes.u.ravel(), modes.converged,
+                               _slim(modes))
         grad_coef = shard.XT @ eta_derivative
         del eta_derivative
         if gamma is not None:
@@ -450,7 +459,7 @@ class LaplaceProblem:
         return ShardResult(deviance, grad_theta, grad_coef, grad_param, modes.u.ravel(), modes.converged,
                            _slim(modes))
 
-    def _evaluate_collapsed(self, shard: _Shard, lambdas, beta, u0, gradient: bool) -> ShardResult:
+    def _evaluate_collapsed(self, shard: _Shard, lambdas, beta, u0, gradient: bool, theta_only: bool) -> ShardResult:
         """A Poisson random intercept on its level sums (see the module docstring)."""
         rows = shard.collapsed(beta)
         system = TermSystem(rows.rows, lambdas[0])
@@ -460,6 +469,9 @@ class LaplaceProblem:
         if not gradient:
             return ShardResult(deviance, None, None, None, modes.u.ravel(), modes.converged, None)
         grad_theta, _, sens = laplace_gradient(rows.kernel, system, modes, self.theta_map)
+        if theta_only:
+            return ShardResult(deviance, grad_theta, np.zeros(self.n_coef), None, modes.u.ravel(), modes.converged,
+                               None)
         # d/dE_g: dll = -exp(b), dW = exp(b), ds = -exp(b); then dE_g/dbeta = sum m_i x_i
         eb = modes.irls.mu
         per_level = sens.derivative(-eb, eb, -eb)
@@ -500,31 +512,44 @@ class LaplaceProblem:
             return self.layout.split(u)
         return [u.reshape(self.level_counts[0], self.theta_map.q[0])]
 
-    def modes(self, theta, coef, param, u0) -> list[tuple[_Shard, object, object, Modes]]:
-        """PIRLS at (theta, coef, param) from ``u0``, per shard: (shard, kernel, system, modes)."""
+    def modes(self, theta, coef, param, u0, rows: bool = True) -> list[tuple[_Shard, object, object, Modes]]:
+        """PIRLS at (theta, coef, param) from ``u0``, per shard: (shard, kernel, system, modes).
+
+        ``rows=False`` allows the level sums of a Poisson random intercept (the
+        same modes and factor; no per-row quantities).
+        """
         family = self.family_at(param)
         lambdas = self.theta_map.lambdas(theta)
         beta, gamma = self.split_coef(coef)
+        u0 = np.asarray(u0, dtype=float)
         out = []
         for shard in self.shards:
-            kernel = self._kernel(shard, family, gamma)
-            system = shard.system(lambdas)
-            modes = pirls(kernel, system, shard.offset + beta @ shard.XT,
-                          np.asarray(u0, dtype=float)[shard.u_slice].reshape(shard.u_shape), self.controls)
+            start = u0[shard.u_slice].reshape(shard.u_shape)
+            if self._collapsible and not rows:
+                collapsed = shard.collapsed(beta)
+                kernel, system = collapsed.kernel, TermSystem(collapsed.rows, lambdas[0])
+                modes = pirls(kernel, system, collapsed.zeros, start, self.controls)
+            else:
+                kernel, system = self._kernel(shard, family, gamma), shard.system(lambdas)
+                modes = pirls(kernel, system, shard.offset + beta @ shard.XT, start, self.controls)
             out.append((shard, kernel, system, modes))
         return out
 
-    def conditional_covariances(self, result) -> list[np.ndarray]:
+    def conditional_covariances(self, result, state=None) -> list[np.ndarray]:
         """``Lambda_k (A^{-1})_{kg,kg} Lambda_k^T`` per term at a fit's estimates (lme4's ``condVar``).
 
-        A list of (G_k, q_k, q_k) arrays. The modes are recomputed from the
-        fit's ``u`` (one PIRLS step when ``u`` is the mode) so that ``A`` is
-        exactly the factor there.
+        A list of (G_k, q_k, q_k) arrays, from the factors of ``state`` (the
+        evaluation at the estimates) when it has them; otherwise the modes are
+        recomputed from the fit's ``u`` (one PIRLS step when ``u`` is the mode).
         """
         theta = result.theta
         lambdas = self.theta_map.lambdas(theta)
-        modes = self.modes(theta, result.coef, result.param, result.u)
-        per_shard = [system.inverse_blocks(m.factor) for _, _, system, m in modes]
+        if state is not None and all(m is not None for m in state):
+            systems = [shard.system(lambdas) for shard in self.shards]
+            per_shard = [system.inverse_blocks(m.factor) for system, m in zip(systems, state)]
+        else:
+            modes = self.modes(theta, result.coef, result.param, result.u, rows=False)
+            per_shard = [system.inverse_blocks(m.factor) for _, _, system, m in modes]
         blocks = [np.concatenate(parts) for parts in zip(*per_shard)]
         return [np.einsum("ab,gbc,dc->gad", lam, block, lam) for lam, block in zip(lambdas, blocks)]
 

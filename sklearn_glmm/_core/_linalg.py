@@ -55,12 +55,16 @@ class GroupIndex:
         self.counts = np.bincount(self.codes, minlength=self.n_levels)
         ordered = self.codes.size == 0 or bool(np.all(self.codes[1:] >= self.codes[:-1]))
         self.contiguous = ordered and bool(np.all(self.counts > 0))
+        #: one row per level, in order (the collapsed rows of a level-sums problem)
+        self.identity = self.contiguous and self.codes.size == self.n_levels
         if self.contiguous:
             self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
 
     def sum(self, values: np.ndarray) -> np.ndarray:
-        """Sums within groups: (n,) -> (G,), or (k, n) -> (G, k)."""
+        """Sums within groups: (n,) -> (G,), or (k, n) -> (G, k) (with one row per level, (n,) is returned as it is)."""
         values = np.asarray(values)
+        if self.identity:
+            return values if values.ndim == 1 else values.T.copy()
         if self.contiguous:
             out = np.add.reduceat(values, self.starts, axis=-1)
         elif values.ndim == 1:
@@ -72,6 +76,8 @@ class GroupIndex:
     def expand(self, values: np.ndarray) -> np.ndarray:
         """Each row's copy of its group's entry: (G,) -> (n,), or (G, k) -> (k, n)."""
         values = values if values.ndim == 1 else values.T
+        if self.identity:
+            return values.copy()
         if self.contiguous:
             return np.repeat(values, self.counts, axis=-1)
         return values[..., self.codes]

@@ -166,7 +166,8 @@ class LMMProblem:
     def mode_derivative(self, theta, coef, param, state, dtheta, dcoef):
         return None
 
-    def evaluate(self, theta, coef=None, param=None, u0=None, *, gradient: bool = False, predicted: bool = False):
+    def evaluate(self, theta, coef=None, param=None, u0=None, *, gradient: bool = False, predicted: bool = False,
+                 theta_only: bool = False):
         """The profiled criterion at theta (no gradient: the solver differences it)."""
         return Evaluation(self.deviance(theta, self.reml), None, None, np.zeros(0))
 
@@ -205,7 +206,7 @@ class LMMProblem:
         system = self._system_for(lambdas)
         return [U @ lam.T for U, lam in zip(system.split(np.asarray(u).reshape(self._u_shape)), lambdas)]
 
-    def conditional_covariances(self, result: LMMResult) -> list[np.ndarray]:
+    def conditional_covariances(self, result: LMMResult, state=None) -> list[np.ndarray]:
         """``sigma^2 Lambda_k (A^{-1})_{kg,kg} Lambda_k^T`` per term at a fit (lme4's ``condVar`` for ``lmer``)."""
         sigma2 = result.sigma**2
         lambdas = self.theta_map.lambdas(result.theta)
@@ -252,5 +253,7 @@ def fit_lmm(problem: LMMProblem, *, verbose: int = 0) -> LMMResult:
     deviance_ml = problem.deviance(result.theta, reml=False) if problem.reml else result.deviance
     fields = {**result.__dict__, "coef": beta, "u": u,
               "message": result.message + f" of the {'REML' if problem.reml else 'ML'} criterion"}
-    return LMMResult(**fields, sigma=float(np.sqrt(sigma2)), vcov_beta=sigma2 * np.linalg.inv(RXtRX),
-                     reml=problem.reml, deviance_ml=float(deviance_ml))
+    out = LMMResult(**fields, sigma=float(np.sqrt(sigma2)), vcov_beta=sigma2 * np.linalg.inv(RXtRX),
+                    reml=problem.reml, deviance_ml=float(deviance_ml))
+    out.conditional_covariances = problem.conditional_covariances(out)
+    return out

@@ -104,6 +104,9 @@ class FitResult:
         did not converge, a Hessian that is not positive definite).
     timings : dict
         Seconds at the end of each step.
+    conditional_covariances : list of ndarray or None
+        ``Var(b_k | y)`` per term and level at the estimates (lme4's
+        ``condVar``), relative to the dispersion.
     """
 
     theta: np.ndarray
@@ -123,6 +126,7 @@ class FitResult:
     controls: dict
     notes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    conditional_covariances: list | None = None
 
     @property
     def beta(self) -> np.ndarray:
@@ -152,8 +156,15 @@ class _Objective:
         self.last_result = None
         #: set while the warm start is a second-order prediction of the modes
         self.predicted = False
+        #: set while only the gradient in theta is needed (stage 1)
+        self.theta_only = False
         self.verbose = verbose
         self.start_time = start_time
+
+    def set_scaling(self, R) -> None:
+        """New whitening of the coefficients; what was recorded in the old coordinates is dropped."""
+        self.R, self.Rinv = R, np.linalg.inv(R)
+        self.last_state = self.last_x = self.last_result = None
 
     def params(self, x):
         nt, nc = self.n_theta, self.n_coef
@@ -170,13 +181,14 @@ class _Objective:
         # gets an infinite deviance (rejected by every line search) instead of
         # floating-point warnings, and the warm start is not moved there.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            ev = self.problem.evaluate(theta, coef, param, self.u, gradient=gradient, predicted=self.predicted)
+            ev = self.problem.evaluate(theta, coef, param, self.u, gradient=gradient, predicted=self.predicted,
+                                       theta_only=self.theta_only)
         self.n_evals += 1
         if not ev.finite:
             ev.deviance = np.inf
             return ev
         self.u = ev.u
-        if gradient:
+        if gradient and not self.theta_only:
             self.last_result = (np.array(x, copy=True), ev)
         self.last_state, self.last_x = ev.state, np.array(x, copy=True)
         if self.verbose >= 2:
@@ -250,6 +262,8 @@ class Solver:
         self.timings: dict = {}
         self.n_iter = 0
         self.hessian = None
+        #: whether the coefficients are whitened by their information with theta fixed
+        self.whitened = False
 
     def fit(self) -> FitResult:
         self._t0 = time.perf_counter()
@@ -315,11 +329,15 @@ class Solver:
         # from Lambda = I in the scaled coordinates (a link-scale SD of 1 per
         # covariate rms): lme4's theta = I would give a covariate of scale 1e8 an SD of 1e8
         theta0 = np.where(self.diag, 1.0, 0.0)
+        obj1.theta_only = True
         xt, it1, res1 = _lbfgsb(stage1, theta0, self.bounds[:nt], c.stage1_gtol, c.stage1_max_iter, c.stage1_ftol)
+        obj1.theta_only = False
         self.n_iter += it1
         levels = "" if sub is problem else f" on {sub.n_levels} of {problem.n_levels} levels"
         self._record("stage1", f"stage 1 (theta only{levels}): {it1} iterations, {obj1.n_evals} evaluations, "
                      f"deviance {float(res1.fun):.6f}")
+        self._rescale(xt / self.theta_scale, obj1 if sub is self.sub else None, (obj, obj1))
+        rest = obj.to_x(np.zeros(nt), self.start.coef, self.start.param)[nt:]
         self.x = np.concatenate([xt, rest])
         self.stage2_hessian = None
         if obj1 is not obj and problem.exact_gradient:
@@ -328,7 +346,7 @@ class Solver:
             # close to quadratic, while the GLM's coef can be far off (a random
             # intercept shifts the fixed intercept). Its BFGS Hessian, scaled to
             # all rows (the deviance is a sum over rows), seeds stage 2.
-            H_sub = _hessian(obj1, self.x, c.hessian_step, central=False)
+            H_sub = _seed_hessian(obj1, self.x, c.hessian_step, self._coef_curvature(sub))
             x_sub, nit, ok = _quasi_newton(obj1, self.x, self.lower, self.upper, H_sub, c.max_iter,
                                            c.subsample_decrement, c, update_hessian=True)
             self.n_iter += nit
@@ -338,6 +356,39 @@ class Solver:
             self._record("stage1", f"stage 1b (theta, coef on {sub.n_levels} levels): {nit} iterations")
         if obj1 is not obj:
             obj.n_evals += obj1.n_evals
+
+    def _rescale(self, theta, sub_objective, objectives) -> None:
+        """Whiten the coefficients by their information with theta held at stage 1's value.
+
+        The GLM's information ignores the random effects: for a fixed
+        intercept next to a random one it is too large by the ratio of the
+        level variance to the residual one (a factor of 1e8 for counts of
+        1e7), and the Hessian in those coordinates cannot be resolved. The
+        information with theta fixed (lme4's ``RX``) on the stage-1 subsample,
+        scaled to all rows, is the curvature stage 2 will meet.
+        """
+        problem, sub, start = self.problem, self.sub, self.start
+        if not problem.exact_gradient or problem.n_coef == 0:
+            return
+        u = sub_objective.u if sub_objective is not None else sub.zero_modes()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            info = sub.coef_information(theta, start.coef, start.param, u)
+        if info is None or info.shape != (problem.n_coef, problem.n_coef) or not np.all(np.isfinite(info)):
+            return
+        try:
+            R = np.linalg.cholesky(info * (problem.n_rows / max(sub.n_rows, 1))).T
+        except np.linalg.LinAlgError:
+            return
+        for obj in objectives:
+            obj.set_scaling(R)
+        self.whitened = True
+
+    def _coef_curvature(self, objective_problem) -> float | None:
+        """The coefficients' block of the Hessian of ``objective_problem``'s deviance,
+        ``2 n_rows / N I`` in coordinates whitened by the information (None: unknown)."""
+        if not self.whitened:
+            return None
+        return 2.0 * objective_problem.n_rows / self.problem.n_rows
 
     # -- 4. stage 2 --------------------------------------------------------------
     def step_stage2(self) -> None:
@@ -362,7 +413,8 @@ class Solver:
 
     def _quasi_newton_stage(self, x, first: bool):
         c, obj = self.controls, self.objective
-        H = self.stage2_hessian if first and self.stage2_hessian is not None else _hessian(obj, x, c.hessian_step, central=False)
+        H = self.stage2_hessian if first and self.stage2_hessian is not None else _seed_hessian(
+            obj, x, c.hessian_step, self._coef_curvature(self.problem))
         x, nit, ok = _quasi_newton(obj, x, self.lower, self.upper, H, c.max_iter, c.tol, c)
         self.n_iter += nit
         if not ok:
@@ -436,12 +488,15 @@ class Solver:
             gradient = g_x * np.concatenate([self.theta_scale, np.ones(x.size - theta.size)])
         at_boundary = self.diag & (np.abs(theta * self.theta_scale) < c.singular_tol)
         self._record("total", f"done: deviance {ev.deviance:.8f}, {obj.n_evals} evaluations, {detail}")
-        return FitResult(
+        result = FitResult(
             theta=theta, coef=coef, param=param, u=ev.u, deviance=float(ev.deviance), gradient=gradient,
             hessian=hessian, n_iter=self.n_iter, n_evals=obj.n_evals, converged=converged, message=message,
             singular=bool(np.any(at_boundary)), at_boundary=at_boundary, start=self.start, controls=c.as_dict(), notes=list(self.notes),
             timings=dict(self.timings),
         )
+        if problem.exact_gradient:
+            result.conditional_covariances = problem.conditional_covariances(result, ev.state)
+        return result
 
     # -- reporting -------------------------------------------------------------------
     def _record(self, step: str, text: str) -> None:
@@ -479,12 +534,39 @@ def _hessian(obj: _Objective, x, step: float, central: bool):
     along their derivative when the problem offers it (then PIRLS needs a
     single Newton step); the warm start at ``x`` is restored on exit.
     """
+    H = _difference_columns(obj, x, step, central, list(range(x.size)))
+    return 0.5 * (H + H.T)
+
+
+def _seed_hessian(obj: _Objective, x, step: float, coef_curvature: float | None):
+    """The Hessian that seeds the quasi-Newton steps.
+
+    When the coefficients are whitened by their information with theta fixed
+    (``coef_curvature`` given: 2 times the ratio of the objective's rows to all
+    rows), their block of the deviance's Hessian is ``coef_curvature * I`` and
+    only the columns of theta (and the family's parameter) are differenced:
+    ``n_theta + 1`` gradients instead of ``k + 1``. Otherwise every column is.
+    """
+    if coef_curvature is None:
+        return _hessian(obj, x, step, central=False)
+    nt, nc = obj.n_theta, obj.n_coef
+    cols = [j for j in range(x.size) if not nt <= j < nt + nc]
+    C = _difference_columns(obj, x, step, False, cols)
+    H = coef_curvature * np.eye(x.size)
+    H[:, cols] = C
+    H[cols, :] = C.T
+    H[np.ix_(cols, cols)] = 0.5 * (C[cols] + C[cols].T)
+    return H
+
+
+def _difference_columns(obj: _Objective, x, step: float, central: bool, cols: list[int]) -> np.ndarray:
+    """Columns ``cols`` of the Hessian by differences of the gradient: (k, len(cols))."""
     k = x.size
-    H = np.empty((k, k))
+    H = np.empty((k, len(cols)))
     g0 = None if central else obj(x)[1]
     u0 = obj.u
     derivative = _mode_derivative_at(obj, x)
-    for j in range(k):
+    for i, j in enumerate(cols):
         e = np.zeros(k)
         e[j] = step
         du = None if derivative is None else derivative(e / step)
@@ -492,11 +574,11 @@ def _hessian(obj: _Objective, x, step: float, central: bool):
         gp = obj(x + e)[1]
         if central:
             obj.u = u0 if du is None else u0 - step * du
-            H[:, j] = (gp - obj(x - e)[1]) / (2.0 * step)
+            H[:, i] = (gp - obj(x - e)[1]) / (2.0 * step)
         else:
-            H[:, j] = (gp - g0) / step
+            H[:, i] = (gp - g0) / step
     obj.u, obj.predicted = u0, False
-    return 0.5 * (H + H.T)
+    return H
 
 
 def _mode_derivative_at(obj: _Objective, x):

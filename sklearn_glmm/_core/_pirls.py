@@ -26,13 +26,17 @@ last iteration, at the returned ``u``):
 
 1. the kernel's IRLS quantities at ``eta``; ``A(W)`` factorised; the score's
    level sums ``T`` (Z coordinates); the Newton step ``delta``;
-2. when ``max |delta|`` is below ``controls.pirls_tol`` over the units still
-   moving, take that last step and stop after step 1 at the new point (the
-   gradient of eq. 5 relies on stationarity: an error of the tolerance in
-   ``u`` costs ``curvature * tol`` in the gradient, which is not negligible
-   for levels with thousands of large counts); also stop after a first
+2. stop when ``max |delta|`` is below ``controls.pirls_tol`` over the units
+   still moving and the stationarity residual ``Lambda^T Z^T s - u = A
+   delta`` is below ``controls.stationarity_tol`` (the gradient of eq. 5
+   relies on stationarity, and its error is of the order of that residual);
+   when only the step is small -- the residual is ``curvature * delta`` for
+   levels with thousands of large counts -- that last step is taken, and
+   step 1 at the new point ends the loop. Also stop after a first
    Newton step below ``controls.predicted_step_tol`` from a start predicted to
-   second order;
+   second order, or when quadratic convergence predicts the next Newton step
+   to be below ``controls.quadratic_skip * pirls_tol`` (only the quantities at
+   ``u`` are then computed);
 3. the trial point ``u + delta``; every *unit* whose penalised deviance did not
    decrease (or is not finite) is halved, unit by unit (``TermSystem``: a unit
    is a level of the factor, so one level far from its mode does not hold the
@@ -143,8 +147,10 @@ def pirls(
     pdev = system.unit_squares(u) - 2.0 * system.unit_sums(ll)
     del ll
     frozen = np.zeros(system.n_units, dtype=bool)
-    restart_checked = False
+    any_frozen = restart_checked = False
     converged = predicted_stop = final = False
+    tol = controls.pirls_tol
+    prev_size = None
     n_iter = 0
     while True:
         irls = kernel.irls(eta, mu)
@@ -152,21 +158,23 @@ def pirls(
         factor = system.factorise(W, fallback)
         T = system.term_sums(irls.score)
         if final:
+            converged = converged or not any_frozen
             break
-        delta = factor.solve(system.to_u(T) - u)
+        residual = system.to_u(T) - u
+        delta = factor.solve(residual)
         size = system.unit_max(delta)
-        moving = ~frozen
         if predicted_stop:
             converged = True
             break
-        if not np.any(moving) or float(np.max(size[moving])) < controls.pirls_tol:
-            converged = not np.any(frozen) or float(np.max(size[frozen])) < controls.stalled_residual_tol
-            if not np.any(moving):
+        moving_size = size[~frozen] if any_frozen else size
+        if moving_size.size == 0 or moving_size.max() < tol:
+            converged = not any_frozen or size[frozen].max() < controls.stalled_residual_tol
+            if moving_size.size == 0 or system.unit_max(residual).max() < controls.stationarity_tol:
                 break
-            # the last Newton step, below the tolerance, is taken: the gradient
-            # (eq. 5) relies on stationarity, and for a level with a large
-            # curvature an error of the tolerance in u is not negligible
-            step = np.where(frozen, 0.0, 1.0)
+            # the gradient (eq. 5) relies on stationarity, whose residual is
+            # A delta: for a level with a large curvature it is not negligible
+            # although the step is, and the last step is taken
+            step = np.where(frozen, 0.0, 1.0) if any_frozen else None
             u, eta, mu, pdev = _trial(kernel, system, u, eta, delta, system.row_effect(delta), step)
             final = True
             continue
@@ -177,50 +185,62 @@ def pirls(
         # last step (the top of the loop recomputes them): freeing them keeps
         # the trial point within the same memory
         del irls, mu
-        step = np.where(frozen, 0.0, 1.0)
         step_eta = system.row_effect(delta)
+        step = np.where(frozen, 0.0, 1.0) if any_frozen else None
         u_new, eta_new, mu_new, pdev_new = _trial(kernel, system, u, eta, delta, step_eta, step)
-        bad = no_decrease(pdev_new, pdev, size * step, controls) & (step > 0)
-        if not restart_checked and (n_iter >= 3 or np.any(bad)):
+        if step is None:
+            bad = no_decrease(pdev_new, pdev, size, controls)
+            step = np.ones(system.n_units)
+        else:
+            bad = no_decrease(pdev_new, pdev, size * step, controls) & (step > 0)
+        if not restart_checked and (n_iter >= 3 or bad.any()):
             restart_checked = True
             _, ll0 = kernel.loglik_rows(eta_fixed)
             pdev0 = -2.0 * system.unit_sums(ll0)
             del ll0
             reset = ~(pdev <= pdev0) & ~frozen
-            if np.any(reset):
+            if reset.any():
                 u = u * system.unit_effects(np.where(reset, 0.0, 1.0))
                 eta = np.where(system.unit_rows(reset), eta_fixed, eta)
                 mu, _ = kernel.loglik_rows(eta)
                 pdev = np.where(reset, pdev0, pdev)
                 continue
         for _ in range(controls.max_halvings):
-            if not np.any(bad):
+            if not bad.any():
                 break
             step[bad] *= 0.5
             del eta_new, mu_new
             u_new, eta_new, mu_new, pdev_new = _trial(kernel, system, u, eta, delta, step_eta, step)
             bad = no_decrease(pdev_new, pdev, size * step, controls) & (step > 0)
-        if np.any(bad):
+        if bad.any():
             # no decrease for these units: at their modes to rounding precision
             # (or hopeless); they keep their u from now on
             frozen |= bad
+            any_frozen = True
             step[bad] = 0.0
             del eta_new, mu_new
             u_new, eta_new, mu_new, pdev_new = _trial(kernel, system, u, eta, delta, step_eta, step)
         u, eta, mu, pdev = u_new, eta_new, mu_new, pdev_new
         del eta_new, mu_new, step_eta
-        predicted_stop = (
-            predicted and n_iter == 1 and kernel.newton and bool(np.all(step == 1.0))
-            and float(np.max(size)) < controls.predicted_step_tol
-        )
+        full = kernel.newton and not any_frozen and bool((step == 1.0).all())
+        predicted_stop = predicted and n_iter == 1 and full and size.max() < controls.predicted_step_tol
+        if full and prev_size is not None and size.max() < controls.quadratic_regime:
+            # Newton steps converge quadratically, |step_{k+1}| ~ K |step_k|^2
+            # with K ~ |step_k| / |step_{k-1}|^2: when the predicted next step is
+            # far below the tolerance, u is as exact as one more step would
+            # leave it; only the quantities at u are computed
+            # (a unit whose step was already below the tolerance is converged)
+            next_size = size * (size / np.maximum(prev_size, 1e-150)) ** 2
+            final = bool(((next_size < controls.quadratic_skip * tol) | (size < tol)).all())
+        prev_size = size if full else None
     if irls.laplace_weights is not W or factor.used_fallback:
         factor = system.factorise(irls.laplace_weights)
-    return Modes(u, eta, irls, factor, T, float(np.sum(pdev)), n_iter, bool(converged))
+    return Modes(u, eta, irls, factor, T, float(pdev.sum()), n_iter, bool(converged))
 
 
 def _trial(kernel, system, u, eta, delta, step_eta, step):
-    """The point ``u + step * delta`` (step per unit): u, eta, mu and the units' pdev."""
-    if np.all(step == 1.0):
+    """The point ``u + step * delta`` (``step`` per unit; None: the full step): u, eta, mu and the units' pdev."""
+    if step is None or (step == 1.0).all():
         u_new = u + delta
         eta_new = eta + step_eta
     else:

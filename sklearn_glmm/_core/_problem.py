@@ -60,12 +60,12 @@ class Evaluation:
     @property
     def finite(self) -> bool:
         """Whether the deviance, the modes and the gradient (if any) are all finite."""
-        if not (np.isfinite(self.deviance) and np.all(np.isfinite(self.u))):
+        if not (np.isfinite(self.deviance) and np.isfinite(self.u).all()):
             return False
         if self.grad_theta is None:
             return True
-        parts = [self.grad_theta, self.grad_coef] + ([] if self.grad_param is None else [[self.grad_param]])
-        return all(bool(np.all(np.isfinite(p))) for p in parts)
+        return bool(np.isfinite(self.grad_theta).all() and np.isfinite(self.grad_coef).all()
+                    and (self.grad_param is None or np.isfinite(self.grad_param)))
 
 
 @dataclass
@@ -129,8 +129,13 @@ class Problem(Protocol):
     def subsample(self, n_levels: int) -> Problem:
         """The same model on about ``n_levels`` evenly spaced levels (itself when not smaller)."""
 
-    def evaluate(self, theta, coef, param, u0, *, gradient: bool = True, predicted: bool = False) -> Evaluation:
-        """The deviance (and gradient) at a point, PIRLS warm-started from ``u0``."""
+    def evaluate(self, theta, coef, param, u0, *, gradient: bool = True, predicted: bool = False,
+                 theta_only: bool = False) -> Evaluation:
+        """The deviance (and gradient) at a point, PIRLS warm-started from ``u0``.
+
+        ``predicted``: ``u0`` is a second-order prediction of the modes;
+        ``theta_only``: the gradient is needed in theta alone (zeros elsewhere).
+        """
 
     def mode_derivative(self, theta, coef, param, state, dtheta, dcoef) -> np.ndarray | None:
         """Directional derivative of the modes at an evaluation (its ``state``), or None."""
@@ -142,8 +147,9 @@ class InferenceProblem(Problem, Protocol):
     def random_effects(self, theta, u) -> list[np.ndarray]:
         """``b_k = U_k Lambda_k^T`` for every term: list of (G_k, q_k)."""
 
-    def conditional_covariances(self, result) -> list[np.ndarray]:
-        """``Var(b_k | y)`` per term and level at a fit's estimates (lme4's ``condVar``)."""
+    def conditional_covariances(self, result, state=None) -> list[np.ndarray]:
+        """``Var(b_k | y)`` per term and level at a fit's estimates (lme4's ``condVar``);
+        ``state``: the evaluation there, whose factors may be reused."""
 
     def coef_information(self, theta, coef, param, u) -> np.ndarray:
         """Information of ``beta`` with theta held fixed (lme4's ``RX``)."""

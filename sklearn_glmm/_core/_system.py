@@ -148,6 +148,9 @@ class TermRows:
                 self._pair_rows.append(ZT[k] if self.ones[j] else ZT[j])
             else:
                 self._pair_rows.append(ZT[j] * ZT[k])
+        #: one row per level and z = 1 (the level sums of a random intercept):
+        #: every sum is the row itself
+        self.trivial = groups.identity and self.intercept_only
 
     @property
     def intercept_only(self) -> bool:
@@ -155,6 +158,8 @@ class TermRows:
 
     def sums(self, v: np.ndarray) -> np.ndarray:
         """``sum_{i in g} v_i z_i`` for every group: (G, q)."""
+        if self.trivial:
+            return v[:, None]
         out = np.empty((self.groups.n_levels, self.q))
         for j in range(self.q):
             out[:, j] = self.groups.sum(v if self.ones[j] else v * self.ZT[j])
@@ -162,6 +167,8 @@ class TermRows:
 
     def outer(self, W: np.ndarray) -> np.ndarray:
         """``sum_{i in g} W_i z_i z_i^T`` for every group: (G, q, q)."""
+        if self.trivial:
+            return W[:, None, None]
         out = np.empty((self.groups.n_levels, self.q, self.q))
         for (j, k), row in zip(self.pairs, self._pair_rows):
             out[:, j, k] = self.groups.sum(W if row is None else W * row)
@@ -170,6 +177,8 @@ class TermRows:
 
     def quadratic(self, B: np.ndarray) -> np.ndarray:
         """``z_i^T B_g z_i`` per row for symmetric (G, q, q) blocks ``B``: (n,)."""
+        if self.trivial:
+            return B[:, 0, 0].copy()
         expand = self.groups.expand
         out = None
         for (j, k), row in zip(self.pairs, self._pair_rows):
@@ -184,6 +193,8 @@ class TermRows:
 
     def dot(self, b: np.ndarray) -> np.ndarray:
         """``z_i^T b_g`` per row for (G, q) ``b``: (n,)."""
+        if self.trivial:
+            return b[:, 0].copy()
         expand = self.groups.expand
         out = expand(b[:, 0])
         if not self.ones[0]:
@@ -222,13 +233,15 @@ class TermSystem:
         self.lambdas = [lam]
         self.q = rows.q
         self.n_units = rows.groups.n_levels
-        self._eye = np.eye(self.q)
+        self._eye = None if self.q == 1 else np.eye(self.q)
 
     def zero_modes(self) -> np.ndarray:
         return np.zeros((self.n_units, self.q))
 
     def row_effect(self, u: np.ndarray) -> np.ndarray:
         """``zl_i^T u_g`` per row: (n,)."""
+        if self.q == 1:
+            return self.rows.dot(u * self.lam[0, 0])
         return self.rows.dot(u @ self.lam.T)
 
     def row_effect_with(self, lambdas: list[np.ndarray], u: np.ndarray) -> np.ndarray:
@@ -240,6 +253,8 @@ class TermSystem:
 
     def to_u(self, sums: list[np.ndarray], lambdas: list[np.ndarray] | None = None) -> np.ndarray:
         lam = self.lam if lambdas is None else lambdas[0]
+        if self.q == 1:
+            return sums[0] * lam[0, 0]
         return sums[0] @ lam
 
     def split(self, u: np.ndarray) -> list[np.ndarray]:
@@ -247,15 +262,20 @@ class TermSystem:
 
     def factor_from_sums(self, M: np.ndarray) -> _TermFactor:
         """The factor of ``I + Lambda^T M_g Lambda`` from precomputed Z-coordinate sums ``M``."""
+        return _TermFactor(self._blocks(M), M)
+
+    def _blocks(self, M: np.ndarray) -> np.ndarray:
+        """``I + Lambda^T M_g Lambda`` for every level."""
+        if self.q == 1:
+            return 1.0 + (self.lam[0, 0] * self.lam[0, 0]) * M
         lam = self.lam
-        return _TermFactor(self._eye + lam.T @ M @ lam, M)
+        return self._eye + lam.T @ M @ lam
 
     def factorise(self, W: np.ndarray, fallback: np.ndarray | None = None) -> _TermFactor:
         """Factor of ``A(W)``; with ``fallback``, levels whose block is not positive
         definite use the weights ``fallback`` instead."""
         M = self.rows.outer(W)
-        lam = self.lam
-        A = self._eye + lam.T @ M @ lam
+        A = self._blocks(M)
         if fallback is None:
             return _TermFactor(A, M)
         ok = min_eigenvalues(A) > 1e-8
@@ -263,7 +283,7 @@ class TermSystem:
             return _TermFactor(A, M)
         M_fb = self.rows.outer(fallback)
         M = np.where(ok[:, None, None], M, M_fb)
-        return _TermFactor(np.where(ok[:, None, None], A, self._eye + lam.T @ M_fb @ lam), M, True)
+        return _TermFactor(np.where(ok[:, None, None], A, self._blocks(M_fb)), M, True)
 
     def inverse_terms(self, factor: _TermFactor, W: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """``h_i = zl_i^T A^{-1} zl_i`` per row and ``S = sum_i W_i z_i P_i^T`` (eq. 5).
@@ -292,10 +312,14 @@ class TermSystem:
         return self.rows.groups.sum(values)
 
     def unit_squares(self, u: np.ndarray) -> np.ndarray:
+        if self.q == 1:
+            return u[:, 0] * u[:, 0]
         return np.einsum("gq,gq->g", u, u)
 
     def unit_max(self, u: np.ndarray) -> np.ndarray:
-        return np.max(np.abs(u), axis=1)
+        if self.q == 1:
+            return np.abs(u[:, 0])
+        return np.abs(u).max(axis=1)
 
     def unit_effects(self, values: np.ndarray) -> np.ndarray:
         return values[:, None]

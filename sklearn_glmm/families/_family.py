@@ -59,7 +59,6 @@ __all__ = [
 _TINY = 1e-300
 
 
-@dataclass(frozen=True)
 class IRLSQuantities:
     """Per-observation quantities at one linear predictor ``eta``.
 
@@ -81,21 +80,21 @@ class IRLSQuantities:
         The weights in the log-determinant of the Laplace approximation and
         their d/deta: ``weights`` (Fisher, lme4's choice) or
         ``hessian_weights`` (observed, the exact Laplace of glmmTMB), as the
-        family's ``laplace`` attribute says.
+        family's ``laplace`` attribute says (default: ``weights``).
     """
 
-    mu: np.ndarray
-    score: np.ndarray
-    weights: np.ndarray
-    weights_deriv: np.ndarray
-    hessian_weights: np.ndarray
-    laplace_weights: np.ndarray | None = None
-    laplace_weights_deriv: np.ndarray | None = None
+    # a plain class with slots: PIRLS makes one per iteration, and a frozen
+    # dataclass costs several times as much to build for small problems
+    __slots__ = ("mu", "score", "weights", "weights_deriv", "hessian_weights", "laplace_weights",
+                 "laplace_weights_deriv")
 
-    def __post_init__(self):
-        if self.laplace_weights is None:
-            object.__setattr__(self, "laplace_weights", self.weights)
-            object.__setattr__(self, "laplace_weights_deriv", self.weights_deriv)
+    def __init__(self, mu, score, weights, weights_deriv, hessian_weights, laplace_weights=None,
+                 laplace_weights_deriv=None):
+        self.mu, self.score, self.weights, self.weights_deriv = mu, score, weights, weights_deriv
+        self.hessian_weights = hessian_weights
+        if laplace_weights is None:
+            laplace_weights, laplace_weights_deriv = weights, weights_deriv
+        self.laplace_weights, self.laplace_weights_deriv = laplace_weights, laplace_weights_deriv
 
 
 class RowKernel:
