@@ -187,6 +187,13 @@ class _BaseGLMM(_InferenceMixin, BaseEstimator):
     #: whether y must be numeric (the classifier takes labels)
     _y_numeric = True
 
+    #: whether the model is a linear mixed model fitted by REML (its data checks)
+    _uses_reml = False
+
+    #: the scale of the random effects relative to ``Lambda Lambda^T`` (sigma for the LMM)
+    def _random_effect_scale(self) -> float:
+        return 1.0
+
     #: the Wald ratio's name in the summary: "z" (GLMM) or "t" (LMM, no p-values)
     _wald_statistic = "z"
 
@@ -281,7 +288,7 @@ class _BaseGLMM(_InferenceMixin, BaseEstimator):
         self._builder = self._design_builder()
         design = self._builder.fit(X, self._feature_names(), groups, w)
         del X  # the design holds its own column-major copy; free the validated one before the fit
-        check_fit_data(type(self).__name__, self._family_, getattr(self, "reml", False), design, y, w)
+        check_fit_data(type(self).__name__, self._family_, self._uses_reml, design, y, w)
         if self._builder.dropped_:
             warnings.warn(
                 f"Fixed-effect column(s) {self._builder.dropped_} are linearly dependent on "
@@ -341,42 +348,9 @@ class _BaseGLMM(_InferenceMixin, BaseEstimator):
     def _solve(self, problem) -> FitResult:
         return fit(problem, verbose=self.verbose)
 
-    def _set_result_attributes(self, problem, result: FitResult, terms) -> None:
-        """Attributes from the solver's record (the Laplace GLMM's)."""
-        if result.param is not None:
-            self._family_ = self._family_.with_param(result.param)
-        vcov, self._se_method_used = self._fixed_vcov(problem, result)
-        self._set_fixed(result.coef, vcov)
-        self._set_random_attributes(terms, result.theta, problem.random_effects(result.theta, result.u))
-        self.loglik_ = -0.5 * result.deviance
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
-        self.singular_ = result.singular
-
-    def _fixed_vcov(self, problem, result: FitResult):
-        """lme4's default (Hessian in (theta, beta)) or the PIRLS-based vcov."""
-        nt, nb = result.theta.size, result.coef.size
-        if getattr(self, "se_method", "hessian") == "hessian" and result.hessian is not None:
-            try:
-                vcov = 2.0 * np.linalg.inv(result.hessian)[nt : nt + nb, nt : nt + nb]
-            except np.linalg.LinAlgError:  # singular Hessian: use the PIRLS information below
-                vcov = np.full((nb, nb), np.nan)
-            if np.all(np.diag(vcov) > 0) and np.all(np.isfinite(vcov)):
-                return 0.5 * (vcov + vcov.T), f"Hessian of the {self._deviance_name()} deviance in (theta, beta)"
-            warnings.warn(
-                "The Hessian of the deviance is not positive definite (a variance "
-                "at its boundary?); standard errors come from the PIRLS "
-                "information with theta held fixed instead.",
-                UserWarning,
-                stacklevel=5,
-            )
-            result.notes.append("standard errors from the PIRLS information (the Hessian is not positive definite)")
-        info = problem.coef_information(result.theta, result.coef, result.param, result.u)
-        vcov = inverse_information(info, stacklevel=5)
-        return 0.5 * (vcov + vcov.T), "PIRLS information with theta fixed"
-
-    def _deviance_name(self) -> str:
-        return "Laplace"
+    def _set_result_attributes(self, problem, result: FitResult, terms) -> None:  # pragma: no cover - abstract
+        """Attributes from the solver's record."""
+        raise NotImplementedError
 
     def _fit_without_groups(self, design, y, w, off, controls) -> None:
         """The model without random effects (the plain GLM)."""
@@ -683,6 +657,40 @@ class _LaplaceGLMM(_BaseGLMM):
                 f"{what}. Use n_agq=1 (Laplace), as lme4 requires too."
             )
         return {"n_agq": self.n_agq}
+
+    def _set_result_attributes(self, problem, result: FitResult, terms) -> None:
+        """Attributes from the solver's record (the Laplace GLMM's)."""
+        if result.param is not None:
+            self._family_ = self._family_.with_param(result.param)
+        vcov, self._se_method_used = self._fixed_vcov(problem, result)
+        self._set_fixed(result.coef, vcov)
+        self._set_random_attributes(terms, result.theta, problem.random_effects(result.theta, result.u))
+        self.loglik_ = -0.5 * result.deviance
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.singular_ = result.singular
+
+    def _fixed_vcov(self, problem, result: FitResult):
+        """lme4's default (Hessian in (theta, beta)) or the PIRLS-based vcov."""
+        nt, nb = result.theta.size, result.coef.size
+        if self.se_method == "hessian" and result.hessian is not None:
+            try:
+                vcov = 2.0 * np.linalg.inv(result.hessian)[nt : nt + nb, nt : nt + nb]
+            except np.linalg.LinAlgError:  # singular Hessian: use the PIRLS information below
+                vcov = np.full((nb, nb), np.nan)
+            if np.all(np.diag(vcov) > 0) and np.all(np.isfinite(vcov)):
+                return 0.5 * (vcov + vcov.T), f"Hessian of the {self._deviance_name()} deviance in (theta, beta)"
+            warnings.warn(
+                "The Hessian of the deviance is not positive definite (a variance "
+                "at its boundary?); standard errors come from the PIRLS "
+                "information with theta held fixed instead.",
+                UserWarning,
+                stacklevel=5,
+            )
+            result.notes.append("standard errors from the PIRLS information (the Hessian is not positive definite)")
+        info = problem.coef_information(result.theta, result.coef, result.param, result.u)
+        vcov = inverse_information(info, stacklevel=5)
+        return 0.5 * (vcov + vcov.T), "PIRLS information with theta fixed"
 
     def _deviance_name(self) -> str:
         return "AGQ" if self.n_agq > 1 else "Laplace"

@@ -340,8 +340,7 @@ class _InferenceMixin:
         # the engine's theta (terms in design order) from the reported one
         theta = np.empty(self.theta_.size)
         theta[builder.theta_order_] = self.theta_
-        sigma = getattr(self, "sigma_", None)
-        scale = 1.0 if sigma is None else float(sigma)
+        scale = self._random_effect_scale()
         out, start = [], 0
         for term, b_fit in zip(design.terms, self._b):
             lam = term.lambda_(theta[start : start + term.n_theta]) * scale

@@ -376,6 +376,13 @@ class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
     _wald_statistic = "t"
     score = _BaseGLMM.score
 
+    @property
+    def _uses_reml(self) -> bool:
+        return bool(self.reml)
+
+    def _random_effect_scale(self) -> float:
+        return float(self.sigma_) if self.ranef_ else 1.0
+
     def __init__(
         self,
         random_effects="1",

@@ -37,7 +37,7 @@ def _describe(model) -> dict:
         raise TypeError(f"compare_models takes fitted GLMM estimators; got {type(model).__name__}.")
     check_is_fitted(model, "fixef_")
     random = {}
-    for factor, frame in getattr(model, "ranef_", {}).items():
+    for factor, frame in model.ranef_.items():
         random[factor] = set(frame.columns)
     response = model.response_summary_
     return {

@@ -122,7 +122,7 @@ def summary_html(summary) -> str:
     parts.append(_table(f"Fixed effects (standard errors: {summary.se_method})", header, rows))
     if p_col is not None:
         parts.append("<p><small>Signif. codes: 0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1</small></p>")
-    for message in getattr(summary, "messages", []) or []:
+    for message in summary.messages:
         parts.append(f"<p><i>{escape(str(message))}</i></p>")
     parts.append("</div>")
     return "".join(parts)
