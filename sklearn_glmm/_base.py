@@ -21,6 +21,7 @@ from ._core._laplace import LaplaceProblem
 from ._core._multilevel import CoreTerm, MultiLevelLaplaceProblem
 from ._core._optimize import FitResult, fit_glm_ml, fit_laplace
 from .design import DesignBuilder, parse_random_effects
+from ._lme4_api import _Lme4API
 from .families import Family
 from .results import GLMMSummary, coefficient_table
 from .results._varcorr import varcorr_table_bars
@@ -98,7 +99,7 @@ class NoGroupsWarning(UserWarning):
     """A model with random effects was fitted without any grouping factor."""
 
 
-class _BaseGLMM(BaseEstimator):
+class _BaseGLMM(_Lme4API, BaseEstimator):
     """Base class of GLMM estimators (not public).
 
     Subclasses implement ``_get_family()`` and may extend
@@ -107,6 +108,7 @@ class _BaseGLMM(BaseEstimator):
 
     _parameter_constraints: dict = {
         "random_effects": [str],
+        "fixed_effects": [None, list],
         "group_column": [None, str, Integral, list],
         "new_groups": [StrOptions({"population", "marginal", "error"})],
         "se_method": [StrOptions({"hessian", "pirls"})],
@@ -128,6 +130,7 @@ class _BaseGLMM(BaseEstimator):
         self,
         random_effects="1",
         *,
+        fixed_effects=None,
         group_column=None,
         new_groups="population",
         se_method="hessian",
@@ -137,6 +140,7 @@ class _BaseGLMM(BaseEstimator):
         verbose=0,
     ):
         self.random_effects = random_effects
+        self.fixed_effects = fixed_effects
         self.group_column = group_column
         self.new_groups = new_groups
         self.se_method = se_method
@@ -160,7 +164,7 @@ class _BaseGLMM(BaseEstimator):
 
     def _design_builder(self) -> DesignBuilder:
         """The builder of this model's design (the zero-inflated model adds its own columns)."""
-        return DesignBuilder(self.random_effects)
+        return DesignBuilder(self.random_effects, self.fixed_effects)
 
     def _set_param_attributes(self, family: Family) -> None:
         """Public attributes for the family's extra parameter (NB size, ...)."""
@@ -234,6 +238,7 @@ class _BaseGLMM(BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
+        self._clear_formula()  # a formula fit sets formula_ again after this fit
         parse_random_effects(self.random_effects)  # fail early on a bad spec
         X, groups = self._split_group_column(X, groups)
         if groups is None:
@@ -498,12 +503,14 @@ class _BaseGLMM(BaseEstimator):
                 mu[new] = link.marginal_mean(eta[new], var[new])
         return mu
 
-    def predict(self, X, groups=None, offset=None):
+    def predict(self, X=None, groups=None, offset=None, kind="mean"):
         """Predicted mean response, including the random effects of known groups.
 
         Parameters
         ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        X : {array-like, DataFrame} of shape (n_samples, n_features), default=None
+            For a formula-fitted model also a raw data frame (R's ``newdata``),
+            or None for the rows of the fit.
         groups : array-like or DataFrame, default=None
             Group labels (one column per factor). Rows of groups seen in fit
             use their conditional modes; with several factors each factor
@@ -512,24 +519,29 @@ class _BaseGLMM(BaseEstimator):
             effects 0), the mean over the random-effect distribution
             (``"marginal"``), or an error.
         offset : array-like of shape (n_samples,), default=None
+        kind : {"mean", "link"}, default="mean"
+            The mean response, or the linear predictor (lme4's ``type =
+            "link"``: the random effects of known groups, 0 for new ones).
 
         Returns
         -------
         ndarray of shape (n_samples,)
         """
-        design, n = self._design_for(X, groups)
-        return self._mean(design, self._offset_or_none(offset, n))
+        return self._predict_on_scale(X, groups, offset, kind)
 
     @staticmethod
     def _offset_or_none(offset, n_samples):
         return None if offset is None else _check_vector("offset", offset, n_samples)
 
-    def score(self, X, y, groups=None, sample_weight=None, offset=None):
+    def score(self, X=None, y=None, groups=None, sample_weight=None, offset=None):
         """D^2, the fraction of deviance explained (as ``PoissonRegressor.score``).
 
         ``1 - D(y, predict(X, groups)) / D(y, weighted mean of y)``, with the
-        family's deviance. The best score is 1.0; it can be negative.
+        family's deviance. The best score is 1.0; it can be negative. A
+        formula-fitted model also takes a raw data frame with the response
+        column, or nothing for the rows of the fit.
         """
+        X, y, groups, sample_weight, offset, _ = self._lme4_data(X, y, groups, sample_weight, offset, need_y=True)
         design, n = self._design_for(X, groups)
         y = self._check_y(y, n)
         w = self._check_sample_weight(sample_weight, n)
@@ -632,16 +644,27 @@ class _BaseGLMM(BaseEstimator):
 
         return confint(self, method, level, parm, n_boot, random_state, n_jobs, progress)
 
-    def residuals(self, X, y, groups=None, kind="deviance", sample_weight=None, offset=None) -> np.ndarray:
-        """Residuals ``"response"``, ``"pearson"`` or ``"deviance"`` (lme4's default), as lme4."""
+    def residuals(self, X=None, y=None, groups=None, kind="deviance", sample_weight=None, offset=None) -> np.ndarray:
+        """Residuals ``"response"``, ``"pearson"`` or ``"deviance"`` (lme4's default), as lme4.
+
+        A formula-fitted model also takes a raw data frame with the response
+        column, or nothing for the rows of the fit (``residuals(m, type = "pearson")``
+        is ``m.residuals(kind="pearson")``).
+        """
         from .results._diagnostics import residuals
 
+        X, y, groups, sample_weight, offset, _ = self._lme4_data(X, y, groups, sample_weight, offset, need_y=True)
         return residuals(self, X, y, groups, kind, sample_weight, offset)
 
-    def simulate(self, X, groups=None, n_simulations=1, random_state=None, conditional=True, offset=None):
-        """Simulated responses, shape (n_samples, n_simulations); see :func:`sklearn_glmm.simulate`."""
+    def simulate(self, X=None, groups=None, n_simulations=1, random_state=None, conditional=True, offset=None):
+        """Simulated responses, shape (n_samples, n_simulations); see :func:`sklearn_glmm.simulate`.
+
+        A formula-fitted model also takes a raw data frame, or nothing for the
+        rows of the fit (R's ``simulate(m)``).
+        """
         from .results._diagnostics import simulate
 
+        X, _, groups, _, offset, _ = self._lme4_data(X, None, groups, None, offset, need_y=False)
         return simulate(self, X, groups, n_simulations, random_state, conditional, offset)
 
     @classmethod

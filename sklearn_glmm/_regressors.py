@@ -41,6 +41,13 @@ RANDOM_EFFECTS_DOC = """random_effects : str, default="1"
         uncorrelated ``"(1 + x || user)"``; ``groups`` then holds one column per
         factor."""
 
+FIXED_EFFECTS_DOC = """fixed_effects : list of str or None, default=None
+        The columns of X that are fixed effects (the intercept always is);
+        None makes every column one. A column left out enters only the
+        random-effect terms that name it, with a fixed effect of 0: lme4's
+        ``y ~ 1 + (x | g)`` is ``random_effects="(x | g)", fixed_effects=[]``.
+        Its entry of ``coef_`` is 0."""
+
 GROUPS_DOC = """group_column : str, int, list or None, default=None
         Take the grouping factor from this column of X (a DataFrame column
         name, or a position; a list of names for several factors) instead of
@@ -128,6 +135,7 @@ def _doc(summary: str, model: str, parameters: str, attributes: str, notes: str,
     Parameters
     ----------
     {RANDOM_EFFECTS_DOC}
+    {FIXED_EFFECTS_DOC}
     {parameters}
 
     Attributes
@@ -240,6 +248,7 @@ class GammaGLMMRegressor(_GLMMRegressor):
         random_effects="1",
         *,
         link="log",
+        fixed_effects=None,
         group_column=None,
         new_groups="population",
         se_method="hessian",
@@ -249,7 +258,7 @@ class GammaGLMMRegressor(_GLMMRegressor):
         verbose=0,
     ):
         super().__init__(
-            random_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
+            random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
             n_agq=n_agq, max_iter=max_iter, tol=tol, verbose=verbose,
         )
         self.link = link
@@ -307,6 +316,7 @@ class _BinomialGLMM(_BaseGLMM):
         random_effects="1",
         *,
         link="logit",
+        fixed_effects=None,
         group_column=None,
         new_groups="population",
         se_method="hessian",
@@ -316,7 +326,7 @@ class _BinomialGLMM(_BaseGLMM):
         verbose=0,
     ):
         super().__init__(
-            random_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
+            random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
             n_agq=n_agq, max_iter=max_iter, tol=tol, verbose=verbose,
         )
         self.link = link
@@ -370,10 +380,19 @@ class GaussianLMMRegressor(_GLMMRegressor):
     _wald_statistic = "t"
 
     def __init__(
-        self, random_effects="1", *, reml=True, group_column=None, new_groups="population", max_iter=500, verbose=0
+        self,
+        random_effects="1",
+        *,
+        reml=True,
+        fixed_effects=None,
+        group_column=None,
+        new_groups="population",
+        max_iter=500,
+        verbose=0,
     ):
         self.random_effects = random_effects
         self.reml = reml
+        self.fixed_effects = fixed_effects
         self.group_column = group_column
         self.new_groups = new_groups
         self.max_iter = max_iter

@@ -156,7 +156,7 @@ def _check_counts(y: np.ndarray) -> None:
 
 class ZeroInflatedPoissonGLMMRegressor(_GLMMRegressor):
     _parameter_constraints = {
-        **{k: v for k, v in _BaseGLMM._parameter_constraints.items() if k not in ("se_method", "n_agq")},
+        **{k: v for k, v in _BaseGLMM._parameter_constraints.items() if k not in ("se_method", "n_agq", "fixed_effects")},
         "zero_inflation": [None, list],
     }
 
