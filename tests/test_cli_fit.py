@@ -52,7 +52,8 @@ def test_fit_writes_plots_and_json(tmp_path, capsys):
     ("args", "message"),
     [
         (["fit", "no/such/file.csv", "--formula", RI], "no such file"),
-        (["fit", CSV, "--formula", "logins ~ nope + (1 | user_id)"], "Cannot read the formula"),
+        (["fit", CSV, "--formula", "logins ~ nope + (1 | user_id)"], "does not fit the data"),
+        (["fit", CSV, "--formula", "logins ~ day_centered (1 | user_id"], "Cannot read the formula"),
         (["fit", CSV, "--formula", "logins ~ day_centered + (1 | who)"], "grouping factor 'who'"),
         (["fit", CSV, "--formula", RI, "--family", "tweedie"], "--family must be one of"),
     ],
