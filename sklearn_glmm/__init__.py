@@ -12,7 +12,9 @@ from ._regressors import (
     NegativeBinomialGLMMRegressor,
     PoissonGLMMRegressor,
 )
+from ._drop1 import drop1
 from ._formula import glmer  # issue 8
+from ._r2 import icc, r2_nakagawa
 from ._zero_inflated import ZeroInflatedPoissonGLMMRegressor  # issue 7
 from .results._compare import compare_models  # issue 8
 from .results._diagnostics import overdispersion, simulate  # issue 8
@@ -28,7 +30,10 @@ __all__ = [
     "GaussianLMMRegressor",
     "ZeroInflatedPoissonGLMMRegressor",
     "compare_models",
+    "drop1",
     "glmer",
+    "icc",
+    "r2_nakagawa",
     "overdispersion",
     "simulate",
     "__version__",
