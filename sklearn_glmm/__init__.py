@@ -2,7 +2,13 @@
 
 Estimators fitted by maximum likelihood under the Laplace approximation, as
 lme4's ``glmer``, with the scikit-learn API (``fit(X, y, groups=...)``).
+
+``sklearn_glmm.plot`` (figures, needs matplotlib) and ``sklearn_glmm.datasets``
+are imported on first use, so ``import sklearn_glmm`` loads neither matplotlib
+nor the bundled data.
 """
+
+import importlib
 
 from ._classifier import BinomialGLMMClassifier
 from ._regressors import (
@@ -13,7 +19,8 @@ from ._regressors import (
     PoissonGLMMRegressor,
 )
 from ._drop1 import drop1
-from ._formula import glmer  # issue 8
+from ._formula import glmer, update
+from ._marginal import marginal_predictions
 from ._r2 import icc, r2_nakagawa
 from ._zero_inflated import ZeroInflatedPoissonGLMMRegressor  # issue 7
 from .results._compare import compare_models  # issue 8
@@ -33,8 +40,23 @@ __all__ = [
     "drop1",
     "glmer",
     "icc",
+    "marginal_predictions",
     "r2_nakagawa",
     "overdispersion",
     "simulate",
+    "update",
     "__version__",
 ]
+
+#: submodules imported on first attribute access
+_LAZY_SUBMODULES = ("plot", "datasets")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

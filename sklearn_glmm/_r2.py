@@ -68,38 +68,12 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._model_frame import design_column, feature_frame
 from .results._varcorr import varcorr_matrices
 
 __all__ = ["r2_nakagawa", "icc"]
 
 _BINOMIAL_VARIANCE = {"logit": np.pi**2 / 3.0, "probit": 1.0, "cloglog": np.pi**2 / 6.0}
-
-
-def _feature_frame(model, X) -> pd.DataFrame:
-    """X as a DataFrame with the model's column names, grouping columns left out."""
-    if isinstance(X, pd.DataFrame):
-        frame = X.reset_index(drop=True)
-    else:
-        array = np.asarray(X)
-        if array.ndim != 2:
-            raise ValueError(f"X must be two-dimensional; got shape {array.shape}.")
-        frame = pd.DataFrame(array)
-    if model.group_column is not None:
-        columns = model.group_column if isinstance(model.group_column, list) else [model.group_column]
-        frame = frame.drop(columns=columns)
-    names = getattr(model, "feature_names_in_", None)
-    if names is None:
-        names = [f"x{j}" for j in range(frame.shape[1])]
-    if frame.shape[1] != len(names):
-        raise ValueError(f"X has {frame.shape[1]} feature columns; the model was fitted with {len(names)}.")
-    frame.columns = [str(c) for c in names]
-    return frame
-
-
-def _design_column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    if name == "(Intercept)":
-        return np.ones(len(frame))
-    return frame[name].to_numpy(dtype=float)
 
 
 def _singular(model, groups: list, tolerance: float) -> bool:
@@ -180,9 +154,9 @@ def _variance_components(
     if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or tolerance < 0:
         raise ValueError(f"tolerance must be a non-negative number; got {tolerance!r}.")
     inputs = model.model_inputs(X, y, groups, sample_weight, offset)
-    frame = _feature_frame(model, inputs.X)
+    frame = feature_frame(model, inputs.X)
     fixed_names = list(model.fixef_.index)
-    F = np.column_stack([_design_column(frame, name) for name in fixed_names])
+    F = np.column_stack([design_column(frame, name) for name in fixed_names])
     var_fixed = float(np.var(F @ model.fixef_.to_numpy(dtype=float), ddof=1))
     groups_cov = varcorr_matrices(model.varcorr_)
     n_rows = len(frame)
@@ -191,7 +165,7 @@ def _variance_components(
     for group, names, cov in groups_cov:
         valid = [j for j, name in enumerate(names) if name in fixed_names]
         slopes_left_out += [names[j] for j in range(len(names)) if j not in valid]
-        Z = np.column_stack([_design_column(frame, names[j]) for j in valid]) if valid else np.zeros((n_rows, 0))
+        Z = np.column_stack([design_column(frame, names[j]) for j in valid]) if valid else np.zeros((n_rows, 0))
         sub = cov[np.ix_(valid, valid)]
         value = float(np.einsum("ij,jk,ik->", Z, sub, Z) / n_rows)
         factor = _factor_of(group, n_groups)
