@@ -94,3 +94,11 @@ def test_summary_html_has_real_tables():
     assert html.count("<table>") == 4 and "<pre>" not in html
     for expected in ("Random effects", "Fixed effects", "day_centered", "user_id", "5292.1", "***"):
         assert expected in html, expected
+
+
+def test_gaussian_fit_prints_no_overdispersion_test(tmp_path, capsys):
+    out = tmp_path / "result.json"
+    assert main(["fit", CSV, "--formula", RI, "--family", "gaussian", "--confint", "none", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Linear mixed model fit by REML" in printed and "Overdispersion" not in printed
+    assert "overdispersion" not in json.loads(out.read_text())

@@ -1,5 +1,7 @@
 """glmer(formula, data): lme4 syntax, R's column names, and the same fits as the estimator API."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,42 @@ def test_bad_family_and_data(data):
         glmer("logins ~ day_centered + (1 | user_id)", data, family="tweedie")
     with pytest.raises(TypeError, match="DataFrame"):
         glmer("logins ~ day_centered + (1 | user_id)", data.to_numpy())
+
+
+def test_full_dummy_coding_is_named_as_r():
+    # an interaction without its main effect codes every level: R's urbanN:age, urbanY:age
+    contra = load_reference_data("contraception.csv", factors=["district", "livch", "urban", "woman"])
+    m = glmer("use ~ livch + urban:age + (1 | district)", contra, family="binomial")
+    assert list(m.fixef_.index) == ["(Intercept)", "livch1", "livch2", "livch3+", "urbanN:age", "urbanY:age"]
+
+
+@pytest.mark.parametrize(
+    "formula",
+    ["logins ~ 0 + day_centered + (1 | user_id)", "log(logins) ~ day_centered + (1 | user_id)"],
+)
+def test_unsupported_lme4_says_what_is_unsupported(data, formula):
+    with pytest.raises(ValueError) as info:
+        glmer(formula, data)
+    assert "is valid lme4, but sklearn_glmm does not support" in str(info.value)
+    assert "Expected lme4 syntax" not in str(info.value) and "Cannot read" not in str(info.value)
+
+
+def test_without_formulaic_the_error_names_the_extra(data, monkeypatch, capsys):
+    import sys
+
+    from sklearn_glmm._cli import main
+
+    monkeypatch.setitem(sys.modules, "formulaic", None)  # import formulaic now raises ImportError
+    for call in (
+        lambda: glmer("logins ~ day_centered + (1 | user_id)", data),
+        lambda: PoissonGLMMRegressor.from_formula("logins ~ day_centered + (1 | user_id)", data),
+    ):
+        with pytest.raises(ImportError) as info:
+            call()
+        message = str(info.value)
+        assert "formulaic" in message and "pip install '.[formula]'" in message
+        assert "formula '" not in message and "Cannot read" not in message
+    csv = str(Path(__file__).parent / "data" / "app_engagement.csv")
+    assert main(["fit", csv, "--formula", "logins ~ day_centered + (1 | user_id)"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install '.[formula]'" in err and "Cannot read" not in err
