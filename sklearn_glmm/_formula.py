@@ -310,6 +310,17 @@ class FormulaSpec:
         """The grouping columns, in order of first appearance."""
         return self.parsed.factor_columns
 
+    def reads(self, data) -> bool:
+        """Whether ``data`` has every variable of the fixed part, the bars and the offsets (raw data)."""
+        if not isinstance(data, pd.DataFrame):
+            return False
+        needed = set()
+        for spec in (self.fixed_spec, *self.random_specs):
+            needed |= {str(v) for v in getattr(spec, "required_variables", ())}
+        return needed <= set(map(str, data.columns)) and (
+            not self.parsed.offsets or self.offset_column is None or self.offset_column in data.columns
+        )
+
     def transform(self, data: pd.DataFrame, weights=None, offset=None, *, response: bool = False) -> FormulaFrame:
         """The estimator's inputs for the rows of ``data``.
 

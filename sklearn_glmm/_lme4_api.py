@@ -24,7 +24,8 @@ and the data hook of formula-fitted models. A model fitted from a formula
   (``__getstate__`` drops it): a fitted model keeps estimates, not rows.
 
 Their public methods then take a raw data frame where the estimator API takes
-``X`` (``m.predict(newdata)``, as R's ``predict(m, newdata)``), and no data at
+``X`` (a data frame with the formula's variables is read as raw data; one with
+exactly the columns of the fitted design and not those variables, as a design) (``m.predict(newdata)``, as R's ``predict(m, newdata)``), and no data at
 all for the model's own rows (``m.fitted()``, ``m.residuals(kind="pearson")``).
 Arguments given explicitly (``groups``, ``y``, ``offset``, ``sample_weight``)
 win over the columns of the data frame.
@@ -32,6 +33,7 @@ win over the columns of the data frame.
 Interface of ``formula_`` (informal)
 ------------------------------------
 ``columns``                      the names of the fixed-design columns (X of the fit)
+``reads(data)``                  whether ``data`` has the variables the formula uses
 ``transform(data, weights, offset, *, response)``
                                  a :class:`FormulaFrame` for the rows of ``data``
                                  (``response=True`` requires the response column)
@@ -98,6 +100,8 @@ class FormulaTransform(Protocol):
     """What ``formula_`` of a formula-fitted model offers the estimator."""
 
     columns: tuple[str, ...]
+
+    def reads(self, data) -> bool: ...
 
     def transform(self, data, weights=None, offset=None, *, response: bool = False) -> FormulaFrame: ...
 
@@ -276,10 +280,12 @@ class _Lme4API:
                     "model keeps only its estimates); pass the data, e.g. model.fitted(data) or "
                     "model.residuals(data, kind='pearson')."
                 )
-            frame = spec.transform(*stored, response=need_y)
+            frame = spec.transform(*stored, response=need_y and y is None)
             where = None
-        elif spec is not None and isinstance(X, pd.DataFrame) and [str(c) for c in X.columns] != list(spec.columns):
-            frame = spec.transform(X, response=need_y)
+        elif spec is not None and isinstance(X, pd.DataFrame) and (
+            spec.reads(X) or [str(c) for c in X.columns] != list(spec.columns)
+        ):
+            frame = spec.transform(X, response=need_y and y is None)
             where = None if frame.rows.size == frame.n_rows else (frame.rows, frame.n_rows)
         else:
             return X, y, groups, sample_weight, offset, None

@@ -150,11 +150,11 @@ def marginal_predictions(
     >>> grid = pd.DataFrame({"day_centered": [-10.0, 0.0, 10.0]})
     >>> marginal_predictions(model, grid).round(3)  # a typical user (random effect 0)
        day_centered  estimate  std_error  conf_low  conf_high
-    0         -10.0     2.292      0.148     2.019      2.601
+    0         -10.0     2.291      0.153     2.010      2.611
     1           0.0     2.092      0.134     1.845      2.371
-    2          10.0     1.910      0.123     1.682      2.168
+    2          10.0     1.910      0.129     1.673      2.180
     >>> marginal_predictions(model, grid, integrate=True).round(3)["estimate"].tolist()  # averaged over users
-    [2.516, 2.296, 2.096]
+    [2.516, 2.297, 2.097]
     """
     check_is_fitted(model, "fixef_")
     if hasattr(model, "fixef_zi_"):
