@@ -11,6 +11,10 @@ nor the bundled data.
 import importlib
 
 from ._classifier import BinomialGLMMClassifier
+from ._drop1 import drop1
+from ._formula import glmer, update
+from ._marginal import marginal_predictions
+from ._r2 import icc, r2_nakagawa
 from ._regressors import (
     BinomialGLMMRegressor,
     GammaGLMMRegressor,
@@ -18,10 +22,6 @@ from ._regressors import (
     NegativeBinomialGLMMRegressor,
     PoissonGLMMRegressor,
 )
-from ._drop1 import drop1
-from ._formula import glmer, update
-from ._marginal import marginal_predictions
-from ._r2 import icc, r2_nakagawa
 from ._zero_inflated import ZeroInflatedPoissonGLMMRegressor  # issue 7
 from .results._compare import compare_models  # issue 8
 from .results._diagnostics import overdispersion, simulate  # issue 8

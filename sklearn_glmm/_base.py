@@ -20,8 +20,8 @@ from ._core._agq import MAX_AGQ, AGQProblem
 from ._core._laplace import LaplaceProblem
 from ._core._multilevel import CoreTerm, MultiLevelLaplaceProblem
 from ._core._optimize import FitResult, fit_glm_ml, fit_laplace
-from .design import DesignBuilder, parse_random_effects
 from ._lme4_api import _Lme4API
+from .design import DesignBuilder, parse_random_effects
 from .families import Family
 from .results import GLMMSummary, coefficient_table
 from .results._varcorr import varcorr_table_bars
@@ -541,7 +541,9 @@ class _BaseGLMM(_Lme4API, BaseEstimator):
         formula-fitted model also takes a raw data frame with the response
         column, or nothing for the rows of the fit.
         """
-        X, y, groups, sample_weight, offset, _ = self._lme4_data(X, y, groups, sample_weight, offset, need_y=True)
+        X, y, groups, sample_weight, offset, _ = self._lme4_data(
+            X, y, groups, sample_weight, offset, need_y=True
+        )
         design, n = self._design_for(X, groups)
         y = self._check_y(y, n)
         w = self._check_sample_weight(sample_weight, n)
@@ -653,7 +655,9 @@ class _BaseGLMM(_Lme4API, BaseEstimator):
         """
         from .results._diagnostics import residuals
 
-        X, y, groups, sample_weight, offset, _ = self._lme4_data(X, y, groups, sample_weight, offset, need_y=True)
+        X, y, groups, sample_weight, offset, _ = self._lme4_data(
+            X, y, groups, sample_weight, offset, need_y=True
+        )
         return residuals(self, X, y, groups, kind, sample_weight, offset)
 
     def simulate(self, X=None, groups=None, n_simulations=1, random_state=None, conditional=True, offset=None):

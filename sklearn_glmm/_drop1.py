@@ -23,7 +23,6 @@ comparable); the table's heading says so.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
@@ -139,11 +138,12 @@ def drop1(model, X=None, y=None, groups=None, *, sample_weight=None, offset=None
     full = model
     if refit_ml:
         full = clone(model).set_params(reml=False).fit(inputs.X, inputs.y, groups=inputs.groups, **kwargs)
-    columns = [str(c) for c in getattr(model, "feature_names_in_", [f"x{j}" for j in range(model.n_features_in_)])]
+    names = getattr(model, "feature_names_in_", None)
+    columns = [str(c) for c in names] if names is not None else [f"x{j}" for j in range(model.n_features_in_)]
     current = model.get_params()["fixed_effects"]
     current = list(current) if current is not None else columns
     rows = [[np.nan, full.aic_, np.nan, np.nan]]
-    for term, dropped in terms.items():
+    for dropped in terms.values():
         reduced = clone(full).set_params(fixed_effects=[c for c in current if c not in set(dropped)])
         reduced.fit(inputs.X, inputs.y, groups=inputs.groups, **kwargs)
         npar = _n_params(full) - _n_params(reduced)

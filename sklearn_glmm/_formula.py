@@ -551,9 +551,8 @@ def fit_formula(cls, formula: str, data: pd.DataFrame, *, weights=None, offset=N
     model = cls(**params)
     fit_kw = {k: v for k, v in (("sample_weight", inputs.sample_weight), ("offset", inputs.offset)) if v is not None}
     model.fit(inputs.X, inputs.y, groups=inputs.groups, **fit_kw)
-    model.formula_ = spec
-    # an in-memory reference for R-style calls without data; __getstate__ drops it
-    model._formula_data = (data, weights_array, offset_array)
+    # the data frame is kept by reference for R-style calls without data; never pickled
+    model._keep_formula(spec, data, weights_array, offset_array)
     return model
 
 

@@ -308,6 +308,15 @@ class _Lme4API:
             where,
         )
 
+    def _keep_formula(self, spec, data, weights=None, offset=None) -> None:
+        """Remember the formula transformation and (in memory only) the data of a formula fit.
+
+        Called by :func:`sklearn_glmm._formula.fit_formula` after ``fit``; the
+        one place that names the two attributes besides their readers here.
+        """
+        self.formula_ = spec
+        self._formula_data = (data, weights, offset)
+
     def _clear_formula(self) -> None:
         """Forget a previous formula fit (``fit`` on plain arrays starts afresh)."""
         self.__dict__.pop("formula_", None)

@@ -64,7 +64,6 @@ import re
 import warnings
 
 import numpy as np
-import pandas as pd
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 

@@ -93,7 +93,7 @@ def test_gradients_match_finite_differences(panel):
                         m.__dict__.update(model.__dict__)
                         m.fixef_ = model.fixef_.copy()
                         m.fixef_.iloc[j] += sign * step
-                        kw = dict(average=average, integrate=integrate)
+                        kw = {"average": average, "integrate": integrate}
                         shifted.append(marginal_predictions(m, X if average else GRID, **kw)["estimate"].to_numpy())
                     grads.append((shifted[0] - shifted[1]) / (2 * step))
                 G = np.column_stack(grads)

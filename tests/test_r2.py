@@ -80,8 +80,7 @@ def fits():
 
 def _with_r_estimates(model, ref):
     """The fitted model with R's estimates in its public attributes, and R's null model."""
-    model = copy.deepcopy(model)
-    model._formula_data = None  # deepcopy drops the frame; the tests pass it back
+    model = copy.deepcopy(model)  # (without its data frame: the tests pass the data)
     model.fixef_ = pd.Series(ref["fixef"], dtype=float)
     model.varcorr_ = pd.DataFrame(
         [(r["group"], r["var1"], r.get("var2") or np.nan, r["vcov"], np.nan) for r in ref["varcorr"]],
@@ -105,7 +104,7 @@ def test_formula_reproduces_performance_from_r_estimates(fits, case):
     ref = REFERENCES[case]
     model, null = _with_r_estimates(fits[case], ref)
     X, y, groups, weights, offset = fits[case].model_inputs()
-    kwargs = dict(sample_weight=weights, offset=offset, null_model=null)
+    kwargs = {"sample_weight": weights, "offset": offset, "null_model": null}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         v = _variance_components(model, X, y, groups, **kwargs)
