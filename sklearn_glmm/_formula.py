@@ -314,12 +314,10 @@ class FormulaSpec:
         """Whether ``data`` has every variable of the fixed part, the bars and the offsets (raw data)."""
         if not isinstance(data, pd.DataFrame):
             return False
-        needed = set()
+        needed = {self.offset_column} if self.offset_column is not None else set()
         for spec in (self.fixed_spec, *self.random_specs):
             needed |= {str(v) for v in getattr(spec, "required_variables", ())}
-        return needed <= set(map(str, data.columns)) and (
-            not self.parsed.offsets or self.offset_column is None or self.offset_column in data.columns
-        )
+        return needed <= set(map(str, data.columns))
 
     def transform(self, data: pd.DataFrame, weights=None, offset=None, *, response: bool = False) -> FormulaFrame:
         """The estimator's inputs for the rows of ``data``.
@@ -400,7 +398,9 @@ class FormulaSpec:
         extra_offset = _column_or_array(self.offset_column or offset, frame, "offset")
         if extra_offset is not None:
             total_offset = extra_offset[rows] + (0.0 if total_offset is None else total_offset)
-        w = _column_or_array(self.weights_column or weights, frame, "weights")
+        # prior weights matter to score and residuals only: new data may leave their column out
+        has_weights = self.weights_column is None or self.weights_column in frame.columns
+        w = _column_or_array(self.weights_column or weights, frame, "weights") if has_weights else None
         return FormulaFrame(
             X=X, y=y, groups=groups, offset=total_offset, sample_weight=None if w is None else w[rows],
             rows=rows, n_rows=n,
