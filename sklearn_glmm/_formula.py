@@ -71,7 +71,12 @@ FORMULAIC_HINT = (
 
 
 def require_formulaic() -> None:
-    """Raise an ``ImportError`` that names the extra to install when formulaic is missing."""
+    """Raise an ``ImportError`` that names the extra to install when formulaic is missing.
+
+    Examples
+    --------
+    >>> require_formulaic()  # formulaic is installed: nothing happens
+    """
     try:
         import formulaic  # noqa: F401
     except ImportError:
@@ -281,6 +286,19 @@ class FormulaSpec:
         The variables of each term (for the marginality of :func:`drop1`).
     weights_column, offset_column : str or None
         The data columns given as ``weights=``/``offset=`` to :func:`glmer`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn_glmm import glmer
+    >>> from sklearn_glmm.datasets import load_app_engagement
+    >>> model = glmer("logins ~ day_centered + (1 | user_id)", load_app_engagement())
+    >>> spec = model.formula_
+    >>> str(spec), spec.response, spec.group_columns, spec.terms
+    ('logins ~ day_centered + (1 | user_id)', 'logins', ['user_id'], {'day_centered': ('day_centered',)})
+    >>> spec.transform(pd.DataFrame({"day_centered": [0.5]})).X
+       day_centered
+    0           0.5
     """
 
     formula: str

@@ -124,13 +124,34 @@ class _Lme4API:
         ``"gamma"``, ``"gaussian"``), ``family_.link.name``,
         ``family_.variance(mu)`` and ``family_.param`` (NB size, Gamma shape,
         Gaussian residual variance; None for Poisson and binomial).
+
+        Examples
+        --------
+        >>> from sklearn_glmm import GaussianLMMRegressor
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> model = GaussianLMMRegressor("(1 | user_id)").fit(
+        ...     data[["day_centered"]], data["logins"], groups=data["user_id"])
+        >>> model.family_.name, model.family_.link.name, round(model.family_.param, 3)
+        ('gaussian', 'identity', 2.253)
         """
         check_is_fitted(self, "fixef_")
         return self._family_
 
     @property
     def n_groups_(self) -> dict[str, int]:
-        """Number of levels of each grouping factor seen in fit (lme4's ``ngrps(m)``)."""
+        """Number of levels of each grouping factor seen in fit (lme4's ``ngrps(m)``).
+
+        Examples
+        --------
+        >>> from sklearn_glmm import PoissonGLMMRegressor
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> model = PoissonGLMMRegressor("(1 | user_id)").fit(
+        ...     data[["day_centered"]], data["logins"], groups=data["user_id"])
+        >>> model.n_groups_, model.n_obs_
+        ({'user_id': 50}, 1500)
+        """
         check_is_fitted(self, "fixef_")
         return {factor: len(levels) for factor, levels in self.group_levels_.items()}
 

@@ -55,7 +55,20 @@ def _stars(p: float) -> str:
 
 
 class TestTable(pd.DataFrame):
-    """A likelihood-ratio test table: a DataFrame that prints as R's ``anova``/``drop1``."""
+    """A likelihood-ratio test table: a DataFrame that prints as R's ``anova``/``drop1``.
+
+    Examples
+    --------
+    >>> table = TestTable([[2.19, 0.3339], [96.1, 1e-22]], index=["m2", "m3"], columns=["Chisq", "Pr(>Chisq)"])
+    >>> print(table)
+       Chisq Pr(>Chisq)
+    m2  2.19     0.3339
+    m3 96.10  < 2.2e-16  ***
+    ---
+    Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1
+    >>> float(table.loc["m3", "Pr(>Chisq)"])
+    1e-22
+    """
 
     __test__ = False  # not a pytest test class
 
