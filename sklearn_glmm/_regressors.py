@@ -96,6 +96,8 @@ ATTRIBUTES_DOC = """fixef_ : pandas.Series
         Covariance matrix of the fixed effects.
     ranef_ : dict of {str: pandas.DataFrame}
         Conditional modes: grouping factor -> levels x terms.
+    group_coef_ : dict of {str: pandas.DataFrame}
+        Fixed plus random coefficients per level (lme4's ``coef(m)``).
     varcorr_ : pandas.DataFrame
         Variance components with columns ``group, var1, var2, vcov, sdcor``, as
         R's ``as.data.frame(VarCorr(m))``.
@@ -107,6 +109,10 @@ ATTRIBUTES_DOC = """fixef_ : pandas.Series
         Residual degrees of freedom.
     n_obs_ : int
         Number of observations with positive weight.
+    n_groups_ : dict of {str: int}
+        Number of levels per grouping factor (lme4's ``ngrps(m)``).
+    family_ : Family
+        The fitted family (name, link, variance function, estimated shape).
     n_iter_ : int
         Outer iterations.
     converged_ : bool
