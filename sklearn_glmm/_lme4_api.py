@@ -24,11 +24,14 @@ and the data hook of formula-fitted models. A model fitted from a formula
   (``__getstate__`` drops it): a fitted model keeps estimates, not rows.
 
 Their public methods then take a raw data frame where the estimator API takes
-``X`` (a data frame with the formula's variables is read as raw data; one with
-exactly the columns of the fitted design and not those variables, as a design) (``m.predict(newdata)``, as R's ``predict(m, newdata)``), and no data at
+``X`` (``m.predict(newdata)``, as R's ``predict(m, newdata)``), and no data at
 all for the model's own rows (``m.fitted()``, ``m.residuals(kind="pearson")``).
-Arguments given explicitly (``groups``, ``y``, ``offset``, ``sample_weight``)
-win over the columns of the data frame.
+A data frame with the formula's variables is read as raw data; one with exactly
+the columns of the fitted design and not those variables, as a design. Arguments
+given explicitly (``groups``, ``y``, ``offset``, ``sample_weight``) win over the
+columns of the data frame. ``predict`` and ``fitted`` give NaN for rows of a
+raw data frame with missing values (R's ``na.pass``); ``score``, ``residuals``
+and ``simulate`` leave those rows out (``na.omit``).
 
 Interface of ``formula_`` (informal)
 ------------------------------------
