@@ -2,9 +2,19 @@
 
 Estimators fitted by maximum likelihood under the Laplace approximation, as
 lme4's ``glmer``, with the scikit-learn API (``fit(X, y, groups=...)``).
+
+``sklearn_glmm.plot`` (figures, needs matplotlib) and ``sklearn_glmm.datasets``
+are imported on first use, so ``import sklearn_glmm`` loads neither matplotlib
+nor the bundled data.
 """
 
+import importlib
+
 from ._classifier import BinomialGLMMClassifier
+from ._drop1 import drop1
+from ._formula import glmer, update
+from ._marginal import marginal_predictions
+from ._r2 import icc, r2_nakagawa
 from ._regressors import (
     BinomialGLMMRegressor,
     GammaGLMMRegressor,
@@ -12,7 +22,6 @@ from ._regressors import (
     NegativeBinomialGLMMRegressor,
     PoissonGLMMRegressor,
 )
-from ._formula import glmer  # issue 8
 from ._zero_inflated import ZeroInflatedPoissonGLMMRegressor  # issue 7
 from .results._compare import compare_models  # issue 8
 from .results._diagnostics import overdispersion, simulate  # issue 8
@@ -28,8 +37,26 @@ __all__ = [
     "GaussianLMMRegressor",
     "ZeroInflatedPoissonGLMMRegressor",
     "compare_models",
+    "drop1",
     "glmer",
+    "icc",
+    "marginal_predictions",
+    "r2_nakagawa",
     "overdispersion",
     "simulate",
+    "update",
     "__version__",
 ]
+
+#: submodules imported on first attribute access
+_LAZY_SUBMODULES = ("plot", "datasets")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

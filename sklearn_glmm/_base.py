@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 from ._core import CoreTerm, FitResult, build_problem, fit, fit_glm_ml, make_controls
 from ._core._agq import MAX_AGQ
 from ._inference import _InferenceMixin
+from ._lme4_api import _Lme4API
 from .design import DesignBuilder, parse_random_effects
 from .families import Family
 from .results import GLMMSummary, coefficient_table
@@ -111,7 +112,7 @@ class NoGroupsWarning(UserWarning):
     """A model with random effects was fitted without any grouping factor."""
 
 
-class _BaseGLMM(_InferenceMixin, BaseEstimator):
+class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
     """Base class of every mixed-model estimator (not public).
 
     Parameters common to all estimators; :class:`_LaplaceGLMM` adds those of
@@ -120,6 +121,7 @@ class _BaseGLMM(_InferenceMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "random_effects": [str],
+        "fixed_effects": [None, list],
         "group_column": [None, str, Integral, list],
         "new_groups": [StrOptions({"population", "marginal", "error"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -139,6 +141,7 @@ class _BaseGLMM(_InferenceMixin, BaseEstimator):
         self,
         random_effects="1",
         *,
+        fixed_effects=None,
         group_column=None,
         new_groups="population",
         max_iter=500,
@@ -146,6 +149,7 @@ class _BaseGLMM(_InferenceMixin, BaseEstimator):
         verbose=0,
     ):
         self.random_effects = random_effects
+        self.fixed_effects = fixed_effects
         self.group_column = group_column
         self.new_groups = new_groups
         self.max_iter = max_iter
@@ -167,7 +171,7 @@ class _BaseGLMM(_InferenceMixin, BaseEstimator):
 
     def _design_builder(self) -> DesignBuilder:
         """The builder of this model's design (the zero-inflated model adds its own columns)."""
-        return DesignBuilder(self.random_effects)
+        return DesignBuilder(self.random_effects, self.fixed_effects)
 
     def _engine_options(self, design) -> dict:
         """Keyword arguments of :func:`~sklearn_glmm._core.build_problem` for this model."""
@@ -258,6 +262,7 @@ class _BaseGLMM(_InferenceMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
+        self._clear_formula()  # a formula fit sets formula_ again after this fit
         parse_random_effects(self.random_effects)  # fail early on a bad spec
         controls = self._controls()
         X, groups = self._split_group_column(X, groups)
@@ -310,7 +315,6 @@ class _BaseGLMM(_InferenceMixin, BaseEstimator):
                 self._fit_without_groups(design, y, w, off, controls)
             else:
                 self._fit_mixed(design, y, w, off, controls)
-        self.family_ = self._family_
         self._set_param_attributes(self._family_)
         if design.terms:
             warn_if_singular(self.fit_summary_.at_boundary[self._builder.theta_order_], self._builder.report_bars_)
@@ -505,12 +509,14 @@ class _BaseGLMM(_InferenceMixin, BaseEstimator):
                 mu[new] = link.marginal_mean(eta[new], var[new])
         return mu
 
-    def predict(self, X, groups=None, offset=None):
+    def predict(self, X=None, groups=None, offset=None, kind="mean"):
         """Predicted mean response, including the random effects of known groups.
 
         Parameters
         ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        X : {array-like, DataFrame} of shape (n_samples, n_features), default=None
+            For a formula-fitted model also a raw data frame (R's ``newdata``),
+            or None for the rows of the fit.
         groups : array-like or DataFrame, default=None
             Group labels (one column per factor). Rows of groups seen in fit
             use their conditional modes; with several factors each factor
@@ -519,24 +525,31 @@ class _BaseGLMM(_InferenceMixin, BaseEstimator):
             effects 0), the mean over the random-effect distribution
             (``"marginal"``), or an error.
         offset : array-like of shape (n_samples,), default=None
+        kind : {"mean", "link"}, default="mean"
+            The mean response, or the linear predictor (lme4's ``type =
+            "link"``: the random effects of known groups, 0 for new ones).
 
         Returns
         -------
         ndarray of shape (n_samples,)
         """
-        design, n = self._design_for(X, groups)
-        return self._mean(design, self._offset_or_none(offset, n))
+        return self._predict_on_scale(X, groups, offset, kind)
 
     @staticmethod
     def _offset_or_none(offset, n_samples):
         return None if offset is None else _check_vector("offset", offset, n_samples)
 
-    def score(self, X, y, groups=None, sample_weight=None, offset=None):
+    def score(self, X=None, y=None, groups=None, sample_weight=None, offset=None):
         """D^2, the fraction of deviance explained (as ``PoissonRegressor.score``).
 
         ``1 - D(y, predict(X, groups)) / D(y, weighted mean of y)``, with the
-        family's deviance. The best score is 1.0; it can be negative.
+        family's deviance. The best score is 1.0; it can be negative. A
+        formula-fitted model also takes a raw data frame with the response
+        column, or nothing for the rows of the fit.
         """
+        X, y, groups, sample_weight, offset, _ = self._lme4_data(
+            X, y, groups, sample_weight, offset, need_y=True
+        )
         design, n = self._design_for(X, groups)
         y = self._check_y(y, n)
         w = self._check_sample_weight(sample_weight, n)
@@ -627,6 +640,7 @@ class _LaplaceGLMM(_BaseGLMM):
         self,
         random_effects="1",
         *,
+        fixed_effects=None,
         group_column=None,
         new_groups="population",
         se_method="hessian",
@@ -637,8 +651,8 @@ class _LaplaceGLMM(_BaseGLMM):
         verbose=0,
     ):
         super().__init__(
-            random_effects, group_column=group_column, new_groups=new_groups, max_iter=max_iter,
-            solver_options=solver_options, verbose=verbose,
+            random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
+            max_iter=max_iter, solver_options=solver_options, verbose=verbose,
         )
         self.se_method = se_method
         self.n_agq = n_agq

@@ -50,24 +50,42 @@ class BinomialGLMMClassifier(ClassifierMixin, _BinomialGLMM):
             raise ValueError(f"y has labels {np.unique(y[unknown])[:5].tolist()} not in classes_ {self.classes_.tolist()}.")
         return (y == self.classes_[1]).astype(float)
 
-    def decision_function(self, X, groups=None, offset=None):
-        """The linear predictor (log-odds for the logit link) of ``classes_[1]``."""
-        design, n = self._design_for(X, groups)
-        return self._linear_predictor(design, self._offset_or_none(offset, n))
+    def decision_function(self, X=None, groups=None, offset=None):
+        """The linear predictor (log-odds for the logit link) of ``classes_[1]``.
 
-    def predict_proba(self, X, groups=None, offset=None):
-        """Probabilities of ``classes_[0]`` and ``classes_[1]``, shape (n_samples, 2)."""
+        The link scale, lme4's ``predict(m, type = "link")``: the random
+        effects of known groups, 0 for new ones.
+        """
+        return _BaseGLMM.predict(self, X, groups=groups, offset=offset, kind="link")
+
+    def predict_proba(self, X=None, groups=None, offset=None):
+        """Probabilities of ``classes_[0]`` and ``classes_[1]``, shape (n_samples, 2).
+
+        Column 1 is lme4's ``predict(m, type = "response")``.
+        """
         p = _BaseGLMM.predict(self, X, groups=groups, offset=offset)
         return np.column_stack([1.0 - p, p])
 
-    def predict(self, X, groups=None, offset=None):
-        """The more probable label of each row."""
+    def predict(self, X=None, groups=None, offset=None):
+        """The more probable label of each row.
+
+        Probabilities are ``predict_proba(X)[:, 1]`` (or ``fitted()``), the
+        linear predictor ``decision_function(X)``.
+        """
         check_is_fitted(self, "classes_")
         p = self.predict_proba(X, groups=groups, offset=offset)[:, 1]
-        return self.classes_[(p > 0.5).astype(int)]
+        labels = self.classes_[(p > 0.5).astype(int)]
+        if np.isnan(p).any():  # rows of a data frame with missing values (R's na.pass)
+            labels = np.where(np.isnan(p), None, labels.astype(object))
+        return labels
 
-    def score(self, X, y, groups=None, sample_weight=None, offset=None):
-        """Accuracy of ``predict(X, groups)``."""
+    def score(self, X=None, y=None, groups=None, sample_weight=None, offset=None):
+        """Accuracy of ``predict(X, groups)``.
+
+        A formula-fitted model also takes a raw data frame with the response
+        column, or nothing for the rows of the fit.
+        """
+        X, y, groups, sample_weight, offset, _ = self._lme4_data(X, y, groups, sample_weight, offset, need_y=True)
         return float(accuracy_score(y, self.predict(X, groups=groups, offset=offset), sample_weight=sample_weight))
 
     def __sklearn_tags__(self):

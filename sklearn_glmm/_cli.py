@@ -5,7 +5,8 @@
 ``sklearn-glmm fit data.csv --formula "y ~ x + (x | g)" [--family poisson]
 [--confint wald|profile|none] [--plots DIR] [--json FILE] [-v]``
     fits a model from a CSV file: prints the lme4-style summary, confidence
-    intervals and the overdispersion check, writes the figures of
+    intervals and, for Poisson models, the overdispersion check (the other
+    families estimate their dispersion or have none to test), writes the figures of
     :mod:`sklearn_glmm.plot` as PNG files and a machine-readable JSON result.
     Bad files or formulas give a one-line ``error:`` message and exit status 2.
 """
@@ -20,6 +21,11 @@ import time
 from pathlib import Path
 
 __all__ = ["main"]
+
+#: families whose Pearson overdispersion check means something: a fixed unit
+#: dispersion (the Gaussian, Gamma and negative binomial estimate theirs, so
+#: the ratio is about 1 by construction; 0/1 data cannot be overdispersed)
+OVERDISPERSION_FAMILIES = ("poisson",)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -185,16 +191,21 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"\nConfidence intervals ({method}, 95 %):")
         print(table.to_string(float_format=lambda v: f"{v:.6g}"))
         result["confint"] = {"method": method, "table": table}
-    od = overdispersion(model, X, y, groups, offset=offset)
-    print(
-        f"\nOverdispersion: Pearson chi2 = {od.chisq:.1f} on {od.df} df, ratio = {od.ratio:.3f}, p = {od.p_value:.3g}"
-    )
-    result["overdispersion"] = od.to_series()
+    if model.family_.name in OVERDISPERSION_FAMILIES:
+        od = overdispersion(model, X, y, groups, offset=offset)
+        print(
+            f"\nOverdispersion: Pearson chi2 = {od.chisq:.1f} on {od.df} df, ratio = {od.ratio:.3f}, "
+            f"p = {od.p_value:.3g}"
+        )
+        result["overdispersion"] = od.to_series()
     if args.plots:
         try:
             written = _write_plots(model, X, y, groups, args.plots)
         except ImportError:
-            return _error("--plots needs matplotlib: pip install 'sklearn-glmm[plot]'")
+            return _error(
+                "--plots needs the optional package matplotlib (the 'plot' extra): pip install matplotlib, "
+                "or pip install '.[plot]' in a checkout of sklearn_glmm"
+            )
         print("\nPlots: " + ", ".join(written))
         result["plots"] = written
     if args.json:
@@ -221,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     fit = sub.add_parser(
         "fit",
         help="fit a GLMM to a CSV file from an lme4 formula",
-        description="Fit a GLMM to a CSV file: prints the summary, intervals and the overdispersion check.",
+        description=(
+            "Fit a GLMM to a CSV file: prints the summary, intervals and (Poisson) the overdispersion check."
+        ),
     )
     fit.add_argument("data", help="CSV file with a header row")
     fit.add_argument(

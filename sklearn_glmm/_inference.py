@@ -50,13 +50,18 @@ class _InferenceMixin:
 
     # -- the problem of the training data ------------------------------------------
     def _problem_for(self, X, y, groups, sample_weight, offset, what: str):
-        """The fitted model's problem rebuilt from the training data, checked against the fit."""
+        """The fitted model's problem rebuilt from the training data, checked against the fit.
+
+        A formula-fitted model takes its own data frame when no data are given.
+        """
         check_is_fitted(self, "fixef_")
         if not self.ranef_:
             raise ValueError(
                 f"{what} needs a mixed model: this one was fitted without groups (a plain GLM). "
                 "Use method='wald', or refit with groups=."
             )
+        if X is not None or self.formula_data() is not None:
+            X, y, groups, sample_weight, offset, _ = self._lme4_data(X, y, groups, sample_weight, offset, need_y=True)
         if X is None or y is None or (groups is None and self.group_column is None):
             raise TypeError(
                 f"{what} refits the model, and a fitted estimator keeps estimates, not data: pass "
@@ -98,7 +103,8 @@ class _InferenceMixin:
         level : float, default=0.95
         X, y, groups, sample_weight, offset
             The data the model was fitted on (profile and bootstrap refit the
-            model; checked against the fitted deviance).
+            model; checked against the fitted deviance). A formula-fitted
+            model uses its own data frame when they are omitted.
         parm : str or list of str, default=None
             Rows to compute (``".sig01"``, fixed-effect names); all when None.
         n_boot, random_state, n_jobs, progress
@@ -198,13 +204,16 @@ class _InferenceMixin:
         return np.vstack([r.estimates for r in draws]), failed
 
     # -- residuals and simulation -------------------------------------------------------
-    def residuals(self, X, y, groups=None, kind=None, sample_weight=None, offset=None) -> np.ndarray:
+    def residuals(self, X=None, y=None, groups=None, kind=None, sample_weight=None, offset=None) -> np.ndarray:
         """Residuals of the fitted model on (X, y, groups), as lme4's ``residuals()``.
 
         Parameters
         ----------
         X, y, groups, sample_weight, offset
-            As in ``fit``; usually the training data.
+            As in ``fit``; usually the training data. A formula-fitted model
+            also takes a raw data frame with the response column, or nothing
+            for the rows of its fit (``residuals(m, type = "pearson")`` is
+            ``m.residuals(kind="pearson")``).
         kind : {"response", "pearson", "deviance"}, default=None
             ``y - mu``; ``(y - mu) sqrt(w / V(mu))``; ``sign(y - mu) sqrt(w d(y,
             mu))``. None is the model's default: ``"deviance"`` (lme4's), or
@@ -231,6 +240,7 @@ class _InferenceMixin:
                 raise ValueError(f"Deviance residuals are not defined for {type(self).__name__} (as in glmmTMB); "
                                  f"kind must be one of {list(self._residual_kinds)}.")
             raise ValueError(f"kind must be one of {list(self._residual_kinds)}; got {kind!r}.")
+        X, y, groups, sample_weight, offset, _ = self._lme4_data(X, y, groups, sample_weight, offset, need_y=True)
         design, n = self._design_for(X, groups)
         off = self._offset_or_none(offset, n)
         y = self._check_y(y, n)
@@ -249,7 +259,7 @@ class _InferenceMixin:
         variance = self._family_.unit_variance(mu)
         return (y - mu) * np.sqrt(w / np.maximum(variance, 1e-300))
 
-    def simulate(self, X, groups=None, n_simulations=1, random_state=None, conditional=True, offset=None):
+    def simulate(self, X=None, groups=None, n_simulations=1, random_state=None, conditional=True, offset=None):
         """Responses simulated from the fitted model, shape (n_samples, n_simulations).
 
         With several grouping factors each factor's random effects are drawn
@@ -258,7 +268,9 @@ class _InferenceMixin:
 
         Parameters
         ----------
-        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        X : {array-like, DataFrame} of shape (n_samples, n_features), default=None
+            As in ``predict``; a formula-fitted model also takes a raw data
+            frame, or nothing for the rows of its fit (R's ``simulate(m)``).
         groups : array-like or DataFrame, default=None
             Group labels, as in ``fit``; required for a mixed model.
         n_simulations : int, default=1
@@ -296,6 +308,7 @@ class _InferenceMixin:
         if not isinstance(conditional, (bool, np.bool_)):
             raise TypeError(f"conditional must be True or False; got {conditional!r}.")
         rng = np.random.default_rng(random_state)
+        X, _, groups, _, offset, _ = self._lme4_data(X, None, groups, None, offset, need_y=False)
         design, n = self._design_for(X, groups)
         eta_fixed = design.X @ self.fixef_.to_numpy()
         if offset is not None:

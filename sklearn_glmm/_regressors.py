@@ -41,6 +41,13 @@ RANDOM_EFFECTS_DOC = """random_effects : str, default="1"
         uncorrelated ``"(1 + x || user)"``; ``groups`` then holds one column per
         factor."""
 
+FIXED_EFFECTS_DOC = """fixed_effects : list of str or None, default=None
+        The columns of X that are fixed effects (the intercept always is);
+        None makes every column one. A column left out enters only the
+        random-effect terms that name it, with a fixed effect of 0: lme4's
+        ``y ~ 1 + (x | g)`` is ``random_effects="(x | g)", fixed_effects=[]``.
+        Its entry of ``coef_`` is 0."""
+
 GROUPS_DOC = """group_column : str, int, list or None, default=None
         Take the grouping factor from this column of X (a DataFrame column
         name, or a position; a list of names for several factors) instead of
@@ -98,6 +105,8 @@ ATTRIBUTES_DOC = """fixef_ : pandas.Series
         Covariance matrix of the fixed effects.
     ranef_ : dict of {str: pandas.DataFrame}
         Conditional modes: grouping factor -> levels x terms.
+    group_coef_ : dict of {str: pandas.DataFrame}
+        Fixed plus random coefficients per level (lme4's ``coef(m)``).
     varcorr_ : pandas.DataFrame
         Variance components with columns ``group, var1, var2, vcov, sdcor``, as
         R's ``as.data.frame(VarCorr(m))``.
@@ -109,6 +118,10 @@ ATTRIBUTES_DOC = """fixef_ : pandas.Series
         Residual degrees of freedom.
     n_obs_ : int
         Number of observations with positive weight.
+    n_groups_ : dict of {str: int}
+        Number of levels per grouping factor (lme4's ``ngrps(m)``).
+    family_ : Family
+        The fitted family (name, link, variance function, estimated shape).
     n_iter_ : int
         Outer iterations.
     converged_ : bool
@@ -137,6 +150,7 @@ def _doc(summary: str, model: str, parameters: str, attributes: str, notes: str,
     Parameters
     ----------
     {RANDOM_EFFECTS_DOC}
+    {FIXED_EFFECTS_DOC}
     {parameters}
 
     Attributes
@@ -249,6 +263,7 @@ class GammaGLMMRegressor(_GLMMRegressor):
         random_effects="1",
         *,
         link="log",
+        fixed_effects=None,
         group_column=None,
         new_groups="population",
         se_method="hessian",
@@ -259,8 +274,9 @@ class GammaGLMMRegressor(_GLMMRegressor):
         verbose=0,
     ):
         super().__init__(
-            random_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
-            n_agq=n_agq, max_iter=max_iter, tol=tol, solver_options=solver_options, verbose=verbose,
+            random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
+            se_method=se_method, n_agq=n_agq, max_iter=max_iter, tol=tol, solver_options=solver_options,
+            verbose=verbose,
         )
         self.link = link
 
@@ -317,6 +333,7 @@ class _BinomialGLMM(_LaplaceGLMM):
         random_effects="1",
         *,
         link="logit",
+        fixed_effects=None,
         group_column=None,
         new_groups="population",
         se_method="hessian",
@@ -327,8 +344,9 @@ class _BinomialGLMM(_LaplaceGLMM):
         verbose=0,
     ):
         super().__init__(
-            random_effects, group_column=group_column, new_groups=new_groups, se_method=se_method,
-            n_agq=n_agq, max_iter=max_iter, tol=tol, solver_options=solver_options, verbose=verbose,
+            random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
+            se_method=se_method, n_agq=n_agq, max_iter=max_iter, tol=tol, solver_options=solver_options,
+            verbose=verbose,
         )
         self.link = link
 
@@ -388,6 +406,7 @@ class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
         random_effects="1",
         *,
         reml=True,
+        fixed_effects=None,
         group_column=None,
         new_groups="population",
         max_iter=500,
@@ -395,8 +414,8 @@ class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
         verbose=0,
     ):
         super().__init__(
-            random_effects, group_column=group_column, new_groups=new_groups, max_iter=max_iter,
-            solver_options=solver_options, verbose=verbose,
+            random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
+            max_iter=max_iter, solver_options=solver_options, verbose=verbose,
         )
         self.reml = reml
 

@@ -21,7 +21,7 @@ from sklearn.base import RegressorMixin
 
 from ._base import _BaseGLMM, inverse_information
 from ._core import ZIPLikelihood, fit_glm
-from ._regressors import ATTRIBUTES_DOC, GROUPS_DOC, RANDOM_EFFECTS_DOC, SOLVER_OPTIONS_DOC
+from ._regressors import ATTRIBUTES_DOC, FIXED_EFFECTS_DOC, GROUPS_DOC, RANDOM_EFFECTS_DOC, SOLVER_OPTIONS_DOC
 from .design import INTERCEPT, Design, DesignBuilder, independent_columns
 from .families import PoissonFamily
 from .results import GLMMSummary, coefficient_table
@@ -56,8 +56,8 @@ class ZeroInflationDesignBuilder(DesignBuilder):
         intercept.
     """
 
-    def __init__(self, random_effects: str, zero_inflation):
-        super().__init__(random_effects)
+    def __init__(self, random_effects: str, zero_inflation, fixed_effects=None):
+        super().__init__(random_effects, fixed_effects)
         self.zero_inflation = zero_inflation
 
     def _zi_index(self, feature_names: list[str]) -> list[int]:
@@ -162,6 +162,7 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         random_effects="1",
         *,
         zero_inflation=None,
+        fixed_effects=None,
         group_column=None,
         new_groups="population",
         max_iter=500,
@@ -170,8 +171,8 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         verbose=0,
     ):
         super().__init__(
-            random_effects, group_column=group_column, new_groups=new_groups, max_iter=max_iter,
-            solver_options=solver_options, verbose=verbose,
+            random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
+            max_iter=max_iter, solver_options=solver_options, verbose=verbose,
         )
         self.zero_inflation = zero_inflation
         self.tol = tol
@@ -181,7 +182,7 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         return PoissonFamily()
 
     def _design_builder(self):
-        return ZeroInflationDesignBuilder(self.random_effects, self.zero_inflation)
+        return ZeroInflationDesignBuilder(self.random_effects, self.zero_inflation, self.fixed_effects)
 
     def _controls_overrides(self) -> dict:
         return {"max_iter": self.max_iter, "tol": self.tol}
@@ -347,7 +348,7 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         return self._pearson_residuals(y, self._fitted_mu(design, offset), w)
 
     def simulate(
-        self, X, groups=None, n_simulations: int = 1, random_state=None, conditional: bool = True, offset=None
+        self, X=None, groups=None, n_simulations: int = 1, random_state=None, conditional: bool = True, offset=None
     ) -> np.ndarray:
         """Simulated counts, shape (n_samples, n_simulations): Poisson draws zeroed with probability p.
 
@@ -355,6 +356,7 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         zeros are drawn independently of the counts, which is the ZIP model.
         """
         rng = np.random.default_rng(random_state)
+        X, _, groups, _, offset, _ = self._lme4_data(X, None, groups, None, offset, need_y=False)
         counts = super().simulate(X, groups, n_simulations, rng, conditional, offset)
         design, _ = self._design_for(X, groups)
         structural = rng.uniform(size=counts.shape) < self._zero_proba(design)[:, None]
@@ -408,6 +410,7 @@ ZeroInflatedPoissonGLMMRegressor.__doc__ = f"""Zero-inflated Poisson GLMM, fitte
         Columns of X (names for a DataFrame, positions otherwise) in the
         zero-inflation model; ``None`` uses all of them, ``[]`` only its
         intercept.
+    {FIXED_EFFECTS_DOC}
     {GROUPS_DOC}
     max_iter : int, default=500
         Iteration limit of the joint (theta, beta, beta_zi) optimisation; must be >= 1.

@@ -1,4 +1,4 @@
-"""Figures of a GLMM fit (needs the ``plot`` extra: ``pip install 'sklearn-glmm[plot]'``).
+"""Figures of a GLMM fit (needs matplotlib: ``pip install matplotlib``, the ``plot`` extra).
 
 Each function draws one figure of the seed tutorial and returns the matplotlib
 ``Axes`` (single panel) or ``Figure`` (facets):
@@ -15,7 +15,8 @@ Each function draws one figure of the seed tutorial and returns the matplotlib
 =========================== ===================================================
 
 matplotlib is imported when a function is called, so ``import sklearn_glmm``
-works without it.
+works without it (``sklearn_glmm.plot`` itself is imported on first use).
+A formula-fitted model may leave out ``X, y, groups``: its own data are used.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from ._model_frame import feature_frame
 
 __all__ = [
     "trajectories",
@@ -38,7 +41,10 @@ def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("Plots need matplotlib: pip install 'sklearn-glmm[plot]'.") from exc
+        raise ImportError(
+            "Plots need the optional package matplotlib (the 'plot' extra): pip install matplotlib, "
+            "or pip install '.[plot]' in a checkout of sklearn_glmm."
+        ) from exc
     return plt
 
 
@@ -110,14 +116,25 @@ def trajectories(data: pd.DataFrame, x: str, y: str, group: str, *, n_groups=Non
     return ax
 
 
-def observed_vs_fitted(model, X, y, groups, *, x=None, n_groups=12, ncols=4, random_state=0):
+def _data(model, X, y, groups):
+    """The plotted data: as given, or a formula-fitted model's own (``X`` None or a raw data frame)."""
+    inputs = model.model_inputs(X, y, groups)
+    if inputs.y is None:
+        raise ValueError("This plot needs the response: pass y (or a data frame with the response column).")
+    return inputs.X, inputs.y, inputs.groups
+
+
+def observed_vs_fitted(model, X=None, y=None, groups=None, *, x=None, n_groups=12, ncols=4, random_state=0):
     """Facets per group: observed ``y``, the conditional fit and the population fit.
+
+    Each panel is titled with the grouping factor and the level (``user_id 34``).
 
     Parameters
     ----------
     model : fitted mixed model
     X, y, groups
-        The data (usually the training data).
+        The data (usually the training data); a formula-fitted model uses its
+        own when they are None.
     x : str, default=None
         Column of X on the horizontal axis (X's first column when None).
     n_groups : int, default=12
@@ -129,14 +146,21 @@ def observed_vs_fitted(model, X, y, groups, *, x=None, n_groups=12, ncols=4, ran
     matplotlib Figure
     """
     plt = _pyplot()
-    _mixed(model)
-    Xf = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X), columns=model._feature_names())
+    factor = _mixed(model)
+    X, y, groups = _data(model, X, y, groups)
+    facets = groups
+    if isinstance(groups, pd.DataFrame):
+        if factor not in groups.columns:
+            raise ValueError(f"observed_vs_fitted facets by {factor!r}, which is not a column of groups.")
+        facets = groups[factor]
+    Xf = feature_frame(model, X)
     if Xf.shape[1] == 0:
         raise ValueError("X has no column to put on the horizontal axis.")
     x = Xf.columns[0] if x is None else x
     if x not in Xf.columns:
         raise ValueError(f"x={x!r} is not a column of X ({list(Xf.columns)}).")
-    g = pd.Series(np.asarray(groups).ravel())
+    name = facets.name if isinstance(facets, pd.Series) and facets.name is not None else factor
+    g = pd.Series(np.asarray(facets).ravel())
     yv = np.asarray(y, dtype=float)
     conditional = model.predict(X, groups=groups)
     population = model.predict(X)
@@ -152,7 +176,7 @@ def observed_vs_fitted(model, X, y, groups, *, x=None, n_groups=12, ncols=4, ran
         ax.scatter(xv[rows], yv[rows], s=8, color="0.3", label="observed")
         ax.plot(xv[rows][order], conditional[rows][order], color="C0", label="fitted (group)")
         ax.plot(xv[rows][order], population[rows][order], color="C3", linestyle="--", label="population")
-        ax.set_title(str(label), fontsize=9)
+        ax.set_title(f"{name} {label}", fontsize=9)
     for ax in list(axes.flat)[len(labels):]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
@@ -163,13 +187,17 @@ def observed_vs_fitted(model, X, y, groups, *, x=None, n_groups=12, ncols=4, ran
     return fig
 
 
-def residuals_vs_fitted(model, X, y, groups=None, *, kind="pearson", ax=None):
+def residuals_vs_fitted(model, X=None, y=None, groups=None, *, kind="pearson", ax=None):
     """Residuals against fitted means, with a binned mean to show trends.
+
+    ``X, y, groups`` are the data (a formula-fitted model uses its own when
+    they are None).
 
     Returns
     -------
     matplotlib Axes
     """
+    X, y, groups = _data(model, X, y, groups)
     ax = _axes(ax)
     fitted = model.predict(X, groups=groups)
     resid = model.residuals(X, y, groups, kind=kind)
@@ -230,9 +258,11 @@ def caterpillar(model, *, level=0.95):
     sds = model.ranef_condsd_[factor]
     z = stats.norm.ppf(0.5 + level / 2)
     n = modes.shape[0]
-    fig, axes = plt.subplots(
-        1, modes.shape[1], figsize=(4.2 * modes.shape[1], max(3.0, 0.12 * n + 1)), squeeze=False
-    )
+    # a row of 0.2 inch per level keeps 8-point labels legible; past 80 levels
+    # only every k-th level is labelled so that the figure stays printable
+    step = max(1, int(np.ceil(n / 80)))
+    height = max(3.0, 0.2 * min(n, 80 * step) / step + 1.2)
+    fig, axes = plt.subplots(1, modes.shape[1], figsize=(4.4 * modes.shape[1], height), squeeze=False)
     for ax, term in zip(axes.flat, modes.columns):
         order = np.argsort(modes[term].to_numpy(), kind="stable")
         values = modes[term].to_numpy()[order]
@@ -240,8 +270,10 @@ def caterpillar(model, *, level=0.95):
         pos = np.arange(n)
         ax.errorbar(values, pos, xerr=err, fmt="o", markersize=3, color="C0", ecolor="0.6", elinewidth=1)
         ax.axvline(0.0, color="C3", linewidth=1)
-        ax.set_yticks(pos)
-        ax.set_yticklabels([str(v) for v in modes.index[order]], fontsize=6)
+        ax.set_yticks(pos[::step])
+        ax.set_yticklabels([str(v) for v in modes.index[order][::step]], fontsize=8)
+        ax.set_ylim(-1, n)
+        ax.set_ylabel(factor)
         ax.set_xlabel(f"{term} (mode +- {level:.0%} interval)")
         ax.set_title(f"{factor}: {term}")
     fig.tight_layout()

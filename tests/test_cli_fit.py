@@ -52,7 +52,8 @@ def test_fit_writes_plots_and_json(tmp_path, capsys):
     ("args", "message"),
     [
         (["fit", "no/such/file.csv", "--formula", RI], "no such file"),
-        (["fit", CSV, "--formula", "logins ~ nope + (1 | user_id)"], "Cannot read the formula"),
+        (["fit", CSV, "--formula", "logins ~ nope + (1 | user_id)"], "does not fit the data"),
+        (["fit", CSV, "--formula", "logins ~ day_centered (1 | user_id"], "Cannot read the formula"),
         (["fit", CSV, "--formula", "logins ~ day_centered + (1 | who)"], "grouping factor 'who'"),
         (["fit", CSV, "--formula", RI, "--family", "tweedie"], "--family must be one of"),
     ],
@@ -93,3 +94,11 @@ def test_summary_html_has_real_tables():
     assert html.count("<table>") == 4 and "<pre>" not in html
     for expected in ("Random effects", "Fixed effects", "day_centered", "user_id", "5292.1", "***"):
         assert expected in html, expected
+
+
+def test_gaussian_fit_prints_no_overdispersion_test(tmp_path, capsys):
+    out = tmp_path / "result.json"
+    assert main(["fit", CSV, "--formula", RI, "--family", "gaussian", "--confint", "none", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Linear mixed model fit by REML" in printed and "Overdispersion" not in printed
+    assert "overdispersion" not in json.loads(out.read_text())

@@ -1,5 +1,7 @@
 """glmer(formula, data): lme4 syntax, R's column names, and the same fits as the estimator API."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -26,7 +28,7 @@ def test_reference_formulas_reproduce_lme4(data, case):
     assert model.loglik_ == pytest.approx(ref["loglik"], abs=2e-3)
     summary = str(model.summary())
     assert ref["formula"].split("~")[1].split("+")[-1].strip() in summary  # the bar, as lme4 prints it
-    assert model.formula_ == ref["formula"]
+    assert str(model.formula_) == ref["formula"] and model.formula_.response == "logins"
 
 
 def test_from_formula_classmethod_equals_estimator_api(data):
@@ -78,12 +80,13 @@ def test_parse_formula():
     ("formula", "error", "match"),
     [
         ("logins day_centered", ValueError, "exactly one '~'"),
-        ("log(logins) ~ day_centered", ValueError, "must be a column name"),
+        ("log(logins) ~ day_centered", ValueError, "valid lme4, but .* a transformed response 'log\\(logins\\)'"),
+        ("cbind(a, b) ~ day_centered", ValueError, "valid lme4, but .* two-column binomial response"),
         ("nope ~ day_centered + (1 | user_id)", ValueError, "not a column of data"),
         ("logins ~ day_centered + (1 | nobody)", ValueError, "grouping factor 'nobody'"),
         ("logins ~ day_centered + (1 | nope_column)", ValueError, "nope_column"),
-        ("logins ~ (day | user_id)", ValueError, "must also be fixed effects"),
-        ("logins ~ 0 + day_centered + (1 | user_id)", ValueError, "without a fixed intercept"),
+        ("logins ~ 0 + day_centered + (1 | user_id)", ValueError, "valid lme4, but .* without an intercept"),
+        ("logins ~ day + (I(day^2) | user_id)", ValueError, "valid lme4, but .* random slope"),
         ("logins ~ missing_column + (1 | user_id)", ValueError, "fixed part"),
         ("logins ~ (day_centered + (1 | user_id)", ValueError, "unbalanced"),
         (3, TypeError, "must be a string"),
@@ -99,3 +102,42 @@ def test_bad_family_and_data(data):
         glmer("logins ~ day_centered + (1 | user_id)", data, family="tweedie")
     with pytest.raises(TypeError, match="DataFrame"):
         glmer("logins ~ day_centered + (1 | user_id)", data.to_numpy())
+
+
+def test_full_dummy_coding_is_named_as_r():
+    # an interaction without its main effect codes every level: R's urbanN:age, urbanY:age
+    contra = load_reference_data("contraception.csv", factors=["district", "livch", "urban", "woman"])
+    m = glmer("use ~ livch + urban:age + (1 | district)", contra, family="binomial")
+    assert list(m.fixef_.index) == ["(Intercept)", "livch1", "livch2", "livch3+", "urbanN:age", "urbanY:age"]
+
+
+@pytest.mark.parametrize(
+    "formula",
+    ["logins ~ 0 + day_centered + (1 | user_id)", "log(logins) ~ day_centered + (1 | user_id)"],
+)
+def test_unsupported_lme4_says_what_is_unsupported(data, formula):
+    with pytest.raises(ValueError) as info:
+        glmer(formula, data)
+    assert "is valid lme4, but sklearn_glmm does not support" in str(info.value)
+    assert "Expected lme4 syntax" not in str(info.value) and "Cannot read" not in str(info.value)
+
+
+def test_without_formulaic_the_error_names_the_extra(data, monkeypatch, capsys):
+    import sys
+
+    from sklearn_glmm._cli import main
+
+    monkeypatch.setitem(sys.modules, "formulaic", None)  # import formulaic now raises ImportError
+    for call in (
+        lambda: glmer("logins ~ day_centered + (1 | user_id)", data),
+        lambda: PoissonGLMMRegressor.from_formula("logins ~ day_centered + (1 | user_id)", data),
+    ):
+        with pytest.raises(ImportError) as info:
+            call()
+        message = str(info.value)
+        assert "formulaic" in message and "pip install '.[formula]'" in message
+        assert "formula '" not in message and "Cannot read" not in message
+    csv = str(Path(__file__).parent / "data" / "app_engagement.csv")
+    assert main(["fit", csv, "--formula", "logins ~ day_centered + (1 | user_id)"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install '.[formula]'" in err and "Cannot read" not in err

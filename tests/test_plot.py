@@ -1,5 +1,8 @@
 """Every figure of sklearn_glmm.plot renders to a PNG with the Agg back end."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -83,3 +86,40 @@ def test_errors(data):
         plot.trajectories(data, "week", "logins", "user_id")
     with pytest.raises(TypeError, match="DataFrame"):
         plot.trajectories(data.to_numpy(), "day", "logins", "user_id")
+
+
+def test_panel_titles_name_the_factor_and_labels_are_legible(data, model):
+    fig = plot.observed_vs_fitted(model, data[["day_centered"]], data["logins"], data["user_id"], n_groups=4)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    # "user_id 34", not "34"
+    assert len(titles) == 4 and all(t.split(" ", 1)[0] == "user_id" for t in titles)
+    assert {t.split(" ", 1)[1] for t in titles} <= set(data["user_id"])
+    plt.close(fig)
+    fig = plot.caterpillar(model)
+    labels = fig.axes[0].get_yticklabels()
+    assert min(label.get_fontsize() for label in labels) >= 8
+    # 0.2 inch per level: the label height (8 pt = 0.11 inch) fits its row
+    assert fig.get_size_inches()[1] >= 0.2 * 50
+    plt.close(fig)
+
+
+def test_formula_models_plot_their_own_data(data):
+    pytest.importorskip("formulaic")
+    from sklearn_glmm import glmer
+
+    m = glmer("logins ~ day_centered + (1 | user_id)", data)
+    ax = plot.residuals_vs_fitted(m)
+    assert len(ax.collections[0].get_offsets()) == len(data)
+    plt.close(ax.figure)
+    fig = plot.observed_vs_fitted(m, n_groups=2)
+    assert [ax.get_title().split()[0] for ax in fig.axes if ax.get_visible()] == ["user_id", "user_id"]
+    plt.close(fig)
+
+
+def test_plot_is_an_attribute_of_the_package_without_importing_matplotlib():
+    code = (
+        "import sys, sklearn_glmm; assert 'matplotlib' not in sys.modules; "
+        "p = sklearn_glmm.plot; assert callable(p.caterpillar); assert 'matplotlib' not in sys.modules; "
+        "assert sklearn_glmm.datasets.load_app_engagement().shape == (1500, 4)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -240,10 +240,16 @@ class DesignBuilder:
     ----------
     random_effects : str
         The ``random_effects`` parameter (see :func:`parse_random_effects`).
+    fixed_effects : list of str or None, default=None
+        The columns of X that are fixed effects (the intercept always is);
+        None makes every column one. A column left out serves only the
+        random-effect terms that name it, as lme4's ``y ~ 1 + (x | g)``; its
+        fixed effect is 0.
     """
 
-    def __init__(self, random_effects: str):
+    def __init__(self, random_effects: str, fixed_effects=None):
         self.bars: tuple[RandomEffectSpec, ...] = parse_random_effects(random_effects)
+        self.fixed_effects = fixed_effects
 
     @property
     def factor_columns(self) -> list[str]:
@@ -269,19 +275,25 @@ class DesignBuilder:
         """
         self.feature_names_ = list(feature_names)
         all_names = [INTERCEPT] + self.feature_names_
-        self.keep_ = np.ones(len(all_names), dtype=bool)
+        # the columns that may be fixed effects, then those independent of earlier ones
+        self.keep_ = self._fixed_candidates(all_names)
         full = self._fixed(X)
-        self.keep_ = independent_columns(full, weights=sample_weight)
+        independent = independent_columns(full, weights=sample_weight)
+        candidates = self.keep_
+        self.keep_ = candidates.copy()
+        self.keep_[candidates] = independent
         self.fixef_names_ = [n for n, k in zip(all_names, self.keep_) if k]
-        self.dropped_ = [n for n, k in zip(all_names, self.keep_) if not k]
+        self.dropped_ = [n for n, c, k in zip(all_names, candidates, self.keep_) if c and not k]
+        #: columns that enter only random-effect terms (``fixed_effects``)
+        self.random_only_ = [n for n, c in zip(all_names, candidates) if not c]
         missing = sorted({c for bar in self.bars for c in bar.columns if c not in self.feature_names_})
         if missing:
             raise ValueError(
                 f"random_effects names column(s) {missing} that are not in X; X has "
                 f"columns {self.feature_names_}. Random slopes must be columns of X."
             )
-        if not np.all(self.keep_):
-            full = full[:, self.keep_]
+        if not np.all(independent):
+            full = full[:, independent]
         if groups is None:
             self.factors_, self.levels_ = [], {}
             return Design(full, [])
@@ -355,10 +367,25 @@ class DesignBuilder:
     # -- helpers --------------------------------------------------------------
     def formula(self, response: str) -> str:
         """The model in lme4's formula syntax."""
-        fixed = " + ".join(self.feature_names_) if self.feature_names_ else "1"
+        names = [n for n in self.feature_names_ if n not in self.random_only_]
+        fixed = " + ".join(names) if names else "1"
         if not self.levels_:
             return f"{response} ~ {fixed}"
         return f"{response} ~ {fixed} + " + " + ".join(bar.to_formula(bar.factor) for bar in self.bars)
+
+    def _fixed_candidates(self, all_names: list[str]) -> np.ndarray:
+        """Mask over ``[intercept] + columns``: the intercept and the columns ``fixed_effects`` names."""
+        if self.fixed_effects is None:
+            return np.ones(len(all_names), dtype=bool)
+        names = list(self.fixed_effects)
+        unknown = [n for n in names if n not in all_names[1:]]
+        if unknown:
+            raise ValueError(
+                f"fixed_effects names column(s) {unknown} that are not in X; X has columns {all_names[1:]}."
+            )
+        if len(set(names)) != len(names):
+            raise ValueError(f"fixed_effects lists a column twice: {names}.")
+        return np.array([True] + [n in names for n in all_names[1:]])
 
     def _fixed(self, X: np.ndarray) -> np.ndarray:
         """``[1, X]`` restricted to the kept columns, built in one allocation."""

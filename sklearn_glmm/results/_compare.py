@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._tables import TestTable
+
 __all__ = ["compare_models", "ANOVA_COLUMNS"]
 
 ANOVA_COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
@@ -78,10 +80,11 @@ def compare_models(*models, names=None) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame
-        Columns npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq), one
-        row per model in increasing npar. ``attrs["note"]`` has the boundary
-        note when the random effects differ.
+    TestTable
+        A DataFrame with columns npar, AIC, BIC, logLik, deviance, Chisq, Df,
+        Pr(>Chisq), one row per model in increasing npar; it prints as R's
+        ``anova`` (p-values to 4 digits, ``< 2.2e-16``, significance stars).
+        ``attrs["note"]`` has the boundary note when the random effects differ.
 
     Raises
     ------
@@ -142,7 +145,7 @@ def compare_models(*models, names=None) -> pd.DataFrame:
             df = d["npar"] - prev["npar"]
             row[5:] = [chisq, df, float(stats.chi2.sf(chisq, df))]
         rows.append(row)
-    table = pd.DataFrame(rows, index=[names[i] for i in order], columns=ANOVA_COLUMNS)
+    table = TestTable(rows, index=[names[i] for i in order], columns=ANOVA_COLUMNS)
     table["npar"] = table["npar"].astype(int)
     if len({frozenset((f, frozenset(t)) for f, t in d["random"].items()) for d in info}) > 1:
         table.attrs["note"] = _BOUNDARY_NOTE

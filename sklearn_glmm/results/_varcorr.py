@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..design import lambda_from_theta
 
-__all__ = ["VARCORR_COLUMNS", "varcorr_table", "varcorr_table_bars"]
+__all__ = ["VARCORR_COLUMNS", "varcorr_table", "varcorr_table_bars", "varcorr_matrices"]
 
 VARCORR_COLUMNS = ["group", "var1", "var2", "vcov", "sdcor"]
 
@@ -58,3 +58,36 @@ def varcorr_table_bars(bars, scale: float = 1.0, sigma: float | None = None) -> 
     table = pd.DataFrame(rows, columns=VARCORR_COLUMNS)
     table["var2"] = table["var2"].astype(object)
     return table
+
+
+def varcorr_matrices(table: pd.DataFrame) -> list[tuple[str, list[str], np.ndarray]]:
+    """The covariance matrix of each group of a varcorr table (R's ``VarCorr(m)`` as a list).
+
+    Parameters
+    ----------
+    table : DataFrame
+        Columns ``group, var1, var2, vcov, sdcor`` (``varcorr_``).
+
+    Returns
+    -------
+    list of (group, term names, covariance matrix)
+        In the table's order, without the ``Residual`` row. The uncorrelated
+        bars of ``(1 + x || g)`` are separate groups (``g``, ``g.1``), as in lme4.
+
+    Examples
+    --------
+    >>> table = varcorr_table("g", ["(Intercept)", "x"], np.array([1.0, 0.5, 2.0]))
+    >>> [(group, names, cov.tolist()) for group, names, cov in varcorr_matrices(table)]
+    [('g', ['(Intercept)', 'x'], [[1.0, 0.5], [0.5, 4.25]])]
+    """
+    out = []
+    for group, rows in table[table["group"] != "Residual"].groupby("group", sort=False):
+        variances = rows[rows["var2"].isna()]
+        names = [str(n) for n in variances["var1"]]
+        cov = np.diag(variances["vcov"].to_numpy(dtype=float))
+        index = {name: j for j, name in enumerate(names)}
+        for _, row in rows[rows["var2"].notna()].iterrows():
+            j, k = index[str(row["var1"])], index[str(row["var2"])]
+            cov[j, k] = cov[k, j] = float(row["vcov"])
+        out.append((str(group), names, cov))
+    return out
