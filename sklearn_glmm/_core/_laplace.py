@@ -40,6 +40,7 @@ second algorithm), so an evaluation that moves only theta costs O(G).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +57,7 @@ from ._system import BlockedSystem, TermRows, TermSystem, ThetaMap
 from ._zip import ZIPKernel, ZIPLikelihood
 from ._glm import FamilyGLM, fit_glm
 
-__all__ = ["CoreTerm", "LaplaceProblem", "ShardResult"]
+__all__ = ["CoreTerm", "LaplaceProblem", "RowCurvature", "ShardResult"]
 
 
 @dataclass
@@ -155,6 +156,89 @@ class _CollapsedRows:
         # levels without a positive weight have E = 0 and Y = 0: a row of weight 0
         y = np.divide(self.Y, self.E, out=np.zeros_like(self.Y), where=self.E > 0)
         self.kernel = self.family.row_kernel(y, self.E)
+
+
+class RowCurvature:
+    """Derivatives of ``D`` in the rows' fixed linear predictor at one point.
+
+    With ``eta_fixed_i = offset_i + x_i^T beta`` treated as a free value per
+    row (the boosted fixed part ``F(x_i)`` of :mod:`._boost`),
+    :meth:`LaplaceProblem.row_derivatives` returns this record. Rows are in
+    the problem's order.
+
+    Attributes
+    ----------
+    gradient : ndarray of shape (n,)
+        ``dD/deta_fixed_i``: the row derivative of eq. 6 (exact; the
+        gradient's ``eta_derivative``).
+    hessian : ndarray of shape (n,)
+        ``d^2 pdev(u*) / deta_fixed_i^2 = 2 Wobs_i (1 - Wobs_i h_i)`` with
+        ``h_i = zl_i^T A^{-1} zl_i``: the diagonal of the Hessian of the
+        penalised part of ``D`` (eq. 3 without the log-determinant), ``2
+        (Wobs^{-1} + Z Lambda Lambda^T Z^T)^{-1}``; the modes absorb part of
+        a change of ``eta_fixed_i``. It is exact for the penalised part when
+        the log-determinant uses the observed information (canonical links,
+        the exact Laplace of NB and Gamma); the log-determinant's second
+        derivative, O(1) per level rather than per row, is left out.
+    u : ndarray
+        The modes (flat).
+    """
+
+    def __init__(self, gradient, hessian, u, parts):
+        self.gradient, self.hessian, self.u = gradient, hessian, u
+        self._parts = parts
+
+    def partition_information(self, labels: np.ndarray, n_labels: int) -> np.ndarray:
+        """Hessian of the penalised part of ``D`` in one shift per part of a partition of the rows.
+
+        For ``eta_fixed_i + c_{labels_i}`` (the leaves of a tree) it is the
+        full Hessian of :attr:`hessian` summed over the parts, off-diagonal
+        couplings included::
+
+            d^2 pdev / dc^2 = 2 (L^T Wobs L - K^T A^{-1} K),   K = Lambda^T Z^T Wobs L
+
+        with ``L`` the rows' indicator matrix of the parts: a shift common to
+        all rows of a level is mostly absorbed by its random effect, which the
+        diagonal alone does not see. With one grouping factor ``K`` is formed
+        per level and part in one pass per column of Z; with several, one
+        pass per part.
+
+        Parameters
+        ----------
+        labels : ndarray of int of shape (n,)
+            The part of each row, ``0 .. n_labels - 1`` (problem's row order).
+        n_labels : int
+
+        Returns
+        -------
+        ndarray of shape (n_labels, n_labels)
+        """
+        J = int(n_labels)
+        info = np.zeros((J, J))
+        start = 0
+        for shard, system, modes in self._parts:
+            wobs = modes.irls.hessian_weights
+            lab = np.asarray(labels[start : start + wobs.size], dtype=np.intp)
+            start += wobs.size
+            info[np.diag_indices(J)] += np.bincount(lab, weights=wobs, minlength=J)
+            if isinstance(system, TermSystem):
+                # K_g in Z coordinates, (G, J, q): sums over (level, part) pairs
+                G, q = system.n_units, system.q
+                key = shard.groups.codes * J + lab
+                Kz = np.empty((G, J, q))
+                for k in range(q):
+                    z = system.rows.ZT[k]
+                    Kz[:, :, k] = np.bincount(key, weights=wobs if system.rows.ones[k] else wobs * z,
+                                              minlength=G * J).reshape(G, J)
+                Ku = Kz @ system.lam  # rows zl^T: (G, J, q)
+                Ainv = modes.factor.inverse()
+                info -= np.einsum("gjq,gqr,gkr->jk", Ku, Ainv, Ku)
+            else:
+                K = np.stack([system.to_u(system.term_sums(np.where(lab == j, wobs, 0.0))) for j in range(J)])
+                solved = np.stack([modes.factor.solve(k) for k in K])
+                coupling = K @ solved.T
+                info -= 0.5 * (coupling + coupling.T)
+        return 2.0 * info
 
 
 class LaplaceProblem:
@@ -500,6 +584,41 @@ class LaplaceProblem:
                 return None
             out.append(du.ravel())
         return np.concatenate(out) if len(out) > 1 else out[0]
+
+    # -- the fixed part as a function (boosting, :mod:`._boost`) ------------------
+    def with_offset(self, offset: np.ndarray) -> LaplaceProblem:
+        """The same model with another offset (rows in this problem's order); nothing else is recomputed.
+
+        The boosting fit (:mod:`._boost`) moves its fixed part ``F`` into the
+        offset at every iteration; the rows' order, the levels and the
+        family's constant stay.
+        """
+        new = copy.copy(self)
+        new.offset = np.asarray(offset, dtype=float)
+        new.shards = new._make_shards(self.controls.shard_rows)
+        return new
+
+    def row_derivatives(self, theta, coef, param, u0) -> RowCurvature:
+        """Derivatives of ``D`` in each row's fixed linear predictor (see :class:`RowCurvature`).
+
+        Parameters
+        ----------
+        theta, coef, param, u0
+            As :meth:`evaluate` (``u0``: warm start of PIRLS).
+        """
+        if self.quadrature is not None or self.XZT is not None:
+            raise ValueError("row_derivatives is the Laplace deviance's (n_agq = 1, no zero inflation).")
+        parts, gradients, hessians, us = [], [], [], []
+        for shard, kernel, system, modes in self.modes(theta, coef, param, u0, rows=True):
+            _, eta_derivative, sens = laplace_gradient(kernel, system, modes, self.theta_map)
+            wobs = modes.irls.hessian_weights
+            gradients.append(eta_derivative)
+            hessians.append(2.0 * wobs * (1.0 - wobs * sens.h))
+            us.append(modes.u.ravel())
+            parts.append((shard, system, modes))
+        if len(gradients) == 1:
+            return RowCurvature(gradients[0], hessians[0], us[0], parts)
+        return RowCurvature(np.concatenate(gradients), np.concatenate(hessians), np.concatenate(us), parts)
 
     # -- inference ---------------------------------------------------------------
     def random_effects(self, theta, u) -> list[np.ndarray]:

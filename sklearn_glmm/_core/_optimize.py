@@ -16,7 +16,8 @@ the problem only through the protocol of :mod:`._problem`.
    deviance's curvature is close to the identity. Bounds: diagonal theta
    ``>= 0``, ``|rms * theta| <= controls.max_scaled_theta``, the family's bounds
    on ``log param``.
-3. **Stage 1** (``x``, ``n_iter``) -- theta alone, coef at the start, by
+3. **Stage 1** (``x``, ``n_iter``) -- skipped when the start carries theta
+   (``Start.theta``, a warm start: stage 2 starts there). Otherwise theta alone, coef at the start, by
    L-BFGS-B to a loose tolerance (``controls.stage1_*``), from ``rms * theta =
    1`` on the diagonal: a start for the covariance parameters. It runs on the
    subsample, or on all levels when the problem's theta-only evaluations are
@@ -278,7 +279,8 @@ class Solver:
     def step_start(self) -> None:
         """Sets ``sub`` (the stage-1 problem) and ``start`` (the GLM fit, information for all rows)."""
         problem = self.problem
-        self.sub = problem.subsample(self.controls.stage1_levels)
+        warm = self.start is not None and self.start.theta is not None
+        self.sub = problem if warm else problem.subsample(self.controls.stage1_levels)
         if self.start is None:
             start = self.sub.start()
             scale = problem.n_rows / max(self.sub.n_rows, 1)
@@ -318,6 +320,11 @@ class Solver:
         """Sets ``x`` (the start of stage 2), ``stage2_hessian`` (from 3b, or None) and ``n_iter``."""
         problem, c, obj = self.problem, self.controls, self.objective
         nt = problem.n_theta
+        if self.start.theta is not None:
+            # a warm start (Start.theta): stage 2 starts there
+            self.x = obj.to_x(np.asarray(self.start.theta, dtype=float), self.start.coef, self.start.param)
+            self.stage2_hessian = None
+            return
         sub = problem if problem.theta_is_cheap else self.sub
         obj1 = obj if sub is problem else self._make_objective(sub, obj.R)
         rest = obj.to_x(np.zeros(nt), self.start.coef, self.start.param)[nt:]

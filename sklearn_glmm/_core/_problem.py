@@ -83,12 +83,17 @@ class Start:
         optimiser's coordinates).
     notes : list of str
         What went wrong on the way, if anything (the GLM fit did not converge).
+    theta : ndarray or None
+        Covariance parameters to start from (a warm start from the previous
+        fit of a sequence, as the boosting fit's; see :mod:`._boost`): stage 1
+        is then skipped. None: stage 1 finds them.
     """
 
     coef: np.ndarray
     param: float | None
     information: np.ndarray
     notes: list = field(default_factory=list)
+    theta: np.ndarray | None = None
 
 
 class Problem(Protocol):
