@@ -10,6 +10,7 @@ nor the bundled data.
 
 import importlib
 
+from ._boosting import GLMMBoostingClassifier, GLMMBoostingRegressor  # issue 18
 from ._classifier import BinomialGLMMClassifier
 from ._drop1 import drop1
 from ._formula import glmer, update
@@ -36,6 +37,8 @@ __all__ = [
     "BinomialGLMMClassifier",
     "GaussianLMMRegressor",
     "ZeroInflatedPoissonGLMMRegressor",
+    "GLMMBoostingRegressor",
+    "GLMMBoostingClassifier",
     "compare_models",
     "drop1",
     "glmer",

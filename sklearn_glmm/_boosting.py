@@ -61,6 +61,119 @@ def _subset_terms(terms: list[CoreTerm], rows: np.ndarray) -> list[CoreTerm]:
     return out
 
 
+_PARAMETERS_DOC = """random_effects : str, default="1"
+        The random-effects terms in lme4's bar syntax, as for the GLMM
+        estimators: ``"1"`` (a random intercept per group),
+        ``"(1 + day | user)"``, crossed ``"(1 | user) + (1 | day)"``. Random
+        slopes name columns of X (which the trees use as well).
+    n_estimators : int, default=100
+        Boosting iterations (trees) at most; >= 1.
+    learning_rate : float, default=0.1
+        Shrinkage ``nu`` of every tree; > 0.
+    max_leaf_nodes : int or None, default=31
+        Leaves per tree (grown best-first); >= 2, or None for no limit.
+    max_depth : int or None, default=None
+        Depth limit per tree.
+    min_samples_leaf : int, default=20
+        Rows per leaf at least.
+    l2_regularization : float, default=0.0
+        Ridge on the leaf values (added to each leaf's curvature).
+    max_bins : int, default=255
+        Histogram bins per feature, in [2, 255].
+    early_stopping : "auto" or bool, default="auto"
+        Hold out ``validation_fraction`` of the groups (of the largest
+        grouping factor; of the rows without groups) and stop when the
+        family's deviance of their predictions as new groups (the marginal
+        means, their random effects integrated out) has not improved by
+        ``tol`` (relative) for ``n_iter_no_change`` iterations; the trees
+        after the best iteration are dropped. "auto": on above 10,000 rows (as
+        ``HistGradientBoostingRegressor``). The final covariance fit uses all
+        rows, so every group seen in fit gets its random effect.
+    validation_fraction : float, default=0.1
+        Fraction of the groups held out, in (0, 1).
+    n_iter_no_change : int, default=10
+        Patience of early stopping.
+    tol : float, default=1e-7
+        Relative improvement of the validation deviance that counts.
+    group_column : str, int, list or None, default=None
+        Take the grouping factor(s) from these columns of X (not used by the
+        trees), so that the estimator works in any Pipeline or search without
+        metadata routing.
+    new_groups : {"population", "marginal", "error"}, default="population"
+        Predictions for groups not seen in fit (every group under
+        ``GroupKFold``): random effects 0; the mean response averaged over the
+        random-effect distribution (``exp(eta + z^T Sigma z / 2)`` for the log
+        link), the unbiased prediction for a new group; or an error.
+    solver_options : dict, default=None
+        Named controls of the covariance fits
+        (``sklearn_glmm._core.SolverControls``, e.g. ``{"tol": 1e-8}``).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the validation split and the bins' subsample.
+    verbose : int, default=0
+        1 prints one line per iteration."""
+
+_ATTRIBUTES_DOC = """init_score_ : float
+        ``F_0``: the intercept of the intercept-only GLMM the boosting starts from.
+    n_trees_ : int
+        Trees kept (the best iteration's under early stopping).
+    n_iter_ : int
+        Boosting iterations run.
+    feature_importances_ : ndarray of shape (n_features,)
+        Total split gain per feature, normalised to sum to 1.
+    ranef_ : dict of {str: pandas.DataFrame}
+        Conditional modes given ``F``: grouping factor -> levels x terms.
+    varcorr_ : pandas.DataFrame
+        Variance components (``grp, var1, var2, vcov, sdcor``) on the link scale.
+    theta_ : ndarray
+        Relative covariance factor, lme4's order.
+    loglik_, deviance_ : float
+        Laplace log-likelihood of the final covariance fit given ``F`` (all
+        rows), and ``-2 loglik_``. ``F`` has as many parameters as leaves, so
+        they compare fits, not models (no AIC).
+    train_score_ : ndarray of shape (n_iter_,)
+        Log-likelihood of the training rows at each iteration's covariance fit.
+    validation_score_ : ndarray
+        Minus the mean deviance of the validation groups' marginal-mean
+        predictions, from iteration 0 (empty without early stopping).
+    theta_path_ : ndarray of shape (n_iter_ + 1, n_theta)
+        The covariance parameters after each iteration (engine order).
+    singular_ : bool
+        Whether a variance is at its boundary.
+    family_ : Family
+        The fitted family (with the estimated shape).
+    fit_summary_ : FitResult or None
+        The final covariance fit's record.
+    timings_ : dict
+        Seconds spent in each step of the loop.
+    group_levels_ : dict of {str: pandas.Index}
+        Levels of each grouping factor seen in fit.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        When X was a DataFrame."""
+
+_NOTES_DOC = """The trees are scikit-learn's histogram trees (the grower of
+    ``HistGradientBoostingRegressor``), binned once per fit; features must be
+    numeric and finite. Without ``groups`` the estimator is plain gradient
+    boosting of the family's likelihood (with a ``NoGroupsWarning``).
+    Under ``GroupKFold`` every test group is new: use
+    ``new_groups="marginal"`` for the mean over users.
+
+    The algorithm (``docs/theory.md``, "Boosted fixed part"): ``F_0`` from
+    the intercept-only GLMM; then per iteration (1) theta given ``F`` by
+    maximum likelihood (warm-started), (2) the gradient ``g`` and diagonal
+    Hessian ``h`` of ``-log L`` in ``F`` at the rows, (3) a tree grown on
+    ``(g, h)`` whose leaf values are one Newton step with the leaves' full
+    Hessian (which knows that the random effects absorb a shift common to a
+    group), shrunk by ``learning_rate``. GPBoost takes gradient steps; the
+    Newton steps here reach a given deviance in fewer trees."""
+
+_REFERENCES_DOC = """Sigrist, F. (2022). Gaussian process boosting. Journal of Machine
+    Learning Research 23(232), 1-46.
+
+    Sigrist, F. (2023). Latent Gaussian model boosting. IEEE Transactions on
+    Pattern Analysis and Machine Intelligence 45(2), 1894-1905."""
+
+
 class _BaseGLMMBoosting(BaseEstimator):
     """Shared plumbing of the boosting estimators (not public)."""
 
@@ -233,7 +346,8 @@ class _BaseGLMMBoosting(BaseEstimator):
             final = final_objective.covariance(F, result.covariance)
         learner.slim()
         self._trees = learner
-        self._set_boosting_attributes(result, final, final_objective, design.terms, X.shape[1])
+        valid_weight = 1.0 if valid is None else max(float(np.sum(w[valid])), 1e-300)
+        self._set_boosting_attributes(result, final, final_objective, design.terms, X.shape[1], valid_weight)
         return self
 
     def _check_sample_weight(self, sample_weight, n_samples) -> np.ndarray:
@@ -273,16 +387,17 @@ class _BaseGLMMBoosting(BaseEstimator):
             mask[rng.permutation(n)[:n_valid]] = True
         return np.flatnonzero(~mask), np.flatnonzero(mask)
 
-    def _set_boosting_attributes(self, result, final, objective, terms, n_features) -> None:
+    def _set_boosting_attributes(self, result, final, objective, terms, n_features, valid_weight) -> None:
         family = self._family_
         if final.param is not None:
             self._family_ = family = family.with_param(final.param)
+        self.family_ = family
         self.init_score_ = float(result.init_score)
         self.n_iter_ = int(result.train_deviance.size)
         self.n_trees_ = int(result.n_trees)
         self.train_score_ = -0.5 * np.asarray(result.train_deviance)
         self.validation_score_ = (np.empty(0) if result.validation_deviance is None
-                                  else -0.5 * np.asarray(result.validation_deviance))
+                                  else -np.asarray(result.validation_deviance) / valid_weight)
         self.theta_path_ = result.theta_path
         self.loglik_ = -0.5 * float(final.deviance)
         self.deviance_ = float(final.deviance)
@@ -466,3 +581,96 @@ class GLMMBoostingClassifier(ClassifierMixin, _BaseGLMMBoosting):
         tags.target_tags.positive_only = False
         tags.classifier_tags.multi_class = False
         return tags
+
+
+GLMMBoostingRegressor.__doc__ = f"""Gradient-boosted trees with random effects (GPBoost's model) for counts and continuous data.
+
+    The model for row ``j`` of group ``i`` is::
+
+        g(E[y_ij | b_i]) = offset_ij + F(x_ij) + z_ij^T b_i,    b_i ~ N(0, Sigma)
+
+    with ``F`` a sum of regression trees and the family's link ``g`` (log for
+    the Poisson, Gamma and negative binomial families, identity for the
+    Gaussian). ``F`` and ``Sigma`` (with the family's shape) maximise the
+    Laplace approximation of the marginal likelihood, lme4's criterion, by
+    boosting steps on its gradient in ``F`` alternating with covariance
+    updates (the GPBoost algorithm).
+
+    Parameters
+    ----------
+    family : {{"poisson", "gaussian", "gamma", "negative_binomial"}}, default="poisson"
+        Distribution of ``y`` given the random effects.
+    {_PARAMETERS_DOC}
+
+    Attributes
+    ----------
+    {_ATTRIBUTES_DOC}
+
+    See Also
+    --------
+    PoissonGLMMRegressor : the same random effects with a linear fixed part.
+    sklearn.ensemble.HistGradientBoostingRegressor : trees without random effects.
+
+    Notes
+    -----
+    {_NOTES_DOC}
+
+    References
+    ----------
+    {_REFERENCES_DOC}
+
+    Examples
+    --------
+    >>> from sklearn_glmm import GLMMBoostingRegressor
+    >>> from sklearn_glmm.datasets import make_engagement_nonlinear
+    >>> data = make_engagement_nonlinear(n_users=60, n_days=20, random_state=0)
+    >>> X = data[["day", "weekday", "notifications", "mood", "age"]]
+    >>> model = GLMMBoostingRegressor(n_estimators=30, random_state=0)
+    >>> model = model.fit(X, data["logins"], groups=data["user_id"])
+    >>> model.n_trees_, model.ranef_["user_id"].shape
+    (30, (60, 1))
+    >>> model.predict(X.iloc[:3], groups=data["user_id"].iloc[:3]).shape
+    (3,)
+    """
+
+GLMMBoostingClassifier.__doc__ = f"""Gradient-boosted trees with random effects for a binary response (logit link).
+
+    ``P(y_ij = classes_[1] | b_i) = expit(offset_ij + F(x_ij) + z_ij^T b_i)``
+    with ``b_i ~ N(0, Sigma)`` and ``F`` a sum of regression trees, fitted as
+    :class:`GLMMBoostingRegressor` (the GPBoost algorithm on the Laplace
+    approximation). ``predict_proba`` includes the random effects of known
+    groups, ``decision_function`` is the log-odds, ``score`` the accuracy.
+
+    Parameters
+    ----------
+    {_PARAMETERS_DOC}
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        The two labels; ``classes_[1]`` is modelled.
+    {_ATTRIBUTES_DOC}
+
+    See Also
+    --------
+    BinomialGLMMClassifier : the same random effects with a linear fixed part.
+
+    Notes
+    -----
+    {_NOTES_DOC}
+
+    References
+    ----------
+    {_REFERENCES_DOC}
+
+    Examples
+    --------
+    >>> from sklearn_glmm import GLMMBoostingClassifier
+    >>> from sklearn_glmm.datasets import make_engagement_nonlinear
+    >>> data = make_engagement_nonlinear(n_users=60, n_days=20, random_state=0)
+    >>> X = data[["day", "weekday", "notifications", "mood", "age"]]
+    >>> clf = GLMMBoostingClassifier(n_estimators=30, random_state=0)
+    >>> clf = clf.fit(X, data["logins"] > 0, groups=data["user_id"])
+    >>> clf.classes_.tolist(), clf.predict_proba(X.iloc[:3]).shape
+    ([False, True], (3, 2))
+    """

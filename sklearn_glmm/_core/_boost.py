@@ -36,12 +36,15 @@ non-Gaussian likelihoods "Latent Gaussian Model Boosting", IEEE TPAMI 45(2),
    The diagonal values ``-sum g / sum h`` would barely move ``F`` on a leaf of
    whole groups, whose shift the random effects absorb. Then
    ``F_m = F_{m-1} + nu f_m``.
-4. **Early stopping** (with validation rows, groups not in training) -- the
-   Laplace deviance of the validation rows at ``(theta_m, F_m)``, i.e. minus
-   twice their log marginal likelihood with their random effects integrated
-   out: the criterion a model for new groups is judged by. Boosting stops when
-   it has not improved by ``tol`` (relative) for ``n_iter_no_change``
-   iterations; the trees after the best iteration are dropped.
+4. **Early stopping** (with validation rows: groups not in training) -- the
+   family's deviance of the validation rows' marginal means at ``(theta_m,
+   F_m)``, ``E[g^{-1}(offset + F + z^T b)]`` over the random effects: the
+   prediction for a new group and what it is judged by (the Laplace
+   deviance of the held-out groups, their joint marginal likelihood, bottoms
+   out after far fewer trees than the mean predictions stop improving, on the
+   benchmark panel). Boosting stops when it has not improved by ``tol``
+   (relative) for ``n_iter_no_change`` iterations; the trees after the best
+   iteration are dropped.
 5. **Final fit** -- step 1 at the kept ``F`` on every row (validation rows
    included): ``theta``, the family's shape, the modes ``u`` and the deviance
    reported by the estimator.
@@ -54,7 +57,8 @@ Interfaces (informal):
 
 - an *objective* (:class:`LaplaceBoostingObjective`, :class:`GLMBoostingObjective`)
   has ``initial() -> (F_0, CovarianceFit)``, ``covariance(F, previous) ->
-  CovarianceFit``, ``derivatives(F, fit) -> (g, h)`` and ``deviance(F, fit)``;
+  CovarianceFit``, ``derivatives(F, fit) -> Derivatives`` and
+  ``held_out_deviance(F, fit)``;
   every per-row array is in the caller's row order;
 - a *learner* (:class:`TreeLearner`) owns the trees and the features:
   ``add_tree(g, h)`` fits and appends one shrunk tree and returns its values on
@@ -230,12 +234,21 @@ class LaplaceBoostingObjective:
 
         return Derivatives(g, h, leaf_information)
 
-    def deviance(self, F: np.ndarray, at: CovarianceFit, u0: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-        """``D(theta, F)`` at ``at``'s parameters and the modes (step 4 on validation rows)."""
-        problem = self._at(F)
-        u0 = problem.zero_modes() if u0 is None else u0
-        ev = problem.evaluate(at.theta, np.empty(0), at.param, u0, gradient=False)
-        return float(ev.deviance), ev.u
+    def held_out_deviance(self, F: np.ndarray, at: CovarianceFit) -> float:
+        """Step 4: the family's deviance of the marginal means at ``at`` (rows of groups held out).
+
+        ``mu_i = E[g^{-1}(offset_i + F_i + z_i^T b)]`` over ``b ~ N(0, Sigma)``
+        (``Link.marginal_mean``: ``exp(eta + z^T Sigma z / 2)`` for the log
+        link): the prediction for a new group, as the estimators'
+        ``new_groups="marginal"``.
+        """
+        eta = self.offset + self._to_problem(np.asarray(F, dtype=float))
+        var = np.zeros_like(eta)
+        for term, lam in zip(self.terms, self.problem.theta_map.lambdas(at.theta)):
+            zl = np.asarray(term.Z) @ lam
+            var += np.einsum("ij,ij->i", zl, zl)
+        family = self.problem.family_at(at.param)
+        return family.deviance(self.y, family.link.marginal_mean(eta, var), self.weights)
 
 
 class GLMBoostingObjective:
@@ -268,7 +281,8 @@ class GLMBoostingObjective:
 
     def covariance(self, F: np.ndarray, previous: CovarianceFit) -> CovarianceFit:
         if not self.family.has_param:
-            return CovarianceFit(np.empty(0), None, np.empty(0), self.deviance(F, previous)[0])
+            mu = self.family.link.inverse(self.offset + F)
+            return CovarianceFit(np.empty(0), None, np.empty(0), -2.0 * self.family.loglik(self.y, mu, self.weights))
         return self._fit(np.empty((self.n_rows, 0)), self.offset + F)[1]
 
     def derivatives(self, F: np.ndarray, at: CovarianceFit) -> Derivatives:
@@ -282,10 +296,9 @@ class GLMBoostingObjective:
 
         return Derivatives(-irls.score, h, leaf_information)
 
-    def deviance(self, F: np.ndarray, at: CovarianceFit, u0=None) -> tuple[float, np.ndarray]:
+    def held_out_deviance(self, F: np.ndarray, at: CovarianceFit) -> float:
         family = self._family(at.param)
-        mu = family.link.inverse(self.offset + F)
-        return -2.0 * float(family.loglik(self.y, mu, self.weights)), np.empty(0)
+        return family.deviance(self.y, family.link.inverse(self.offset + F), self.weights)
 
 
 @dataclass
@@ -307,7 +320,7 @@ class BoostResult:
     train_deviance : ndarray
         ``D(theta_m, F_{m-1})`` of the training rows, per iteration (``m = 1..``).
     validation_deviance : ndarray or None
-        ``D(theta_m, F_m)`` of the validation rows, from ``m = 0``.
+        The validation rows' deviance (step 4) at ``(theta_m, F_m)``, from ``m = 0``.
     theta_path : ndarray of shape (n_iter + 1, n_theta)
         ``theta_0, theta_1, ...``.
     timings : dict
@@ -370,11 +383,9 @@ def boost(
     train_dev: list[float] = []
     valid_dev: list[float] = []
     F_valid = None
-    u_valid = None
     if validation is not None:
         F_valid = np.full(validation.n_rows, f0)
-        dev, u_valid = validation.deviance(F_valid, at)
-        valid_dev.append(dev)
+        valid_dev.append(validation.held_out_deviance(F_valid, at))
     best, best_iter = (valid_dev[0] if valid_dev else np.inf), 0
     # the increments since the best iteration, to step back to it
     recent: deque = deque()
@@ -409,7 +420,7 @@ def boost(
             continue
         t = time.perf_counter()
         F_valid += step_valid
-        dev, u_valid = validation.deviance(F_valid, at, u_valid)
+        dev = validation.held_out_deviance(F_valid, at)
         timings["validation"] += time.perf_counter() - t
         valid_dev.append(dev)
         recent.append((step, step_valid))

@@ -24,15 +24,6 @@ from __future__ import annotations
 
 import numpy as np
 
-try:
-    from sklearn.ensemble._hist_gradient_boosting.binning import _BinMapper
-    from sklearn.ensemble._hist_gradient_boosting.common import G_H_DTYPE
-    from sklearn.ensemble._hist_gradient_boosting.grower import TreeGrower
-
-    _HIST_IMPORTED = True
-except ImportError:  # pragma: no cover - a scikit-learn whose internals moved
-    _HIST_IMPORTED = False
-
 __all__ = ["ExactTrees", "HistTrees", "hist_trees_available", "make_tree_learner"]
 
 #: the histogram grower's arguments this module passes (checked once: the internals are private)
@@ -40,18 +31,31 @@ _GROWER_ARGUMENTS = ("X_binned", "gradients", "hessians", "max_leaf_nodes", "max
                      "n_bins", "n_bins_non_missing", "has_missing_values", "l2_regularization", "shrinkage",
                      "n_threads")
 
+#: (_BinMapper, TreeGrower, G_H_DTYPE), or None when they cannot be used; imported on first use
+#: (``import sklearn_glmm`` does not load scikit-learn's ensemble package)
+_INTERNALS: list = []
+
+
+def _internals():
+    if not _INTERNALS:
+        try:
+            import inspect
+
+            from sklearn.ensemble._hist_gradient_boosting.binning import _BinMapper
+            from sklearn.ensemble._hist_gradient_boosting.common import G_H_DTYPE
+            from sklearn.ensemble._hist_gradient_boosting.grower import TreeGrower
+
+            names = inspect.signature(TreeGrower.__init__).parameters
+            usable = all(name in names for name in _GROWER_ARGUMENTS) and hasattr(TreeGrower, "make_predictor")
+            _INTERNALS.append((_BinMapper, TreeGrower, G_H_DTYPE) if usable else None)
+        except (ImportError, TypeError, ValueError):  # pragma: no cover - a scikit-learn whose internals moved
+            _INTERNALS.append(None)
+    return _INTERNALS[0]
+
 
 def hist_trees_available() -> bool:
     """Whether scikit-learn's histogram-tree internals have the interface :class:`HistTrees` uses."""
-    if not _HIST_IMPORTED:
-        return False
-    import inspect
-
-    try:
-        names = inspect.signature(TreeGrower.__init__).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        return False
-    return all(name in names for name in _GROWER_ARGUMENTS) and hasattr(TreeGrower, "make_predictor")
+    return _internals() is not None
 
 
 class HistTrees:
@@ -71,7 +75,8 @@ class HistTrees:
 
     def __init__(self, X, X_valid, *, max_leaf_nodes, max_depth, min_samples_leaf, l2_regularization,
                  max_bins, random_state):
-        self.mapper = _BinMapper(n_bins=max_bins + 1, random_state=random_state, n_threads=1)
+        bin_mapper, self._TreeGrower, self._dtype = _internals()
+        self.mapper = bin_mapper(n_bins=max_bins + 1, random_state=random_state, n_threads=1)
         self.X_binned = self.mapper.fit_transform(X)
         self.X_valid_binned = None if X_valid is None else self.mapper.transform(X_valid)
         self.options = dict(max_leaf_nodes=max_leaf_nodes, max_depth=max_depth, min_samples_leaf=min_samples_leaf,
@@ -85,10 +90,10 @@ class HistTrees:
     def grow(self, gradient: np.ndarray, hessian: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One tree; each training row's leaf and the leaf values ``-sum g / (sum h + l2)``."""
         mapper = self.mapper
-        grower = TreeGrower(
+        grower = self._TreeGrower(
             X_binned=self.X_binned,
-            gradients=np.asarray(gradient, dtype=G_H_DTYPE),
-            hessians=np.asarray(hessian, dtype=G_H_DTYPE),
+            gradients=np.asarray(gradient, dtype=self._dtype),
+            hessians=np.asarray(hessian, dtype=self._dtype),
             n_bins=mapper.n_bins,
             n_bins_non_missing=mapper.n_bins_non_missing_,
             has_missing_values=np.zeros(self.X_binned.shape[1], dtype=bool),
@@ -145,6 +150,7 @@ class HistTrees:
     def slim(self) -> None:
         """Drop the binned training and validation features (a fitted model keeps only its trees)."""
         self.X_binned = self.X_valid_binned = None
+        self._TreeGrower = self._dtype = None
 
 
 def _writable(predictor) -> None:
