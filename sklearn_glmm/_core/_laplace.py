@@ -232,7 +232,11 @@ class RowCurvature:
                                               minlength=G * J).reshape(G, J)
                 Ku = Kz @ system.lam  # rows zl^T: (G, J, q)
                 Ainv = modes.factor.inverse()
-                info -= np.einsum("gjq,gqr,gkr->jk", Ku, Ainv, Ku)
+                if q == 1:
+                    Ku = Ku[:, :, 0]
+                    info -= (Ku * Ainv[:, 0, :]).T @ Ku
+                else:
+                    info -= np.einsum("gjq,gqr,gkr->jk", Ku, Ainv, Ku)
             else:
                 K = np.stack([system.to_u(system.term_sums(np.where(lab == j, wobs, 0.0))) for j in range(J)])
                 solved = np.stack([modes.factor.solve(k) for k in K])
