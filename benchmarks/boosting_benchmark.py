@@ -40,15 +40,15 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
+import argparse
+import json
+import platform
+import sys
+import time
+import warnings
 
-import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import numpy as np
+from threadpoolctl import threadpool_limits
 
 FEATURES = ["day", "weekday", "notifications", "mood", "age"]
 MODELS = ("ours", "gpboost", "glmm", "hgb", "hgb_user")
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     models = list(args.models)
     if "gpboost" in models:
         try:
-            import gpboost  # noqa: F401
+            import gpboost
         except ImportError:
             skipped["gpboost"] = "Python package gpboost is not installed (pip install gpboost)"
             models.remove("gpboost")
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
         return None
 
     print()
-    print(f"| split | model | mean Poisson deviance | vs GPBoost | median fit (s) | time vs GPBoost | user variance |")
+    print("| split | model | mean Poisson deviance | vs GPBoost | median fit (s) | time vs GPBoost | user variance |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         d0, t0 = ref(r["split"], "deviance"), ref(r["split"], "median_fit_s")

@@ -35,11 +35,12 @@ from ._core import CoreTerm, make_controls
 from ._core._boost import GLMBoostingObjective, LaplaceBoostingObjective, boost
 from .design import DesignBuilder, parse_random_effects
 from .families import BinomialFamily, GammaFamily, GaussianFamily, NegativeBinomialFamily, PoissonFamily
+from .results._varcorr import VARCORR_COLUMNS
 from .utils._hist_trees import make_tree_learner
 from .utils._param_validation import Interval, StrOptions, validate_data
 from .utils._validation import check_fit_data, check_numeric_inputs
 
-__all__ = ["GLMMBoostingRegressor", "GLMMBoostingClassifier"]
+__all__ = ["GLMMBoostingClassifier", "GLMMBoostingRegressor"]
 
 #: early_stopping="auto" switches it on above this many rows (as HistGradientBoostingRegressor)
 AUTO_EARLY_STOPPING_ROWS = 10_000
@@ -80,7 +81,7 @@ _PARAMETERS_DOC = """random_effects : str, default="1"
         Ridge on the leaf values (added to each leaf's curvature).
     max_bins : int, default=255
         Histogram bins per feature, in [2, 255].
-    early_stopping : "auto" or bool, default="auto"
+    early_stopping : "auto" or bool, default=False
         Hold out ``validation_fraction`` of the groups (of the largest
         grouping factor; of the rows without groups) and stop when the
         family's deviance of their predictions as new groups (the marginal
@@ -88,7 +89,12 @@ _PARAMETERS_DOC = """random_effects : str, default="1"
         ``tol`` (relative) for ``n_iter_no_change`` iterations; the trees
         after the best iteration are dropped. "auto": on above 10,000 rows (as
         ``HistGradientBoostingRegressor``). The final covariance fit uses all
-        rows, so every group seen in fit gets its random effect.
+        rows, so every group seen in fit gets its random effect. Off by
+        default (as GPBoost): a new group's mean is dominated by its unknown
+        random effect, so the criterion is noisy and, with the default 10 %
+        of the groups, stops early (at 43-64 trees on an 800-user training
+        panel whose 200 held-out users' deviance kept improving up to about
+        150 trees).
     validation_fraction : float, default=0.1
         Fraction of the groups held out, in (0, 1).
     n_iter_no_change : int, default=10
@@ -221,7 +227,7 @@ class _BaseGLMMBoosting(BaseEstimator):
         min_samples_leaf=20,
         l2_regularization=0.0,
         max_bins=255,
-        early_stopping="auto",
+        early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
         tol=1e-7,
@@ -375,14 +381,14 @@ class _BaseGLMMBoosting(BaseEstimator):
             codes, G = np.asarray(terms[0].codes), terms[0].n_levels
             if G < 2:
                 raise ValueError("early stopping needs at least 2 groups to hold some out; set early_stopping=False.")
-            n_valid = min(max(1, int(round(self.validation_fraction * G))), G - 1)
+            n_valid = min(max(1, round(self.validation_fraction * G)), G - 1)
             held = np.zeros(G, dtype=bool)
             held[rng.permutation(G)[:n_valid]] = True
             mask = held[codes]
         else:
             if n < 2:
                 raise ValueError("early stopping needs at least 2 rows; set early_stopping=False.")
-            n_valid = min(max(1, int(round(self.validation_fraction * n))), n - 1)
+            n_valid = min(max(1, round(self.validation_fraction * n)), n - 1)
             mask = np.zeros(n, dtype=bool)
             mask[rng.permutation(n)[:n_valid]] = True
         return np.flatnonzero(~mask), np.flatnonzero(mask)
@@ -409,7 +415,7 @@ class _BaseGLMMBoosting(BaseEstimator):
         if not terms:
             self.theta_ = np.empty(0)
             self.ranef_, self.group_levels_ = {}, {}
-            self.varcorr_ = pd.DataFrame(columns=["grp", "var1", "var2", "vcov", "sdcor"])
+            self.varcorr_ = pd.DataFrame(columns=VARCORR_COLUMNS)
             self._b = self._re_cov = None
             self.singular_ = False
             return
@@ -484,7 +490,7 @@ class GLMMBoostingRegressor(RegressorMixin, _BaseGLMMBoosting):
         min_samples_leaf=20,
         l2_regularization=0.0,
         max_bins=255,
-        early_stopping="auto",
+        early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
         tol=1e-7,

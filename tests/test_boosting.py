@@ -20,9 +20,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_glmm import (
+    GaussianLMMRegressor,
     GLMMBoostingClassifier,
     GLMMBoostingRegressor,
-    GaussianLMMRegressor,
     PoissonGLMMRegressor,
 )
 from sklearn_glmm._base import NoGroupsWarning
@@ -171,7 +171,8 @@ def nonlinear_fits():
         # the variance the data hold given the true F (an intercept-only GLMM with F as offset)
         oracle = PoissonGLMMRegressor().fit(np.empty((int(train.sum()), 0)), y[train], groups=g[train],
                                             offset=truth["fixed_part"][train])
-    return dict(X=X, y=y, g=g, new=new, late=late, boosted=boosted, linear=linear, oracle=oracle, truth=truth)
+    return {"X": X, "y": y, "g": g, "new": new, "late": late, "boosted": boosted, "linear": linear,
+            "oracle": oracle, "truth": truth}
 
 
 def _variance(model):

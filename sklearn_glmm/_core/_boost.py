@@ -39,10 +39,11 @@ non-Gaussian likelihoods "Latent Gaussian Model Boosting", IEEE TPAMI 45(2),
 4. **Early stopping** (with validation rows: groups not in training) -- the
    family's deviance of the validation rows' marginal means at ``(theta_m,
    F_m)``, ``E[g^{-1}(offset + F + z^T b)]`` over the random effects: the
-   prediction for a new group and what it is judged by (the Laplace
+   prediction for a new group and what it is judged by. (The Laplace
    deviance of the held-out groups, their joint marginal likelihood, bottoms
-   out after far fewer trees than the mean predictions stop improving, on the
-   benchmark panel). Boosting stops when it has not improved by ``tol``
+   out after far fewer trees than the mean predictions stop improving: at 50
+   rather than 150 trees on 200 new users of a 1,000-user panel.) Boosting
+   stops when it has not improved by ``tol``
    (relative) for ``n_iter_no_change`` iterations; the trees after the best
    iteration are dropped.
 5. **Final fit** -- step 1 at the kept ``F`` on every row (validation rows
@@ -61,31 +62,34 @@ Interfaces (informal):
   ``held_out_deviance(F, fit)``;
   every per-row array is in the caller's row order;
 - a *learner* (:class:`TreeLearner`) owns the trees and the features:
-  ``add_tree(g, h)`` fits and appends one shrunk tree and returns its values on
-  the training rows and, if it has them, the validation rows;
+  ``grow(g, h)`` grows one tree and returns each training row's leaf and the
+  tree's own leaf values; ``commit(values)`` appends it with the leaf values
+  step 3b chose (shrunk) and returns its values at the validation rows;
   ``truncate(n_trees)`` drops the trees after the first ``n_trees``. The
-  estimators (``sklearn_glmm._boosting``) implement it with scikit-learn's or
-  LightGBM's trees; this module never imports either.
+  estimators implement it with scikit-learn's trees
+  (``sklearn_glmm.utils._hist_trees``); this module never imports them.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from ..families import Family
 from ._controls import SolverControls
-from ._glm import FamilyGLM, fit_glm, fit_glm_ml
+from ._glm import fit_glm_ml
 from ._laplace import CoreTerm, LaplaceProblem
 from ._optimize import FitResult, fit
 from ._problem import Start
 
 __all__ = [
-    "BoostResult", "CovarianceFit", "Derivatives", "GLMBoostingObjective", "LaplaceBoostingObjective", "TreeLearner", "boost",
+    "BoostResult", "CovarianceFit", "Derivatives", "GLMBoostingObjective", "LaplaceBoostingObjective", "TreeLearner",
+    "boost",
 ]
 
 
@@ -152,6 +156,11 @@ class TreeLearner(Protocol):
 
     def truncate(self, n_trees: int) -> None:
         """Keep the first ``n_trees`` trees."""
+
+
+#: trees with more leaves keep their diagonal leaf values: the leaves' Hessian costs
+#: O(levels x leaves) memory and O(leaves^3) to solve
+NEWTON_MAX_LEAVES = 256
 
 
 def _sorting(codes: np.ndarray):
@@ -363,8 +372,9 @@ def boost(
         ``nu``: each tree's leaf values are multiplied by it.
     leaf_newton : bool, default=True
         Step 3b: leaf values by the Newton step with the leaves' full
-        Hessian (:func:`_newton_leaf_values`); False keeps the tree's own
-        (diagonal) ones.
+        Hessian (:func:`_newton_leaf_values`) for trees of at most
+        ``NEWTON_MAX_LEAVES`` leaves; False keeps the tree's own (diagonal)
+        ones.
     validation : objective or None
         The validation rows (step 4); None: no early stopping.
     n_iter_no_change : int
@@ -403,7 +413,7 @@ def boost(
         leaves, values = learner.grow(derivatives.gradient, derivatives.hessian)
         timings["tree"] += time.perf_counter() - t
         t = time.perf_counter()
-        if leaf_newton:
+        if leaf_newton and values.size <= NEWTON_MAX_LEAVES:
             values = _newton_leaf_values(derivatives, leaves, values.size, learner.l2_regularization(), values)
         timings["leaves"] += time.perf_counter() - t
         del derivatives

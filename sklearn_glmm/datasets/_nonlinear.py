@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["make_engagement_nonlinear", "engagement_nonlinear_effect"]
+__all__ = ["engagement_nonlinear_effect", "make_engagement_nonlinear"]
 
 #: random-intercept SD of :func:`make_engagement_nonlinear` (link scale)
 NONLINEAR_USER_SD = 0.5

@@ -79,8 +79,8 @@ class HistTrees:
         self.mapper = bin_mapper(n_bins=max_bins + 1, random_state=random_state, n_threads=1)
         self.X_binned = self.mapper.fit_transform(X)
         self.X_valid_binned = None if X_valid is None else self.mapper.transform(X_valid)
-        self.options = dict(max_leaf_nodes=max_leaf_nodes, max_depth=max_depth, min_samples_leaf=min_samples_leaf,
-                            l2_regularization=l2_regularization)
+        self.options = {"max_leaf_nodes": max_leaf_nodes, "max_depth": max_depth,
+                        "min_samples_leaf": min_samples_leaf, "l2_regularization": l2_regularization}
         self.predictors: list = []
         self._grower = None
 
@@ -176,8 +176,8 @@ class ExactTrees:
                  max_bins, random_state):
         self.X = X
         self.X_valid = X_valid
-        self.options = dict(max_leaf_nodes=max_leaf_nodes, max_depth=max_depth, min_samples_leaf=min_samples_leaf,
-                            random_state=random_state)
+        self.options = {"max_leaf_nodes": max_leaf_nodes, "max_depth": max_depth,
+                        "min_samples_leaf": min_samples_leaf, "random_state": random_state}
         self.l2 = float(l2_regularization)
         self.trees: list = []
         self._tree = None
