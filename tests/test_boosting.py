@@ -150,6 +150,33 @@ def test_warm_start_theta_reaches_the_same_optimum():
     assert "stage1" not in warm.timings
 
 
+def test_newton_leaf_values_are_exact_for_the_gaussian():
+    """For the Gaussian, D is quadratic in F and its Hessian is the penalised part's: one Newton
+    step in the leaf values (lr = 1) lands where L^T dD/dF = 0 (to 1e-8), also for a leaf of whole
+    groups, where the diagonal step -sum g / sum h stops far short (12 % of the way here)."""
+    from sklearn_glmm._core._boost import LaplaceBoostingObjective, _newton_leaf_values
+
+    rng = np.random.default_rng(6)
+    G, m = 40, 10
+    n = G * m
+    codes = np.repeat(np.arange(G), m)
+    user_level = (np.arange(G) % 2)[codes]  # a covariate constant within groups
+    y = 1.0 * user_level + rng.normal(0, 0.7, G)[codes] + rng.normal(size=n)
+    leaves = user_level + 2 * (rng.random(n) < 0.5)  # 4 leaves: whole-group halves x row-level
+    term = CoreTerm(codes, np.ones((n, 1)), G, np.array([0]), np.array([0]))
+    objective = LaplaceBoostingObjective(GaussianFamily(), y, np.ones(n), np.zeros(n), [term], make_controls())
+    f0, at = objective.initial()
+    F = np.full(n, f0)
+    derivatives = objective.derivatives(F, at)
+    diagonal = -np.bincount(leaves, derivatives.gradient) / np.bincount(leaves, derivatives.hessian)
+    newton = _newton_leaf_values(derivatives, leaves, 4, 0.0, diagonal)
+    after = objective.derivatives(F + newton[leaves], at)
+    leaf_gradient = np.bincount(leaves, after.gradient, minlength=4)
+    assert np.max(np.abs(leaf_gradient)) < 1e-8 * np.max(np.abs(np.bincount(leaves, derivatives.gradient)))
+    # the user-level split: Newton moves F by about the groups' mean difference, the diagonal step barely
+    assert abs(newton[1] - newton[0]) > 3 * abs(diagonal[1] - diagonal[0])
+
+
 # -- accuracy on simulated panels ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def nonlinear_fits():
@@ -377,6 +404,10 @@ def test_without_groups_it_is_plain_boosting(panel):
     with pytest.warns(NoGroupsWarning):
         model = GLMMBoostingRegressor(n_estimators=20).fit(StandardScaler().fit_transform(X), y)
     assert model.theta_.size == 0 and model.ranef_ == {}
+    with pytest.warns(NoGroupsWarning):
+        stopped = GLMMBoostingRegressor("negative_binomial", n_estimators=300, early_stopping=True, random_state=0)
+        stopped.fit(X, y)
+    assert stopped.n_trees_ < 300 and stopped.family_.param > 0
 
 
 # -- scikit-learn's estimator checks -----------------------------------------------------
