@@ -14,6 +14,15 @@ place that touches them; if they change, :func:`hist_trees_available` turns
 False and :class:`ExactTrees` (``DecisionTreeRegressor``, public API, about 10x
 slower per tree) takes over, with the same results up to the splits' bins.
 
+Why these trees (measured on 288k rows x 5 features, 100 rounds, 31 leaves, one
+thread, the diagonal leaf values, in one session): the grower binned once took
+2.5 s for the trees of a 6.5 s fit; LightGBM through its custom-objective
+interface 2.3 s of 6.7 s (the same held-out deviance to 0.03 %), which does
+not pay for a dependency -- and LightGBM's trees cannot take leaf values set
+from outside (step 3b of :mod:`sklearn_glmm._core._boost`) without its
+private training-score buffer; one ``HistGradientBoostingRegressor`` fit per
+tree 28.9 s of 34.1 s.
+
 Both grow trees with the second-order gain ``(sum g)^2 / (sum h + l2)``; the
 exact trees get it as a weighted least-squares fit of ``-g / h`` with weights
 ``h`` (the same split criterion). Rows are those given at construction, in
