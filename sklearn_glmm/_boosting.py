@@ -305,8 +305,9 @@ class _BaseGLMMBoosting(BaseEstimator):
             )
         self._family_ = self._get_family()
         check_numeric_inputs(X, y, y_numeric=self._y_numeric)
+        # the trees need at least one covariate (an intercept-only model is a GLMM's)
         X, y = validate_data(self, _empty_frame_to_array(X), y, reset=True, dtype=np.float64,
-                             ensure_min_features=0, y_numeric=self._y_numeric)
+                             ensure_min_features=1, y_numeric=self._y_numeric)
         n = X.shape[0]
         y = self._prepare_y(y)
         w = self._check_sample_weight(sample_weight, n)
