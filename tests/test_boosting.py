@@ -122,6 +122,28 @@ def test_partition_information_matches_finite_differences(crossed):
     assert np.all(np.diag(info) <= np.bincount(labels, weights=curvature.hessian, minlength=3) + 1e-9)
 
 
+def test_row_derivatives_by_shards_equal_one_shard():
+    """Shards of whole levels (controls.shard_rows) give the same per-row derivatives and leaves' Hessian."""
+    rng = np.random.default_rng(7)
+    G, m = 12, 6
+    n = G * m
+    codes = np.repeat(np.arange(G), m)
+    x = rng.normal(size=n)
+    y = rng.poisson(np.exp(0.2 * x + rng.normal(0, 0.5, G)[codes])).astype(float)
+    term = CoreTerm(codes, np.column_stack([np.ones(n), x]), G, np.array([0, 1, 1]), np.array([0, 0, 1]))
+    theta, labels = np.array([0.5, 0.1, 0.2]), rng.integers(0, 4, n)
+    results = []
+    for shard_rows in (None, 20):
+        problem = LaplaceProblem(PoissonFamily(), np.empty((n, 0)), y, np.ones(n), 0.1 * x, [term],
+                                 make_controls({"shard_rows": shard_rows}))
+        curvature = problem.row_derivatives(theta, np.empty(0), None, problem.zero_modes())
+        results.append((curvature.gradient, curvature.hessian, curvature.partition_information(labels, 4)))
+    assert len(LaplaceProblem(PoissonFamily(), np.empty((n, 0)), y, np.ones(n), 0.1 * x, [term],
+                              make_controls({"shard_rows": 20})).shards) > 1
+    for one, many in zip(*results):
+        np.testing.assert_allclose(many, one, rtol=1e-8, atol=1e-10)  # PIRLS stops per shard
+
+
 def test_with_offset_is_the_same_model_with_another_offset():
     rng = np.random.default_rng(3)
     family, y, _ = _families(rng, 30)["poisson"]
