@@ -191,8 +191,25 @@ def test_pickle_does_not_grow_with_the_rows(estimator):
     assert sizes[100] <= 1.5 * sizes[10], sizes
 
 
-def test_pickle_of_the_issue_example():
+def test_pickle_of_a_panel_with_ten_times_the_days():
     """PoissonGLMMRegressor("1 + day") on 200,000 rows (2,000 users x 100 days) vs 20,000."""
     sizes = _pickle_sizes(PoissonGLMMRegressor("1 + day"), 2000)
     assert sizes[100] <= 1.5 * sizes[10], sizes
     assert sizes[100] < 500_000  # estimates of 2,000 users, not 200,000 rows
+
+
+def test_theory_page_tables_every_control_with_its_default():
+    """docs/theory.md, "Solver controls", lists each field of SolverControls with its default."""
+    import dataclasses
+    from pathlib import Path
+
+    from sklearn_glmm._core import SolverControls
+
+    page = (Path(__file__).parents[1] / "docs" / "theory.md").read_text()
+    table = page[page.index("## Solver controls"):]
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip() for line in table.splitlines()
+            if line.startswith("| `")}
+    fields = {f.name: f.default for f in dataclasses.fields(SolverControls)}
+    assert set(rows) == set(fields)
+    for name, default in fields.items():
+        assert rows[name] == str(default), (name, rows[name], default)
