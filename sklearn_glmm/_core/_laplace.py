@@ -52,7 +52,7 @@ from ._gradient import laplace_gradient, mode_derivative
 from ._linalg import GroupIndex, row_order
 from ._pirls import Modes, pirls
 from ._problem import Evaluation, Start
-from ._system import BlockedSystem, TermRows, TermSystem, ThetaMap
+from ._system import BlockedSystem, TermRows, TermsBookkeeping, TermSystem, ThetaMap
 from ._zip import ZIPKernel, ZIPLikelihood
 from ._glm import FamilyGLM, fit_glm
 
@@ -157,7 +157,7 @@ class _CollapsedRows:
         self.kernel = self.family.row_kernel(y, self.E)
 
 
-class LaplaceProblem:
+class LaplaceProblem(TermsBookkeeping):
     """A GLMM with one or several random-effects terms (see the module docstring).
 
     Parameters
@@ -256,14 +256,6 @@ class LaplaceProblem:
 
     # -- what the solver reads -----------------------------------------------
     @property
-    def n_theta(self) -> int:
-        return self.theta_map.n_theta
-
-    @property
-    def n_levels(self) -> int:
-        return self.level_counts[0]
-
-    @property
     def u_size(self) -> int:
         return self.layout.size if self.layout is not None else self.level_counts[0] * self.theta_map.q[0]
 
@@ -276,29 +268,17 @@ class LaplaceProblem:
         """Whether evaluations that change only theta cost O(levels) (a Poisson random intercept)."""
         return self._collapsible
 
-    @property
-    def theta_diagonal(self) -> np.ndarray:
-        return self.theta_map.diagonal
-
-    @property
-    def theta_scale(self) -> np.ndarray:
-        """Root-mean-square of the covariate each theta element multiplies (1 if zero).
-
-        The optimiser scales theta by it, so that a slope on a covariate of
-        scale 1e8 is as well conditioned as an intercept.
-        """
-        parts = []
-        for ZT, (rows, _) in zip(self.ZT, self.theta_map.positions):
-            rms = np.sqrt(np.mean(ZT**2, axis=1))
-            parts.append(np.where(rms > 0, rms, 1.0)[rows])
-        return np.concatenate(parts)
-
     def zero_modes(self) -> np.ndarray:
         return np.zeros(self.u_size)
 
     def family_at(self, param: float | None) -> Family:
         """The family with its extra parameter set (itself when ``param`` is None)."""
         return self.family if param is None else self.family.with_param(param)
+
+    def _point(self, theta, coef, param, u0):
+        """The family, ``Lambda_k``, ``(beta, gamma)`` and modes of a point."""
+        beta, gamma = self.split_coef(coef)
+        return self.family_at(param), self.theta_map.lambdas(theta), beta, gamma, np.asarray(u0, dtype=float)
 
     def split_coef(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """``(beta, gamma)``: the count model's and the zero-inflation coefficients."""
@@ -391,10 +371,7 @@ class LaplaceProblem:
         order (see :func:`~._pirls.pirls`); ``theta_only=True`` computes the
         gradient in theta alone (the others are returned as zeros).
         """
-        family = self.family_at(param)
-        lambdas = self.theta_map.lambdas(theta)
-        beta, gamma = self.split_coef(coef)
-        u0 = np.asarray(u0, dtype=float)
+        family, lambdas, beta, gamma, u0 = self._point(theta, coef, param, u0)
         parts = [
             self.evaluate_shard(s, lambdas, beta, gamma, family, u0[s.u_slice], gradient, predicted, theta_only)
             for s in self.shards
@@ -518,10 +495,7 @@ class LaplaceProblem:
         ``rows=False`` allows the level sums of a Poisson random intercept (the
         same modes and factor; no per-row quantities).
         """
-        family = self.family_at(param)
-        lambdas = self.theta_map.lambdas(theta)
-        beta, gamma = self.split_coef(coef)
-        u0 = np.asarray(u0, dtype=float)
+        family, lambdas, beta, gamma, u0 = self._point(theta, coef, param, u0)
         out = []
         for shard in self.shards:
             start = u0[shard.u_slice].reshape(shard.u_shape)

@@ -41,7 +41,7 @@ from ._laplace import CoreTerm
 from ._linalg import GroupIndex, row_order
 from ._optimize import FitResult, fit
 from ._problem import Evaluation, Start
-from ._system import BlockedSystem, TermRows, TermSystem, ThetaMap
+from ._system import BlockedSystem, TermRows, TermsBookkeeping, TermSystem, ThetaMap
 
 __all__ = ["LMMProblem", "LMMResult", "fit_lmm"]
 
@@ -72,7 +72,7 @@ class LMMResult(FitResult):
     deviance_ml: float = 0.0
 
 
-class LMMProblem:
+class LMMProblem(TermsBookkeeping):
     """The profiled deviance of a weighted LMM (see the module docstring).
 
     Parameters
@@ -134,26 +134,6 @@ class LMMProblem:
         return BlockedSystem(self._layout, self.ZT, lambdas)
 
     # -- what the solver reads ---------------------------------------------------
-    @property
-    def n_theta(self) -> int:
-        return self.theta_map.n_theta
-
-    @property
-    def n_levels(self) -> int:
-        return self.level_counts[0]
-
-    @property
-    def theta_diagonal(self) -> np.ndarray:
-        return self.theta_map.diagonal
-
-    @property
-    def theta_scale(self) -> np.ndarray:
-        parts = []
-        for ZT, (rows, _) in zip(self.ZT, self.theta_map.positions):
-            rms = np.sqrt(np.mean(ZT**2, axis=1))
-            parts.append(np.where(rms > 0, rms, 1.0)[rows])
-        return np.concatenate(parts)
-
     def zero_modes(self) -> np.ndarray:
         return np.zeros(0)
 
