@@ -25,7 +25,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from ._core import CoreTerm, FitResult, build_problem, fit, fit_glm_ml, make_controls
+from ._core import CoreTerm, FitResult, ShardRunner, build_problem, fit, fit_glm_ml, make_controls
 from ._core._agq import MAX_AGQ
 from ._inference import _InferenceMixin
 from ._lme4_api import _Lme4API
@@ -39,6 +39,7 @@ from .utils._validation import (
     check_finite_information,
     check_fit_data,
     check_numeric_inputs,
+    effective_threads,
     warn_about_fit,
     warn_if_singular,
 )
@@ -127,6 +128,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         "new_groups": [StrOptions({"population", "marginal", "error"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "solver_options": [None, dict],
+        "n_jobs": [None, Integral],
         "verbose": ["verbose"],
     }
 
@@ -147,6 +149,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         new_groups="population",
         max_iter=500,
         solver_options=None,
+        n_jobs=None,
         verbose=0,
     ):
         self.random_effects = random_effects
@@ -155,6 +158,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         self.new_groups = new_groups
         self.max_iter = max_iter
         self.solver_options = solver_options
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     # -- hooks ----------------------------------------------------------------
@@ -325,15 +329,16 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         self._residual_quantiles = np.quantile(residuals, [0, 0.25, 0.5, 0.75, 1.0])
         return self
 
-    def _problem(self, design, y, w, off, controls):
-        """The engine's problem for this model on these data."""
+    def _problem(self, design, y, w, off, controls, runner: ShardRunner | None = None):
+        """The engine's problem for this model on these data (its shards run on ``runner``)."""
         return build_problem(self._family_, design.X, y, w, off, core_terms(design.terms), controls,
-                             **self._engine_options(design))
+                             runner=runner, **self._engine_options(design))
 
     def _fit_mixed(self, design, y, w, off, controls) -> None:
-        problem = self._problem(design, y, w, off, controls)
-        result = self._solve(problem)
-        self._set_result_attributes(problem, result, design.terms)
+        with ShardRunner(effective_threads(self.n_jobs)) as runner:
+            problem = self._problem(design, y, w, off, controls, runner)
+            result = self._solve(problem)
+            self._set_result_attributes(problem, result, design.terms)
         self.fit_summary_ = result
         covs = result.conditional_covariances
         self.ranef_condsd_ = {
@@ -689,11 +694,12 @@ class _LaplaceGLMM(_BaseGLMM):
         max_iter=500,
         tol=1e-10,
         solver_options=None,
+        n_jobs=None,
         verbose=0,
     ):
         super().__init__(
             random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
-            max_iter=max_iter, solver_options=solver_options, verbose=verbose,
+            max_iter=max_iter, solver_options=solver_options, n_jobs=n_jobs, verbose=verbose,
         )
         self.se_method = se_method
         self.n_agq = n_agq

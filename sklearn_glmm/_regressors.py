@@ -271,12 +271,13 @@ class GammaGLMMRegressor(_GLMMRegressor):
         max_iter=500,
         tol=1e-10,
         solver_options=None,
+        n_jobs=None,
         verbose=0,
     ):
         super().__init__(
             random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
             se_method=se_method, n_agq=n_agq, max_iter=max_iter, tol=tol, solver_options=solver_options,
-            verbose=verbose,
+            n_jobs=n_jobs, verbose=verbose,
         )
         self.link = link
 
@@ -341,12 +342,13 @@ class _BinomialGLMM(_LaplaceGLMM):
         max_iter=500,
         tol=1e-10,
         solver_options=None,
+        n_jobs=None,
         verbose=0,
     ):
         super().__init__(
             random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
             se_method=se_method, n_agq=n_agq, max_iter=max_iter, tol=tol, solver_options=solver_options,
-            verbose=verbose,
+            n_jobs=n_jobs, verbose=verbose,
         )
         self.link = link
 
@@ -411,11 +413,12 @@ class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
         new_groups="population",
         max_iter=500,
         solver_options=None,
+        n_jobs=None,
         verbose=0,
     ):
         super().__init__(
             random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
-            max_iter=max_iter, solver_options=solver_options, verbose=verbose,
+            max_iter=max_iter, solver_options=solver_options, n_jobs=n_jobs, verbose=verbose,
         )
         self.reml = reml
 

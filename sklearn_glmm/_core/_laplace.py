@@ -23,7 +23,8 @@ one shard by default). With one grouping factor the penalised deviance and its
 gradient are sums over levels, so an evaluation is a sum over shards of
 :meth:`LaplaceProblem.evaluate_shard` -- the same code for one shard or many;
 only ``(theta, coef, param)`` goes in and a deviance, a gradient and the
-shard's modes come out. Several crossed factors couple every level, and their
+shard's modes come out. The shards run on a :class:`~._parallel.ShardRunner`'s
+threads (an estimator's ``n_jobs``), at least one shard per thread. Several crossed factors couple every level, and their
 evaluation is one shard (the reduced system of eq. 14 lives inside it).
 
 Group sums. For a Poisson random intercept the rows of a level enter the
@@ -50,6 +51,7 @@ from ._blocked import RandomEffectsLayout
 from ._controls import SolverControls
 from ._gradient import laplace_gradient, mode_derivative
 from ._linalg import GroupIndex, row_order
+from ._parallel import ShardRunner
 from ._pirls import Modes, pirls
 from ._problem import Evaluation, Start
 from ._system import BlockedSystem, TermRows, TermsBookkeeping, TermSystem, ThetaMap
@@ -176,6 +178,10 @@ class LaplaceProblem(TermsBookkeeping):
     X_zi : ndarray of shape (n, pz) or None
         Zero-inflation design (intercept included) of a zero-inflated Poisson
         model; ``family`` must then be Poisson.
+    runner : ShardRunner or None
+        Runs the shards (on its threads); with ``n`` threads and one grouping
+        factor the rows are cut into at least ``n`` shards of about equal
+        rows. None: one thread.
     """
 
     exact_gradient = True
@@ -192,6 +198,7 @@ class LaplaceProblem(TermsBookkeeping):
         *,
         n_agq: int = 1,
         X_zi: np.ndarray | None = None,
+        runner: ShardRunner | None = None,
     ):
         if n_agq > 1 and (len(terms) != 1 or terms[0].Z.shape[1] != 1):
             raise ValueError(
@@ -227,21 +234,25 @@ class LaplaceProblem(TermsBookkeeping):
         )
         #: the levels of the largest factor over all rows
         self.groups = self.layout.groups if self.layout is not None else GroupIndex(self.codes[0], self.level_counts[0])
-        self.shards = self._make_shards(controls.shard_rows)
+        self.runner = ShardRunner() if runner is None else runner
+        self.shards = self._make_shards(controls.shard_rows, self.runner.n_threads)
         self._collapsible = (
             isinstance(family, PoissonFamily) and isinstance(family.link, LogLink) and self.XZT is None
             and self.n_agq == 1 and self.layout is None and self.shards[0].rows.intercept_only
         )
 
     # -- shards --------------------------------------------------------------
-    def _make_shards(self, shard_rows: int | None) -> list[_Shard]:
+    def _make_shards(self, shard_rows: int | None, n_threads: int) -> list[_Shard]:
         G0, q0 = self.level_counts[0], self.theta_map.q[0]
-        if self.layout is not None or shard_rows is None or shard_rows >= self.n_rows:
+        n_shards = max(1 if shard_rows is None else -(-self.n_rows // shard_rows), n_threads)
+        if self.layout is not None or n_shards == 1:
             return [_Shard(self.XT, self.y, self.weights, self.offset, self.ZT, self.codes, self.level_counts,
                            self.XZT, slice(0, self.u_size), self.layout, self.groups)]
-        # cut between levels, after about shard_rows rows each
+        # cut after the levels where the rows reach k / n_shards of the total:
+        # n_shards shards (fewer when levels are larger) of about equal rows
         ends = np.cumsum(self.groups.counts)
-        cuts = np.flatnonzero(np.diff(ends // shard_rows) > 0) + 1
+        targets = np.arange(1, n_shards) * (self.n_rows / n_shards)
+        cuts = np.unique(np.searchsorted(ends, targets, side="left") + 1)
         bounds = [0, *[int(c) for c in cuts if 0 < c < G0], G0]
         level_ends = np.concatenate([[0], ends])
         shards = []
@@ -372,10 +383,11 @@ class LaplaceProblem(TermsBookkeeping):
         gradient in theta alone (the others are returned as zeros).
         """
         family, lambdas, beta, gamma, u0 = self._point(theta, coef, param, u0)
-        parts = [
-            self.evaluate_shard(s, lambdas, beta, gamma, family, u0[s.u_slice], gradient, predicted, theta_only)
-            for s in self.shards
-        ]
+        parts = self.runner.map(
+            lambda s: self.evaluate_shard(s, lambdas, beta, gamma, family, u0[s.u_slice], gradient, predicted,
+                                          theta_only),
+            self.shards,
+        )
         deviance = float(sum(p.deviance for p in parts))
         if self.quadrature is None:
             deviance -= 2.0 * self._constant_at(family)
@@ -469,14 +481,16 @@ class LaplaceProblem(TermsBookkeeping):
         lambdas = self.theta_map.lambdas(theta)
         dlams = self.theta_map.lambdas(dtheta)
         dbeta = np.asarray(dcoef, dtype=float)
-        out = []
-        for shard, modes in zip(self.shards, state):
+
+        def shard_derivative(item):
+            shard, modes = item
             deta = dbeta @ shard.XT if np.any(dbeta) else None
-            du = mode_derivative(shard.system(lambdas), modes, dlams, deta)
-            if du is None:
-                return None
-            out.append(du.ravel())
-        return np.concatenate(out) if len(out) > 1 else out[0]
+            return mode_derivative(shard.system(lambdas), modes, dlams, deta)
+
+        out = self.runner.map(shard_derivative, zip(self.shards, state))
+        if any(du is None for du in out):
+            return None
+        return np.concatenate([du.ravel() for du in out])
 
     # -- inference ---------------------------------------------------------------
     def random_effects(self, theta, u) -> list[np.ndarray]:
@@ -496,8 +510,8 @@ class LaplaceProblem(TermsBookkeeping):
         same modes and factor; no per-row quantities).
         """
         family, lambdas, beta, gamma, u0 = self._point(theta, coef, param, u0)
-        out = []
-        for shard in self.shards:
+
+        def shard_modes(shard):
             start = u0[shard.u_slice].reshape(shard.u_shape)
             if self._collapsible and not rows:
                 collapsed = shard.collapsed(beta)
@@ -506,8 +520,9 @@ class LaplaceProblem(TermsBookkeeping):
             else:
                 kernel, system = self._kernel(shard, family, gamma), shard.system(lambdas)
                 modes = pirls(kernel, system, shard.offset + beta @ shard.XT, start, self.controls)
-            out.append((shard, kernel, system, modes))
-        return out
+            return shard, kernel, system, modes
+
+        return self.runner.map(shard_modes, self.shards)
 
     def conditional_covariances(self, result, state=None) -> list[np.ndarray]:
         """``Lambda_k (A^{-1})_{kg,kg} Lambda_k^T`` per term at a fit's estimates (lme4's ``condVar``).
@@ -532,13 +547,15 @@ class LaplaceProblem(TermsBookkeeping):
 
         ``K = Lambda^T Z^T W X`` with the Fisher weights at the modes.
         """
-        info = np.zeros((self.n_beta, self.n_beta))
-        for shard, _, system, modes in self.modes(theta, coef, param, u):
+
+        def shard_information(item):
+            shard, _, system, modes = item
             W = modes.irls.weights
             K = np.stack([system.to_u(system.term_sums(W * x)).ravel() for x in shard.XT], axis=1)
             AinvK = np.stack([modes.factor.solve(k.reshape(shard.u_shape)).ravel() for k in K.T], axis=1)
-            info += (shard.XT * W) @ shard.XT.T - K.T @ AinvK
-        return info
+            return (shard.XT * W) @ shard.XT.T - K.T @ AinvK
+
+        return sum(self.runner.map(shard_information, self.modes(theta, coef, param, u)))
 
     def linear_predictor(self, theta, coef, u) -> np.ndarray:
         """``eta = offset + X beta + Z Lambda u`` in this problem's row order."""
@@ -562,7 +579,7 @@ class LaplaceProblem(TermsBookkeeping):
                  zip(self.codes, self.ZT, self.level_counts, self.theta_map.positions)]
         return LaplaceProblem(
             self.family, self.XT.T, y, self.weights, self.offset, terms, self.controls, n_agq=self.n_agq,
-            X_zi=None if self.XZT is None else self.XZT.T,
+            X_zi=None if self.XZT is None else self.XZT.T, runner=self.runner,
         )
 
 

@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from joblib import cpu_count
 
 __all__ = [
     "SingularFitWarning",
@@ -28,6 +29,7 @@ __all__ = [
     "warn_about_fit",
     "check_finite_information",
     "warn_on_text_label_matches",
+    "effective_threads",
 ]
 
 class SingularFitWarning(UserWarning):
@@ -329,3 +331,19 @@ def warn_on_text_label_matches(levels: pd.Index, series: pd.Series | None) -> No
             UserWarning,
             stacklevel=4,
         )
+
+
+def effective_threads(n_jobs: int | None) -> int:
+    """Threads for an estimator's ``n_jobs``, with scikit-learn's meaning.
+
+    None is 1; a negative value counts back from the CPUs this process may use
+    (-1: all of them, -2: all but one; never fewer than 1).
+    """
+    if n_jobs is None:
+        return 1
+    if n_jobs == 0:
+        raise ValueError("n_jobs must be None, a positive number of threads or a negative count from the CPUs "
+                         "(-1: all); got 0.")
+    if n_jobs > 0:
+        return int(n_jobs)
+    return max(cpu_count() + 1 + int(n_jobs), 1)
