@@ -27,12 +27,14 @@ from threadpoolctl import threadpool_limits
 
 from ._core import CoreTerm, FitResult, ShardRunner, build_problem, fit, fit_glm_ml, make_controls
 from ._core._agq import MAX_AGQ
+from ._dask import dask_aware, fit_dask, is_dask_collection, score_dask
 from ._inference import _InferenceMixin
 from ._lme4_api import _Lme4API
 from .design import DesignBuilder, parse_random_effects
 from .design._formula import prepare_formula_fit
 from .families import Family
 from .results import GLMMSummary, coefficient_table
+from .results._summary import RESIDUAL_QUANTILES
 from .results._varcorr import VARCORR_COLUMNS, varcorr_table_bars
 from .utils._param_validation import Interval, StrOptions, validate_data
 from .utils._validation import (
@@ -196,6 +198,9 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
     #: whether y must be numeric (the classifier takes labels)
     _y_numeric = True
 
+    #: whether the model fits data held in partitions (Dask DataFrames; ``sklearn_glmm._partitioned_fit``)
+    _fits_partitioned = True
+
     #: whether the model is a linear mixed model fitted by REML (its data checks)
     _uses_reml = False
 
@@ -267,8 +272,10 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        self._clear_formula()  # a formula fit sets formula_ again after this fit
         parse_random_effects(self.random_effects)  # fail early on a bad spec
+        if is_dask_collection(X):
+            return fit_dask(self, X, y, groups, sample_weight, offset)
+        self._clear_formula()  # a formula fit sets formula_ again after this fit
         controls = self._controls()
         X, groups = self._split_group_column(X, groups)
         if groups is None:
@@ -320,14 +327,24 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
                 self._fit_without_groups(design, y, w, off, controls)
             else:
                 self._fit_mixed(design, y, w, off, controls)
-        self._set_param_attributes(self._family_)
-        if design.terms:
-            warn_if_singular(self.fit_summary_.at_boundary[self._builder.theta_order_], self._builder.report_bars_)
-        warn_about_fit(self._family_, self._fitted_probabilities(design, off, w))
-        self._set_criteria()
         residuals = self._pearson_residuals(y, self._fitted_mu(design, off), w)
-        self._residual_quantiles = np.quantile(residuals, [0, 0.25, 0.5, 0.75, 1.0])
+        self._finish_fit(bool(design.terms), self._fitted_probabilities(design, off, w),
+                         np.quantile(residuals, RESIDUAL_QUANTILES))
         return self
+
+    def _finish_fit(self, mixed: bool, fitted_means: np.ndarray, residual_quantiles: np.ndarray) -> None:
+        """The last steps of every fit: the family's attributes, lme4's warnings, criteria.
+
+        ``fitted_means`` are those of the rows with positive weight (or their
+        extremes: only those decide the warning), ``residual_quantiles`` the
+        Pearson residuals' quantiles at ``RESIDUAL_QUANTILES``.
+        """
+        self._set_param_attributes(self._family_)
+        if mixed:
+            warn_if_singular(self.fit_summary_.at_boundary[self._builder.theta_order_], self._builder.report_bars_)
+        warn_about_fit(self._family_, fitted_means)
+        self._set_criteria()
+        self._residual_quantiles = np.asarray(residual_quantiles, dtype=float)
 
     def _problem(self, design, y, w, off, controls, runner: ShardRunner | None = None):
         """The engine's problem for this model on these data (its shards run on ``runner``)."""
@@ -337,8 +354,12 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
     def _fit_mixed(self, design, y, w, off, controls) -> None:
         with ShardRunner(effective_threads(self.n_jobs)) as runner:
             problem = self._problem(design, y, w, off, controls, runner)
-            result = self._solve(problem)
-            self._set_result_attributes(problem, result, design.terms)
+            self._solve_and_adopt(problem, design.terms)
+
+    def _solve_and_adopt(self, problem, terms) -> None:
+        """Solve ``problem`` and set the fitted attributes (``terms``: the design's, rows not needed)."""
+        result = self._solve(problem)
+        self._set_result_attributes(problem, result, terms)
         self.fit_summary_ = result
         covs = result.conditional_covariances
         self.ranef_condsd_ = {
@@ -352,7 +373,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
                 "the covariates, simplifying random_effects (e.g. '1' instead of a "
                 "random slope) or raising max_iter.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _solve(self, problem) -> FitResult:
@@ -515,6 +536,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
                 mu[new] = link.marginal_mean(eta[new], var[new])
         return mu
 
+    @dask_aware
     def predict(self, X=None, groups=None, offset=None, kind="mean"):
         """Predicted mean response, including the random effects of known groups.
 
@@ -553,23 +575,38 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         formula-fitted model also takes a raw data frame with the response
         column, or nothing for the rows of the fit.
         """
+        if is_dask_collection(X):
+            return score_dask(self, X, y, groups, sample_weight, offset)
         X, y, groups, sample_weight, offset, _ = self._lme4_data(
             X, y, groups, sample_weight, offset, need_y=True
         )
+        sums = self._score_sums(X, y, groups, sample_weight, offset)
+        return self._score_from_sums([sums], lambda mean: [self._null_deviance(X, y, sample_weight, mean)])
+
+    # score as sums over rows, so that data held in partitions add up (sklearn_glmm._dask)
+    def _score_sums(self, X, y, groups, sample_weight, offset) -> tuple[float, float, float]:
+        """The model's deviance, the weights' sum and the weighted response's sum on these rows."""
         design, n = self._design_for(X, groups)
         y = self._check_y(y, n)
         w = self._check_sample_weight(sample_weight, n)
         mu = self._mean(design, self._offset_or_none(offset, n))
-        family = self._family_
-        dev = family.deviance(y, mu, w)
-        null = family.deviance(y, np.full(n, np.average(y, weights=w)), w)
+        return float(self._family_.deviance(y, mu, w)), float(np.sum(w)), float(np.dot(w, y))
+
+    def _null_deviance(self, X, y, sample_weight, mean: float) -> float:
+        """The deviance of the constant prediction ``mean`` on these rows."""
+        n = len(y)
+        y = self._check_y(y, n)
+        return float(self._family_.deviance(y, np.full(n, mean), self._check_sample_weight(sample_weight, n)))
+
+    def _score_from_sums(self, sums: list, null_deviances) -> float:
+        """D^2 from the parts' :meth:`_score_sums` (``null_deviances(mean)``: the parts' null deviances)."""
+        dev = sum(s[0] for s in sums)
+        null = sum(null_deviances(sum(s[2] for s in sums) / sum(s[1] for s in sums)))
         return float(1.0 - dev / null) if null > 0 else float("nan")
 
     # -- report ---------------------------------------------------------------
     def _pearson_residuals(self, y, mu, w) -> np.ndarray:
-        # the full variance (with the NB size, Gamma shape or sigma^2): lme4's
-        # "scaled residuals"; floored where mu sits on a boundary of the support
-        return (y - mu) * np.sqrt(w / np.maximum(self._family_.variance(mu), 1e-300))
+        return self._family_.pearson_residuals(y, mu, w)
 
     def summary(self) -> GLMMSummary:
         """An lme4-style summary; ``print(model.summary())`` shows it."""

@@ -182,6 +182,9 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
     def _get_family(self):
         return PoissonFamily()
 
+    #: the zero-inflation design is not built from partitions yet
+    _fits_partitioned = False
+
     def _design_builder(self):
         return ZeroInflationDesignBuilder(self.random_effects, self.zero_inflation, self.fixed_effects)
 

@@ -124,6 +124,7 @@ LAYERS = [
     ("design", {"design"}),
     ("engine", {"_core"}),
     ("reports", {"results"}),
+    ("partitions", {"_partitioned_fit", "_dask"}),
     ("estimators", {"_base", "_regressors", "_classifier", "_zero_inflated", "_inference", "_lme4_api"}),
     ("outer", {"plot", "_formula", "_r2", "_drop1", "_marginal", "_model_frame"}),
     ("entry points", {"_cli", "__main__", "__init__"}),

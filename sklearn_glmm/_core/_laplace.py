@@ -58,7 +58,7 @@ from ._system import BlockedSystem, TermRows, TermsBookkeeping, TermSystem, Thet
 from ._zip import ZIPKernel, ZIPLikelihood
 from ._glm import FamilyGLM, fit_glm
 
-__all__ = ["CoreTerm", "LaplaceProblem", "ShardResult"]
+__all__ = ["CoreTerm", "LaplaceProblem", "RowSelection", "ShardResult", "evenly_spaced_levels"]
 
 
 @dataclass
@@ -95,6 +95,47 @@ class ShardResult:
     u: np.ndarray
     converged: bool
     state: Modes | None
+
+
+def evenly_spaced_levels(n_levels: int, n_kept: int) -> np.ndarray:
+    """About ``n_kept`` level positions spread evenly over ``0 .. n_levels - 1`` (the stage-1 subsample)."""
+    return np.unique(np.linspace(0, n_levels - 1, n_kept).round().astype(np.intp))
+
+
+@dataclass
+class RowSelection:
+    """Rows of some levels (transposed, as a problem stores them), with each term's level codes."""
+
+    XT: np.ndarray
+    y: np.ndarray
+    weights: np.ndarray
+    offset: np.ndarray
+    ZT: list[np.ndarray]
+    codes: list[np.ndarray]
+    XZT: np.ndarray | None
+
+    @staticmethod
+    def concatenate(parts: list[RowSelection]) -> RowSelection:
+        """The rows of several selections, one after the other."""
+        def cat(arrays, axis=0):
+            return np.concatenate(arrays, axis=axis)
+
+        first = parts[0]
+        return RowSelection(
+            cat([p.XT for p in parts], 1), cat([p.y for p in parts]), cat([p.weights for p in parts]),
+            cat([p.offset for p in parts]), [cat([p.ZT[k] for p in parts], 1) for k in range(len(first.ZT))],
+            [cat([p.codes[k] for p in parts]) for k in range(len(first.codes))],
+            None if first.XZT is None else cat([p.XZT for p in parts], 1),
+        )
+
+    def problem(self, family: Family, theta_map: ThetaMap, controls: SolverControls, n_agq: int = 1) -> LaplaceProblem:
+        """The model on these rows, each term's levels recoded to those present."""
+        terms = []
+        for k, codes in enumerate(self.codes):
+            levels, local = np.unique(codes, return_inverse=True)
+            terms.append(CoreTerm(local.ravel(), self.ZT[k].T, levels.size, *theta_map.positions[k]))
+        return LaplaceProblem(family, self.XT.T, self.y, self.weights, self.offset, terms, controls, n_agq=n_agq,
+                              X_zi=None if self.XZT is None else self.XZT.T)
 
 
 class _Shard:
@@ -329,18 +370,23 @@ class LaplaceProblem(TermsBookkeeping):
         G = self.level_counts[0]
         if G <= 2 * n_levels or self.n_agq > 1:
             return self
-        keep = np.unique(np.linspace(0, G - 1, n_levels).round().astype(np.intp))
         mask = np.zeros(G, dtype=bool)
-        mask[keep] = True
-        rows = self.groups.expand(mask)
-        new_first = (np.cumsum(mask) - 1)[self.codes[0][rows]]
-        terms = [CoreTerm(new_first, self.ZT[0][:, rows].T, keep.size, *self.theta_map.positions[0])]
-        for k in range(1, len(self.ZT)):
-            levels, codes = np.unique(self.codes[k][rows], return_inverse=True)
-            terms.append(CoreTerm(codes, self.ZT[k][:, rows].T, levels.size, *self.theta_map.positions[k]))
-        return LaplaceProblem(
-            self.family, self.XT[:, rows].T, self.y[rows], self.weights[rows], self.offset[rows], terms,
-            self.controls, X_zi=None if self.XZT is None else self.XZT[:, rows].T,
+        mask[evenly_spaced_levels(G, n_levels)] = True
+        return self.rows_of_levels(mask).problem(self.family, self.theta_map, self.controls)
+
+    def rows_of_levels(self, mask: np.ndarray, levels: list[np.ndarray] | None = None) -> RowSelection:
+        """The rows of the levels of the largest factor where ``mask`` is True.
+
+        ``levels`` maps each term's codes to other labels (a part's local
+        levels to the whole data's); None keeps the codes.
+        """
+        rows = self.groups.expand(np.asarray(mask, dtype=bool))
+        codes = [c[rows] for c in self.codes]
+        if levels is not None:
+            codes = [np.asarray(lv)[c] for lv, c in zip(levels, codes)]
+        return RowSelection(
+            self.XT[:, rows], self.y[rows], self.weights[rows], self.offset[rows], [z[:, rows] for z in self.ZT],
+            codes, None if self.XZT is None else self.XZT[:, rows],
         )
 
     # -- the deviance ----------------------------------------------------------
@@ -531,13 +577,16 @@ class LaplaceProblem(TermsBookkeeping):
         evaluation at the estimates) when it has them; otherwise the modes are
         recomputed from the fit's ``u`` (one PIRLS step when ``u`` is the mode).
         """
-        theta = result.theta
+        return self.conditional_covariances_at(result.theta, result.coef, result.param, result.u, state)
+
+    def conditional_covariances_at(self, theta, coef, param, u, state=None) -> list[np.ndarray]:
+        """:meth:`conditional_covariances` at a point, with the modes ``u`` there (or near)."""
         lambdas = self.theta_map.lambdas(theta)
         if state is not None and all(m is not None for m in state):
             systems = [shard.system(lambdas) for shard in self.shards]
             per_shard = [system.inverse_blocks(m.factor) for system, m in zip(systems, state)]
         else:
-            modes = self.modes(theta, result.coef, result.param, result.u, rows=False)
+            modes = self.modes(theta, coef, param, u, rows=False)
             per_shard = [system.inverse_blocks(m.factor) for _, _, system, m in modes]
         blocks = [np.concatenate(parts) for parts in zip(*per_shard)]
         return [np.einsum("ab,gbc,dc->gad", lam, block, lam) for lam, block in zip(lambdas, blocks)]

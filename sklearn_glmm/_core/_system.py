@@ -86,8 +86,13 @@ class TermsBookkeeping:
     """What a problem with random-effects terms tells the solver about theta.
 
     Needs ``theta_map`` (:class:`ThetaMap`), ``level_counts`` (levels of each
-    term, the largest first) and ``ZT`` (each term's covariates, (q_k, n)).
+    term, the largest first) and ``ZT`` (each term's covariates, (q_k, n)), or
+    its own :meth:`covariate_mean_squares` (a problem whose rows are elsewhere).
     """
+
+    def covariate_mean_squares(self) -> list[np.ndarray]:
+        """Mean over the rows of each term's squared covariates: one (q_k,) array per term."""
+        return [np.mean(ZT**2, axis=1) for ZT in self.ZT]
 
     @property
     def n_theta(self) -> int:
@@ -110,8 +115,8 @@ class TermsBookkeeping:
         1e8 is as well conditioned as an intercept.
         """
         parts = []
-        for ZT, (rows, _) in zip(self.ZT, self.theta_map.positions):
-            rms = np.sqrt(np.mean(ZT**2, axis=1))
+        for mean_squares, (rows, _) in zip(self.covariate_mean_squares(), self.theta_map.positions):
+            rms = np.sqrt(mean_squares)
             parts.append(np.where(rms > 0, rms, 1.0)[rows])
         return np.concatenate(parts)
 

@@ -299,6 +299,14 @@ class Family:
     def variance(self, mu):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def pearson_residuals(self, y, mu, w) -> np.ndarray:
+        """``(y - mu) sqrt(w / V(mu))`` with the full variance (NB size, Gamma shape, sigma^2 included).
+
+        lme4's "scaled residuals"; the variance is floored where ``mu`` sits
+        on a boundary of the support.
+        """
+        return (y - mu) * np.sqrt(w / np.maximum(self.variance(mu), 1e-300))
+
     def variance_deriv(self, mu):  # pragma: no cover - abstract
         raise NotImplementedError
 
