@@ -67,6 +67,13 @@ SOLVER_OPTIONS_DOC = """solver_options : dict, default=None
         the fields of ``sklearn_glmm._core.SolverControls``, e.g.
         ``{"pirls_tol": 1e-12}``). ``max_iter`` and ``tol`` win over the same
         names here. The values used are in ``fit_summary_.controls``.
+    n_jobs : int, default=None
+        Threads for one fit: the rows are cut into shards of whole groups
+        that run in parallel (scikit-learn's meaning: None is 1, -1 all
+        CPUs). The answer equals the one-thread fit up to the order of
+        floating-point sums. The linear mixed model and crossed factors run
+        in one thread. Dask DataFrame inputs run on the cluster instead
+        (``docs/scaling_out.md``).
     verbose : int, default=0
         1 prints progress per stage, 2 per deviance evaluation."""
 
