@@ -43,7 +43,7 @@ def _seed_case(case):
     return model, ref, data
 
 
-#: several grouping factors (issue 4): estimator, random_effects, X columns, y, factor columns, kwargs
+#: several grouping factors: estimator, random_effects, X columns, y, factor columns, kwargs
 MULTI_FACTOR_CASES = {
     "crossed_binary_sim": ("BinomialGLMMClassifier", "(1 | subject) + (1 | item)", ["x"], "y", ["subject", "item"], {}),
     "penicillin_crossed": ("GaussianLMMRegressor", "(1 | plate) + (1 | sample)", [], "diameter", ["plate", "sample"],

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Side-by-side fit benchmarks for sklearn_glmm against lme4, glmmTMB and GPBoost (issue 9).
+"""Side-by-side fit benchmarks for sklearn_glmm against lme4, glmmTMB and GPBoost.
 
 Generates the app-engagement panel (``make_app_engagement(n_users, 180)``) once per size,
 times our fits (median of repeats, wall clock), measures the peak memory of our fit in a
@@ -62,7 +62,7 @@ R_PEERS = ("lme4", "lme4_nagq0", "glmmtmb")
 PY_PEERS = ("gpboost", "gpboost_default")
 ALL_PEERS = R_PEERS + PY_PEERS
 DEFAULT_PEERS = ("lme4", "lme4_nagq0", "glmmtmb", "gpboost")
-#: GPBoost with tight tolerances (issue 9: its default stopping rule stops short of the optimum)
+#: GPBoost with tight tolerances (its default stopping rule stops short of the optimum)
 GPBOOST_TIGHT = {"delta_rel_conv": 1e-12, "maxit": 10_000}
 OUR_ESTIMATOR = {"poisson": "PoissonGLMMRegressor", "binomial": "BinomialGLMMClassifier",
                  "negative_binomial": "NegativeBinomialGLMMRegressor"}
@@ -424,7 +424,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def target_checks(rows: list[dict], workload: dict | None) -> list[dict]:
-    """Issue 9 targets that can be judged from this run."""
+    """The performance targets that can be judged from this run."""
     by = {(r["size"], r["model"], r["tool"]): r for r in rows if r.get("median_s") is not None}
     checks = []
 
@@ -746,7 +746,7 @@ def main(argv=None) -> int:
             f"{m}: fits {sum(v['fit_s']):.2f} s, predict {sum(v['predict_s']):.3f} s"
             for m, v in workload["models"].items()))
     if checks:
-        print("\nIssue 9 targets judged from this run:")
+        print("\nPerformance targets judged from this run:")
         for c in checks:
             verdict = "PASS" if c["pass"] else "FAIL"
             print(f"  [{verdict}] {c['target']}: {c['value']:.4g} (limit {c['limit']:.4g})")

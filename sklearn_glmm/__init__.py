@@ -23,9 +23,9 @@ from ._regressors import (
     NegativeBinomialGLMMRegressor,
     PoissonGLMMRegressor,
 )
-from ._zero_inflated import ZeroInflatedPoissonGLMMRegressor  # issue 7
-from .results._compare import compare_models  # issue 8
-from .results._diagnostics import overdispersion, simulate  # issue 8
+from ._zero_inflated import ZeroInflatedPoissonGLMMRegressor
+from .results._compare import compare_models
+from .results._diagnostics import overdispersion, simulate
 
 __version__ = "0.1.0"
 

@@ -25,19 +25,23 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from ._core import CoreTerm, FitResult, build_problem, fit, fit_glm_ml, make_controls
+from ._core import CoreTerm, FitResult, ShardRunner, build_problem, fit, fit_glm_ml, make_controls
 from ._core._agq import MAX_AGQ
+from ._dask import dask_aware, fit_dask, is_dask_collection, score_dask
 from ._inference import _InferenceMixin
 from ._lme4_api import _Lme4API
 from .design import DesignBuilder, parse_random_effects
+from .design._formula import prepare_formula_fit
 from .families import Family
 from .results import GLMMSummary, coefficient_table
+from .results._summary import RESIDUAL_QUANTILES
 from .results._varcorr import VARCORR_COLUMNS, varcorr_table_bars
 from .utils._param_validation import Interval, StrOptions, validate_data
 from .utils._validation import (
     check_finite_information,
     check_fit_data,
     check_numeric_inputs,
+    effective_threads,
     warn_about_fit,
     warn_if_singular,
 )
@@ -126,6 +130,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         "new_groups": [StrOptions({"population", "marginal", "error"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "solver_options": [None, dict],
+        "n_jobs": [None, Integral],
         "verbose": ["verbose"],
     }
 
@@ -146,6 +151,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         new_groups="population",
         max_iter=500,
         solver_options=None,
+        n_jobs=None,
         verbose=0,
     ):
         self.random_effects = random_effects
@@ -154,6 +160,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         self.new_groups = new_groups
         self.max_iter = max_iter
         self.solver_options = solver_options
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     # -- hooks ----------------------------------------------------------------
@@ -190,6 +197,9 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
 
     #: whether y must be numeric (the classifier takes labels)
     _y_numeric = True
+
+    #: whether the model fits data held in partitions (Dask DataFrames; ``sklearn_glmm._partitioned_fit``)
+    _fits_partitioned = True
 
     #: whether the model is a linear mixed model fitted by REML (its data checks)
     _uses_reml = False
@@ -262,8 +272,10 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        self._clear_formula()  # a formula fit sets formula_ again after this fit
         parse_random_effects(self.random_effects)  # fail early on a bad spec
+        if is_dask_collection(X):
+            return fit_dask(self, X, y, groups, sample_weight, offset)
+        self._clear_formula()  # a formula fit sets formula_ again after this fit
         controls = self._controls()
         X, groups = self._split_group_column(X, groups)
         if groups is None:
@@ -315,24 +327,39 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
                 self._fit_without_groups(design, y, w, off, controls)
             else:
                 self._fit_mixed(design, y, w, off, controls)
-        self._set_param_attributes(self._family_)
-        if design.terms:
-            warn_if_singular(self.fit_summary_.at_boundary[self._builder.theta_order_], self._builder.report_bars_)
-        warn_about_fit(self._family_, self._fitted_probabilities(design, off, w))
-        self._set_criteria()
         residuals = self._pearson_residuals(y, self._fitted_mu(design, off), w)
-        self._residual_quantiles = np.quantile(residuals, [0, 0.25, 0.5, 0.75, 1.0])
+        self._finish_fit(bool(design.terms), self._fitted_probabilities(design, off, w),
+                         np.quantile(residuals, RESIDUAL_QUANTILES))
         return self
 
-    def _problem(self, design, y, w, off, controls):
-        """The engine's problem for this model on these data."""
+    def _finish_fit(self, mixed: bool, fitted_means: np.ndarray, residual_quantiles: np.ndarray) -> None:
+        """The last steps of every fit: the family's attributes, lme4's warnings, criteria.
+
+        ``fitted_means`` are those of the rows with positive weight (or their
+        extremes: only those decide the warning), ``residual_quantiles`` the
+        Pearson residuals' quantiles at ``RESIDUAL_QUANTILES``.
+        """
+        self._set_param_attributes(self._family_)
+        if mixed:
+            warn_if_singular(self.fit_summary_.at_boundary[self._builder.theta_order_], self._builder.report_bars_)
+        warn_about_fit(self._family_, fitted_means)
+        self._set_criteria()
+        self._residual_quantiles = np.asarray(residual_quantiles, dtype=float)
+
+    def _problem(self, design, y, w, off, controls, runner: ShardRunner | None = None):
+        """The engine's problem for this model on these data (its shards run on ``runner``)."""
         return build_problem(self._family_, design.X, y, w, off, core_terms(design.terms), controls,
-                             **self._engine_options(design))
+                             runner=runner, **self._engine_options(design))
 
     def _fit_mixed(self, design, y, w, off, controls) -> None:
-        problem = self._problem(design, y, w, off, controls)
+        with ShardRunner(effective_threads(self.n_jobs)) as runner:
+            problem = self._problem(design, y, w, off, controls, runner)
+            self._solve_and_adopt(problem, design.terms)
+
+    def _solve_and_adopt(self, problem, terms) -> None:
+        """Solve ``problem`` and set the fitted attributes (``terms``: the design's, rows not needed)."""
         result = self._solve(problem)
-        self._set_result_attributes(problem, result, design.terms)
+        self._set_result_attributes(problem, result, terms)
         self.fit_summary_ = result
         covs = result.conditional_covariances
         self.ranef_condsd_ = {
@@ -346,7 +373,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
                 "the covariates, simplifying random_effects (e.g. '1' instead of a "
                 "random slope) or raising max_iter.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _solve(self, problem) -> FitResult:
@@ -509,6 +536,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
                 mu[new] = link.marginal_mean(eta[new], var[new])
         return mu
 
+    @dask_aware
     def predict(self, X=None, groups=None, offset=None, kind="mean"):
         """Predicted mean response, including the random effects of known groups.
 
@@ -547,23 +575,38 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         formula-fitted model also takes a raw data frame with the response
         column, or nothing for the rows of the fit.
         """
+        if is_dask_collection(X):
+            return score_dask(self, X, y, groups, sample_weight, offset)
         X, y, groups, sample_weight, offset, _ = self._lme4_data(
             X, y, groups, sample_weight, offset, need_y=True
         )
+        sums = self._score_sums(X, y, groups, sample_weight, offset)
+        return self._score_from_sums([sums], lambda mean: [self._null_deviance(X, y, sample_weight, mean)])
+
+    # score as sums over rows, so that data held in partitions add up (sklearn_glmm._dask)
+    def _score_sums(self, X, y, groups, sample_weight, offset) -> tuple[float, float, float]:
+        """The model's deviance, the weights' sum and the weighted response's sum on these rows."""
         design, n = self._design_for(X, groups)
         y = self._check_y(y, n)
         w = self._check_sample_weight(sample_weight, n)
         mu = self._mean(design, self._offset_or_none(offset, n))
-        family = self._family_
-        dev = family.deviance(y, mu, w)
-        null = family.deviance(y, np.full(n, np.average(y, weights=w)), w)
+        return float(self._family_.deviance(y, mu, w)), float(np.sum(w)), float(np.dot(w, y))
+
+    def _null_deviance(self, X, y, sample_weight, mean: float) -> float:
+        """The deviance of the constant prediction ``mean`` on these rows."""
+        n = len(y)
+        y = self._check_y(y, n)
+        return float(self._family_.deviance(y, np.full(n, mean), self._check_sample_weight(sample_weight, n)))
+
+    def _score_from_sums(self, sums: list, null_deviances) -> float:
+        """D^2 from the parts' :meth:`_score_sums` (``null_deviances(mean)``: the parts' null deviances)."""
+        dev = sum(s[0] for s in sums)
+        null = sum(null_deviances(sum(s[2] for s in sums) / sum(s[1] for s in sums)))
         return float(1.0 - dev / null) if null > 0 else float("nan")
 
     # -- report ---------------------------------------------------------------
     def _pearson_residuals(self, y, mu, w) -> np.ndarray:
-        # the full variance (with the NB size, Gamma shape or sigma^2): lme4's
-        # "scaled residuals"; floored where mu sits on a boundary of the support
-        return (y - mu) * np.sqrt(w / np.maximum(self._family_.variance(mu), 1e-300))
+        return self._family_.pearson_residuals(y, mu, w)
 
     def summary(self) -> GLMMSummary:
         """An lme4-style summary; ``print(model.summary())`` shows it."""
@@ -619,11 +662,51 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         return tags
 
     @classmethod
-    def from_formula(cls, formula, data, **params):
-        """Fit from an lme4 formula and a DataFrame; see :func:`sklearn_glmm.glmer`."""
-        from ._formula import fit_formula
+    def from_formula(cls, formula, data, *, weights=None, offset=None, **params):
+        """Fit from an lme4 formula and a DataFrame, as R's ``glmer(formula, data)``.
 
-        return fit_formula(cls, formula, data, **params)
+        Parameters
+        ----------
+        formula : str
+            lme4 syntax, e.g. ``"logins ~ day_centered + (day_centered | user_id)"``.
+        data : DataFrame
+        weights, offset : array-like or str, default=None
+            Prior weights and offset: arrays with one value per row of
+            ``data``, or column names.
+        **params
+            Estimator parameters; ``random_effects`` (and ``fixed_effects``)
+            come from the formula unless given.
+
+        Returns
+        -------
+        fitted estimator
+            With ``formula_`` set: ``predict``, ``score``, ``residuals`` and
+            ``simulate`` take a raw data frame, or no data for the rows of the
+            fit (``m.fitted()``). The data frame is referenced, not copied, and
+            never pickled.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import PoissonGLMMRegressor
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> model = PoissonGLMMRegressor.from_formula("logins ~ day_centered + (1 | user_id)",
+        ...                                           load_app_engagement())
+        >>> model.fixef_.round(4).tolist()
+        [0.7379, -0.0091]
+        """
+        spec, inputs, random_effects, fixed_effects, weights_array, offset_array = prepare_formula_fit(
+            formula, data, weights, offset
+        )
+        if random_effects is not None:
+            params.setdefault("random_effects", random_effects)
+        if fixed_effects is not None:
+            params.setdefault("fixed_effects", fixed_effects)
+        model = cls(**params)
+        fit_kw = {k: v for k, v in (("sample_weight", inputs.sample_weight), ("offset", inputs.offset)) if v is not None}
+        model.fit(inputs.X, inputs.y, groups=inputs.groups, **fit_kw)
+        # the data frame is kept by reference for R-style calls without data; never pickled
+        model._keep_formula(spec, data, weights_array, offset_array)
+        return model
 
 
 class _LaplaceGLMM(_BaseGLMM):
@@ -648,11 +731,12 @@ class _LaplaceGLMM(_BaseGLMM):
         max_iter=500,
         tol=1e-10,
         solver_options=None,
+        n_jobs=None,
         verbose=0,
     ):
         super().__init__(
             random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
-            max_iter=max_iter, solver_options=solver_options, verbose=verbose,
+            max_iter=max_iter, solver_options=solver_options, n_jobs=n_jobs, verbose=verbose,
         )
         self.se_method = se_method
         self.n_agq = n_agq

@@ -9,6 +9,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseGLMM
+from ._dask import dask_aware, is_dask_collection, score_dask
 from ._regressors import BINOMIAL_LINK_DOC, OPTIMISER_DOC, _BinomialGLMM, _doc
 
 __all__ = ["BinomialGLMMClassifier"]
@@ -50,6 +51,7 @@ class BinomialGLMMClassifier(ClassifierMixin, _BinomialGLMM):
             raise ValueError(f"y has labels {np.unique(y[unknown])[:5].tolist()} not in classes_ {self.classes_.tolist()}.")
         return (y == self.classes_[1]).astype(float)
 
+    @dask_aware
     def decision_function(self, X=None, groups=None, offset=None):
         """The linear predictor (log-odds for the logit link) of ``classes_[1]``.
 
@@ -58,6 +60,7 @@ class BinomialGLMMClassifier(ClassifierMixin, _BinomialGLMM):
         """
         return _BaseGLMM.predict(self, X, groups=groups, offset=offset, kind="link")
 
+    @dask_aware
     def predict_proba(self, X=None, groups=None, offset=None):
         """Probabilities of ``classes_[0]`` and ``classes_[1]``, shape (n_samples, 2).
 
@@ -66,6 +69,7 @@ class BinomialGLMMClassifier(ClassifierMixin, _BinomialGLMM):
         p = _BaseGLMM.predict(self, X, groups=groups, offset=offset)
         return np.column_stack([1.0 - p, p])
 
+    @dask_aware
     def predict(self, X=None, groups=None, offset=None):
         """The more probable label of each row.
 
@@ -85,8 +89,19 @@ class BinomialGLMMClassifier(ClassifierMixin, _BinomialGLMM):
         A formula-fitted model also takes a raw data frame with the response
         column, or nothing for the rows of the fit.
         """
+        if is_dask_collection(X):
+            return score_dask(self, X, y, groups, sample_weight, offset)
         X, y, groups, sample_weight, offset, _ = self._lme4_data(X, y, groups, sample_weight, offset, need_y=True)
         return float(accuracy_score(y, self.predict(X, groups=groups, offset=offset), sample_weight=sample_weight))
+
+    def _score_sums(self, X, y, groups, sample_weight, offset) -> tuple[float, float]:
+        """The weight of the correctly predicted rows and of all rows."""
+        correct = np.asarray(self.predict(X, groups=groups, offset=offset) == np.asarray(y), dtype=float)
+        w = np.ones(correct.size) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        return float(np.dot(w, correct)), float(np.sum(w))
+
+    def _score_from_sums(self, sums: list, null_deviances=None) -> float:
+        return float(sum(s[0] for s in sums) / sum(s[1] for s in sums))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

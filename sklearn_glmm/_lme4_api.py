@@ -47,46 +47,18 @@ duck-typed, so the estimator layer does not depend on the outer one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["_Lme4API", "FormulaFrame", "FormulaTransform", "ModelInputs", "PREDICTION_KINDS"]
+from .design._formula import FormulaFrame
+
+__all__ = ["_Lme4API", "FormulaTransform", "ModelInputs", "PREDICTION_KINDS"]
 
 #: scales of ``predict``: the mean response or the linear predictor
 PREDICTION_KINDS = ("mean", "link")
-
-
-@dataclass(frozen=True)
-class FormulaFrame:
-    """The estimator's inputs for the rows of a data frame.
-
-    Attributes
-    ----------
-    X : DataFrame
-        The fixed design (intercept excluded), columns as in fit.
-    y : Series or None
-        The response; None when the data have no response column.
-    groups : Series, DataFrame or None
-        The grouping column(s); None when the data have none of them.
-    offset, sample_weight : ndarray or None
-    rows : ndarray of int
-        Positions in the data of the rows above (rows with a missing value in
-        a column the model uses are left out).
-    n_rows : int
-        Number of rows of the data.
-    """
-
-    X: pd.DataFrame
-    y: pd.Series | None
-    groups: pd.Series | pd.DataFrame | None
-    offset: np.ndarray | None
-    sample_weight: np.ndarray | None
-    rows: np.ndarray
-    n_rows: int
 
 
 class ModelInputs(NamedTuple):
@@ -335,7 +307,7 @@ class _Lme4API:
     def _keep_formula(self, spec, data, weights=None, offset=None) -> None:
         """Remember the formula transformation and (in memory only) the data of a formula fit.
 
-        Called by :func:`sklearn_glmm._formula.fit_formula` after ``fit``; the
+        Called by ``from_formula`` after ``fit``; the
         one place that names the two attributes besides their readers here.
         """
         self.formula_ = spec

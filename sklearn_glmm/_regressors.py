@@ -67,6 +67,13 @@ SOLVER_OPTIONS_DOC = """solver_options : dict, default=None
         the fields of ``sklearn_glmm._core.SolverControls``, e.g.
         ``{"pirls_tol": 1e-12}``). ``max_iter`` and ``tol`` win over the same
         names here. The values used are in ``fit_summary_.controls``.
+    n_jobs : int, default=None
+        Threads for one fit: the rows are cut into shards of whole groups
+        that run in parallel (scikit-learn's meaning: None is 1, -1 all
+        CPUs). The answer equals the one-thread fit up to the order of
+        floating-point sums. The linear mixed model and crossed factors run
+        in one thread. Dask DataFrame inputs run on the cluster instead
+        (``docs/scaling_out.md``).
     verbose : int, default=0
         1 prints progress per stage, 2 per deviance evaluation."""
 
@@ -271,12 +278,13 @@ class GammaGLMMRegressor(_GLMMRegressor):
         max_iter=500,
         tol=1e-10,
         solver_options=None,
+        n_jobs=None,
         verbose=0,
     ):
         super().__init__(
             random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
             se_method=se_method, n_agq=n_agq, max_iter=max_iter, tol=tol, solver_options=solver_options,
-            verbose=verbose,
+            n_jobs=n_jobs, verbose=verbose,
         )
         self.link = link
 
@@ -341,12 +349,13 @@ class _BinomialGLMM(_LaplaceGLMM):
         max_iter=500,
         tol=1e-10,
         solver_options=None,
+        n_jobs=None,
         verbose=0,
     ):
         super().__init__(
             random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
             se_method=se_method, n_agq=n_agq, max_iter=max_iter, tol=tol, solver_options=solver_options,
-            verbose=verbose,
+            n_jobs=n_jobs, verbose=verbose,
         )
         self.link = link
 
@@ -411,11 +420,12 @@ class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
         new_groups="population",
         max_iter=500,
         solver_options=None,
+        n_jobs=None,
         verbose=0,
     ):
         super().__init__(
             random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
-            max_iter=max_iter, solver_options=solver_options, verbose=verbose,
+            max_iter=max_iter, solver_options=solver_options, n_jobs=n_jobs, verbose=verbose,
         )
         self.reml = reml
 

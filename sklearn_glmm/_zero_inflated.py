@@ -168,11 +168,12 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         max_iter=500,
         tol=1e-10,
         solver_options=None,
+        n_jobs=None,
         verbose=0,
     ):
         super().__init__(
             random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
-            max_iter=max_iter, solver_options=solver_options, verbose=verbose,
+            max_iter=max_iter, solver_options=solver_options, n_jobs=n_jobs, verbose=verbose,
         )
         self.zero_inflation = zero_inflation
         self.tol = tol
@@ -180,6 +181,9 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
     # -- hooks ----------------------------------------------------------------
     def _get_family(self):
         return PoissonFamily()
+
+    #: the zero-inflation design is not built from partitions yet
+    _fits_partitioned = False
 
     def _design_builder(self):
         return ZeroInflationDesignBuilder(self.random_effects, self.zero_inflation, self.fixed_effects)

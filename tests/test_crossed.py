@@ -1,9 +1,9 @@
-"""Several grouping factors: crossed, nested and uncorrelated terms (issue 4).
+"""Several grouping factors: crossed, nested and uncorrelated terms.
 
 References: lme4 1.1.31 (``crossed_binary_sim``, ``penicillin_crossed``) from the
 shared reference set, and ``nested_poisson_sim`` / ``sleepstudy_uncorrelated``
 made with ``tests/data/extra_references.R`` on this project's machine.
-Tolerances are the issue's: fixed effects within max(2e-3 relative, 2 % of
+Tolerances: fixed effects within max(2e-3 relative, 2 % of
 their SE), SDs within 3e-3 relative, logLik >= the reference's tight value - 2e-3.
 """
 

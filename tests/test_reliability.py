@@ -1,4 +1,4 @@
-"""Reliability (issue 6): clear errors for bad input, honest warnings for hard fits.
+"""Reliability: clear errors for bad input, honest warnings for hard fits.
 
 One test per row of ``docs/bad_inputs.md``: each bad input gets a ``ValueError``
 or ``TypeError`` naming the argument and the fix; degenerate but legal data is

@@ -29,6 +29,7 @@ from ._glm import FamilyGLM, GLMFit, fit_glm, fit_glm_ml
 from ._laplace import CoreTerm, LaplaceProblem
 from ._lmm import LMMProblem, LMMResult, fit_lmm
 from ._optimize import FitResult, fit
+from ._parallel import ShardRunner
 from ._problem import Evaluation, InferenceProblem, Problem, Start
 from ._profile import LMMProfileProblem, ProfileProblem, sdcor_from_theta, theta_blocks
 from ._refit import Replicate, bootstrap_replicate
@@ -37,7 +38,7 @@ from ._zip import ZIPLikelihood
 __all__ = [
     "CoreTerm", "Evaluation", "FamilyGLM", "FitResult", "GLMFit", "InferenceProblem", "LMMProblem",
     "LMMProfileProblem", "LMMResult", "LaplaceProblem", "Problem", "ProfileProblem", "Replicate",
-    "SolverControls", "Start", "ZIPLikelihood", "bootstrap_replicate", "build_problem", "fit", "fit_glm",
+    "ShardRunner", "SolverControls", "Start", "ZIPLikelihood", "bootstrap_replicate", "build_problem", "fit", "fit_glm",
     "fit_glm_ml", "fit_lmm", "make_controls", "sdcor_from_theta", "theta_blocks",
 ]
 
@@ -55,6 +56,7 @@ def build_problem(
     reml: bool = True,
     n_agq: int = 1,
     X_zi: np.ndarray | None = None,
+    runner: ShardRunner | None = None,
 ):
     """The problem of a model with random effects: the one place the engine is chosen.
 
@@ -73,7 +75,12 @@ def build_problem(
         Adaptive Gauss-Hermite quadrature points (1: Laplace).
     X_zi : ndarray or None
         Zero-inflation design of a zero-inflated Poisson model.
+    runner : ShardRunner or None
+        The threads that evaluate the Laplace problem's shards (None: the
+        calling thread). The linear mixed model's evaluations cost
+        ``O(levels)`` after one pass over the rows and run in the calling
+        thread.
     """
     if exact_gaussian:
         return LMMProblem(X, y, weights, offset, terms, controls, reml)
-    return LaplaceProblem(family, X, y, weights, offset, terms, controls, n_agq=n_agq, X_zi=X_zi)
+    return LaplaceProblem(family, X, y, weights, offset, terms, controls, n_agq=n_agq, X_zi=X_zi, runner=runner)

@@ -23,7 +23,8 @@ one shard by default). With one grouping factor the penalised deviance and its
 gradient are sums over levels, so an evaluation is a sum over shards of
 :meth:`LaplaceProblem.evaluate_shard` -- the same code for one shard or many;
 only ``(theta, coef, param)`` goes in and a deviance, a gradient and the
-shard's modes come out. Several crossed factors couple every level, and their
+shard's modes come out. The shards run on a :class:`~._parallel.ShardRunner`'s
+threads (an estimator's ``n_jobs``), at least one shard per thread. Several crossed factors couple every level, and their
 evaluation is one shard (the reduced system of eq. 14 lives inside it).
 
 Group sums. For a Poisson random intercept the rows of a level enter the
@@ -51,13 +52,14 @@ from ._blocked import RandomEffectsLayout
 from ._controls import SolverControls
 from ._gradient import laplace_gradient, mode_derivative
 from ._linalg import GroupIndex, row_order
+from ._parallel import ShardRunner
 from ._pirls import Modes, pirls
 from ._problem import Evaluation, Start
-from ._system import BlockedSystem, TermRows, TermSystem, ThetaMap
+from ._system import BlockedSystem, TermRows, TermsBookkeeping, TermSystem, ThetaMap
 from ._zip import ZIPKernel, ZIPLikelihood
 from ._glm import FamilyGLM, fit_glm
 
-__all__ = ["CoreTerm", "LaplaceProblem", "RowCurvature", "ShardResult"]
+__all__ = ["CoreTerm", "LaplaceProblem", "RowCurvature", "RowSelection", "ShardResult", "evenly_spaced_levels"]
 
 
 @dataclass
@@ -94,6 +96,47 @@ class ShardResult:
     u: np.ndarray
     converged: bool
     state: Modes | None
+
+
+def evenly_spaced_levels(n_levels: int, n_kept: int) -> np.ndarray:
+    """About ``n_kept`` level positions spread evenly over ``0 .. n_levels - 1`` (the stage-1 subsample)."""
+    return np.unique(np.linspace(0, n_levels - 1, n_kept).round().astype(np.intp))
+
+
+@dataclass
+class RowSelection:
+    """Rows of some levels (transposed, as a problem stores them), with each term's level codes."""
+
+    XT: np.ndarray
+    y: np.ndarray
+    weights: np.ndarray
+    offset: np.ndarray
+    ZT: list[np.ndarray]
+    codes: list[np.ndarray]
+    XZT: np.ndarray | None
+
+    @staticmethod
+    def concatenate(parts: list[RowSelection]) -> RowSelection:
+        """The rows of several selections, one after the other."""
+        def cat(arrays, axis=0):
+            return np.concatenate(arrays, axis=axis)
+
+        first = parts[0]
+        return RowSelection(
+            cat([p.XT for p in parts], 1), cat([p.y for p in parts]), cat([p.weights for p in parts]),
+            cat([p.offset for p in parts]), [cat([p.ZT[k] for p in parts], 1) for k in range(len(first.ZT))],
+            [cat([p.codes[k] for p in parts]) for k in range(len(first.codes))],
+            None if first.XZT is None else cat([p.XZT for p in parts], 1),
+        )
+
+    def problem(self, family: Family, theta_map: ThetaMap, controls: SolverControls, n_agq: int = 1) -> LaplaceProblem:
+        """The model on these rows, each term's levels recoded to those present."""
+        terms = []
+        for k, codes in enumerate(self.codes):
+            levels, local = np.unique(codes, return_inverse=True)
+            terms.append(CoreTerm(local.ravel(), self.ZT[k].T, levels.size, *theta_map.positions[k]))
+        return LaplaceProblem(family, self.XT.T, self.y, self.weights, self.offset, terms, controls, n_agq=n_agq,
+                              X_zi=None if self.XZT is None else self.XZT.T)
 
 
 class _Shard:
@@ -245,7 +288,7 @@ class RowCurvature:
         return 2.0 * info
 
 
-class LaplaceProblem:
+class LaplaceProblem(TermsBookkeeping):
     """A GLMM with one or several random-effects terms (see the module docstring).
 
     Parameters
@@ -264,6 +307,10 @@ class LaplaceProblem:
     X_zi : ndarray of shape (n, pz) or None
         Zero-inflation design (intercept included) of a zero-inflated Poisson
         model; ``family`` must then be Poisson.
+    runner : ShardRunner or None
+        Runs the shards (on its threads); with ``n`` threads and one grouping
+        factor the rows are cut into at least ``n`` shards of about equal
+        rows. None: one thread.
     """
 
     exact_gradient = True
@@ -280,6 +327,7 @@ class LaplaceProblem:
         *,
         n_agq: int = 1,
         X_zi: np.ndarray | None = None,
+        runner: ShardRunner | None = None,
     ):
         if n_agq > 1 and (len(terms) != 1 or terms[0].Z.shape[1] != 1):
             raise ValueError(
@@ -315,21 +363,25 @@ class LaplaceProblem:
         )
         #: the levels of the largest factor over all rows
         self.groups = self.layout.groups if self.layout is not None else GroupIndex(self.codes[0], self.level_counts[0])
-        self.shards = self._make_shards(controls.shard_rows)
+        self.runner = ShardRunner() if runner is None else runner
+        self.shards = self._make_shards(controls.shard_rows, self.runner.n_threads)
         self._collapsible = (
             isinstance(family, PoissonFamily) and isinstance(family.link, LogLink) and self.XZT is None
             and self.n_agq == 1 and self.layout is None and self.shards[0].rows.intercept_only
         )
 
     # -- shards --------------------------------------------------------------
-    def _make_shards(self, shard_rows: int | None) -> list[_Shard]:
+    def _make_shards(self, shard_rows: int | None, n_threads: int) -> list[_Shard]:
         G0, q0 = self.level_counts[0], self.theta_map.q[0]
-        if self.layout is not None or shard_rows is None or shard_rows >= self.n_rows:
+        n_shards = max(1 if shard_rows is None else -(-self.n_rows // shard_rows), n_threads)
+        if self.layout is not None or n_shards == 1:
             return [_Shard(self.XT, self.y, self.weights, self.offset, self.ZT, self.codes, self.level_counts,
                            self.XZT, slice(0, self.u_size), self.layout, self.groups)]
-        # cut between levels, after about shard_rows rows each
+        # cut after the levels where the rows reach k / n_shards of the total:
+        # n_shards shards (fewer when levels are larger) of about equal rows
         ends = np.cumsum(self.groups.counts)
-        cuts = np.flatnonzero(np.diff(ends // shard_rows) > 0) + 1
+        targets = np.arange(1, n_shards) * (self.n_rows / n_shards)
+        cuts = np.unique(np.searchsorted(ends, targets, side="left") + 1)
         bounds = [0, *[int(c) for c in cuts if 0 < c < G0], G0]
         level_ends = np.concatenate([[0], ends])
         shards = []
@@ -344,14 +396,6 @@ class LaplaceProblem:
 
     # -- what the solver reads -----------------------------------------------
     @property
-    def n_theta(self) -> int:
-        return self.theta_map.n_theta
-
-    @property
-    def n_levels(self) -> int:
-        return self.level_counts[0]
-
-    @property
     def u_size(self) -> int:
         return self.layout.size if self.layout is not None else self.level_counts[0] * self.theta_map.q[0]
 
@@ -364,29 +408,17 @@ class LaplaceProblem:
         """Whether evaluations that change only theta cost O(levels) (a Poisson random intercept)."""
         return self._collapsible
 
-    @property
-    def theta_diagonal(self) -> np.ndarray:
-        return self.theta_map.diagonal
-
-    @property
-    def theta_scale(self) -> np.ndarray:
-        """Root-mean-square of the covariate each theta element multiplies (1 if zero).
-
-        The optimiser scales theta by it, so that a slope on a covariate of
-        scale 1e8 is as well conditioned as an intercept.
-        """
-        parts = []
-        for ZT, (rows, _) in zip(self.ZT, self.theta_map.positions):
-            rms = np.sqrt(np.mean(ZT**2, axis=1))
-            parts.append(np.where(rms > 0, rms, 1.0)[rows])
-        return np.concatenate(parts)
-
     def zero_modes(self) -> np.ndarray:
         return np.zeros(self.u_size)
 
     def family_at(self, param: float | None) -> Family:
         """The family with its extra parameter set (itself when ``param`` is None)."""
         return self.family if param is None else self.family.with_param(param)
+
+    def _point(self, theta, coef, param, u0):
+        """The family, ``Lambda_k``, ``(beta, gamma)`` and modes of a point."""
+        beta, gamma = self.split_coef(coef)
+        return self.family_at(param), self.theta_map.lambdas(theta), beta, gamma, np.asarray(u0, dtype=float)
 
     def split_coef(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """``(beta, gamma)``: the count model's and the zero-inflation coefficients."""
@@ -426,18 +458,23 @@ class LaplaceProblem:
         G = self.level_counts[0]
         if G <= 2 * n_levels or self.n_agq > 1:
             return self
-        keep = np.unique(np.linspace(0, G - 1, n_levels).round().astype(np.intp))
         mask = np.zeros(G, dtype=bool)
-        mask[keep] = True
-        rows = self.groups.expand(mask)
-        new_first = (np.cumsum(mask) - 1)[self.codes[0][rows]]
-        terms = [CoreTerm(new_first, self.ZT[0][:, rows].T, keep.size, *self.theta_map.positions[0])]
-        for k in range(1, len(self.ZT)):
-            levels, codes = np.unique(self.codes[k][rows], return_inverse=True)
-            terms.append(CoreTerm(codes, self.ZT[k][:, rows].T, levels.size, *self.theta_map.positions[k]))
-        return LaplaceProblem(
-            self.family, self.XT[:, rows].T, self.y[rows], self.weights[rows], self.offset[rows], terms,
-            self.controls, X_zi=None if self.XZT is None else self.XZT[:, rows].T,
+        mask[evenly_spaced_levels(G, n_levels)] = True
+        return self.rows_of_levels(mask).problem(self.family, self.theta_map, self.controls)
+
+    def rows_of_levels(self, mask: np.ndarray, levels: list[np.ndarray] | None = None) -> RowSelection:
+        """The rows of the levels of the largest factor where ``mask`` is True.
+
+        ``levels`` maps each term's codes to other labels (a part's local
+        levels to the whole data's); None keeps the codes.
+        """
+        rows = self.groups.expand(np.asarray(mask, dtype=bool))
+        codes = [c[rows] for c in self.codes]
+        if levels is not None:
+            codes = [np.asarray(lv)[c] for lv, c in zip(levels, codes)]
+        return RowSelection(
+            self.XT[:, rows], self.y[rows], self.weights[rows], self.offset[rows], [z[:, rows] for z in self.ZT],
+            codes, None if self.XZT is None else self.XZT[:, rows],
         )
 
     # -- the deviance ----------------------------------------------------------
@@ -479,14 +516,12 @@ class LaplaceProblem:
         order (see :func:`~._pirls.pirls`); ``theta_only=True`` computes the
         gradient in theta alone (the others are returned as zeros).
         """
-        family = self.family_at(param)
-        lambdas = self.theta_map.lambdas(theta)
-        beta, gamma = self.split_coef(coef)
-        u0 = np.asarray(u0, dtype=float)
-        parts = [
-            self.evaluate_shard(s, lambdas, beta, gamma, family, u0[s.u_slice], gradient, predicted, theta_only)
-            for s in self.shards
-        ]
+        family, lambdas, beta, gamma, u0 = self._point(theta, coef, param, u0)
+        parts = self.runner.map(
+            lambda s: self.evaluate_shard(s, lambdas, beta, gamma, family, u0[s.u_slice], gradient, predicted,
+                                          theta_only),
+            self.shards,
+        )
         deviance = float(sum(p.deviance for p in parts))
         if self.quadrature is None:
             deviance -= 2.0 * self._constant_at(family)
@@ -580,14 +615,16 @@ class LaplaceProblem:
         lambdas = self.theta_map.lambdas(theta)
         dlams = self.theta_map.lambdas(dtheta)
         dbeta = np.asarray(dcoef, dtype=float)
-        out = []
-        for shard, modes in zip(self.shards, state):
+
+        def shard_derivative(item):
+            shard, modes = item
             deta = dbeta @ shard.XT if np.any(dbeta) else None
-            du = mode_derivative(shard.system(lambdas), modes, dlams, deta)
-            if du is None:
-                return None
-            out.append(du.ravel())
-        return np.concatenate(out) if len(out) > 1 else out[0]
+            return mode_derivative(shard.system(lambdas), modes, dlams, deta)
+
+        out = self.runner.map(shard_derivative, zip(self.shards, state))
+        if any(du is None for du in out):
+            return None
+        return np.concatenate([du.ravel() for du in out])
 
     # -- the fixed part as a function (boosting, :mod:`._boost`) ------------------
     def with_offset(self, offset: np.ndarray) -> LaplaceProblem:
@@ -599,7 +636,7 @@ class LaplaceProblem:
         """
         new = copy.copy(self)
         new.offset = np.asarray(offset, dtype=float)
-        new.shards = new._make_shards(self.controls.shard_rows)
+        new.shards = new._make_shards(self.controls.shard_rows, self.runner.n_threads)
         return new
 
     def row_derivatives(self, theta, coef, param, u0) -> RowCurvature:
@@ -641,12 +678,9 @@ class LaplaceProblem:
         ``rows=False`` allows the level sums of a Poisson random intercept (the
         same modes and factor; no per-row quantities).
         """
-        family = self.family_at(param)
-        lambdas = self.theta_map.lambdas(theta)
-        beta, gamma = self.split_coef(coef)
-        u0 = np.asarray(u0, dtype=float)
-        out = []
-        for shard in self.shards:
+        family, lambdas, beta, gamma, u0 = self._point(theta, coef, param, u0)
+
+        def shard_modes(shard):
             start = u0[shard.u_slice].reshape(shard.u_shape)
             if self._collapsible and not rows:
                 collapsed = shard.collapsed(beta)
@@ -655,8 +689,9 @@ class LaplaceProblem:
             else:
                 kernel, system = self._kernel(shard, family, gamma), shard.system(lambdas)
                 modes = pirls(kernel, system, shard.offset + beta @ shard.XT, start, self.controls)
-            out.append((shard, kernel, system, modes))
-        return out
+            return shard, kernel, system, modes
+
+        return self.runner.map(shard_modes, self.shards)
 
     def conditional_covariances(self, result, state=None) -> list[np.ndarray]:
         """``Lambda_k (A^{-1})_{kg,kg} Lambda_k^T`` per term at a fit's estimates (lme4's ``condVar``).
@@ -665,13 +700,16 @@ class LaplaceProblem:
         evaluation at the estimates) when it has them; otherwise the modes are
         recomputed from the fit's ``u`` (one PIRLS step when ``u`` is the mode).
         """
-        theta = result.theta
+        return self.conditional_covariances_at(result.theta, result.coef, result.param, result.u, state)
+
+    def conditional_covariances_at(self, theta, coef, param, u, state=None) -> list[np.ndarray]:
+        """:meth:`conditional_covariances` at a point, with the modes ``u`` there (or near)."""
         lambdas = self.theta_map.lambdas(theta)
         if state is not None and all(m is not None for m in state):
             systems = [shard.system(lambdas) for shard in self.shards]
             per_shard = [system.inverse_blocks(m.factor) for system, m in zip(systems, state)]
         else:
-            modes = self.modes(theta, result.coef, result.param, result.u, rows=False)
+            modes = self.modes(theta, coef, param, u, rows=False)
             per_shard = [system.inverse_blocks(m.factor) for _, _, system, m in modes]
         blocks = [np.concatenate(parts) for parts in zip(*per_shard)]
         return [np.einsum("ab,gbc,dc->gad", lam, block, lam) for lam, block in zip(lambdas, blocks)]
@@ -681,13 +719,15 @@ class LaplaceProblem:
 
         ``K = Lambda^T Z^T W X`` with the Fisher weights at the modes.
         """
-        info = np.zeros((self.n_beta, self.n_beta))
-        for shard, _, system, modes in self.modes(theta, coef, param, u):
+
+        def shard_information(item):
+            shard, _, system, modes = item
             W = modes.irls.weights
             K = np.stack([system.to_u(system.term_sums(W * x)).ravel() for x in shard.XT], axis=1)
             AinvK = np.stack([modes.factor.solve(k.reshape(shard.u_shape)).ravel() for k in K.T], axis=1)
-            info += (shard.XT * W) @ shard.XT.T - K.T @ AinvK
-        return info
+            return (shard.XT * W) @ shard.XT.T - K.T @ AinvK
+
+        return sum(self.runner.map(shard_information, self.modes(theta, coef, param, u)))
 
     def linear_predictor(self, theta, coef, u) -> np.ndarray:
         """``eta = offset + X beta + Z Lambda u`` in this problem's row order."""
@@ -711,7 +751,7 @@ class LaplaceProblem:
                  zip(self.codes, self.ZT, self.level_counts, self.theta_map.positions)]
         return LaplaceProblem(
             self.family, self.XT.T, y, self.weights, self.offset, terms, self.controls, n_agq=self.n_agq,
-            X_zi=None if self.XZT is None else self.XZT.T,
+            X_zi=None if self.XZT is None else self.XZT.T, runner=self.runner,
         )
 
 

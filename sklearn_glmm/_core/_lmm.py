@@ -41,9 +41,9 @@ from ._laplace import CoreTerm
 from ._linalg import GroupIndex, row_order
 from ._optimize import FitResult, fit
 from ._problem import Evaluation, Start
-from ._system import BlockedSystem, TermRows, TermSystem, ThetaMap
+from ._system import BlockedSystem, TermRows, TermsBookkeeping, TermSystem, ThetaMap
 
-__all__ = ["LMMProblem", "LMMResult", "fit_lmm"]
+__all__ = ["LMMProblem", "LMMResult", "LMMSums", "fit_lmm", "lmm_criterion"]
 
 
 @dataclass
@@ -72,7 +72,43 @@ class LMMResult(FitResult):
     deviance_ml: float = 0.0
 
 
-class LMMProblem:
+@dataclass
+class LMMSums:
+    """The penalised least-squares system at theta, reduced to the fixed effects.
+
+    With ``K = Lambda^T Z^T W X`` and ``c = Lambda^T Z^T W r`` (``r = y -
+    offset``): ``logdet = log|A|``, ``RXtRX = X^T W X - K^T A^{-1} K``, ``rhs =
+    X^T W r - K^T A^{-1} c`` and ``S = r^T W r - c^T A^{-1} c``. When ``A`` is
+    block diagonal over parts of the data (whole levels of every factor), each
+    is a sum over the parts, so parts held apart add up to the whole.
+    """
+
+    logdet: float
+    RXtRX: np.ndarray
+    rhs: np.ndarray
+    S: float
+
+    def __add__(self, other: LMMSums) -> LMMSums:
+        return LMMSums(self.logdet + other.logdet, self.RXtRX + other.RXtRX, self.rhs + other.rhs,
+                       self.S + other.S)
+
+    def solution(self) -> tuple[np.ndarray, float]:
+        """``beta = RXtRX^{-1} rhs`` and the penalised residual sum of squares ``r2 = S - rhs^T beta``."""
+        beta = np.linalg.solve(self.RXtRX, self.rhs)
+        return beta, max(self.S - float(self.rhs @ beta), 1e-300)
+
+
+def lmm_criterion(sums: LMMSums, n: int, p: int, sum_log_w: float, reml: bool) -> float:
+    """Profiled deviance (ML) or REML criterion (eq. 10) from the reduced system."""
+    _, r2 = sums.solution()
+    if reml:
+        dof = n - p
+        return float(sums.logdet + np.linalg.slogdet(sums.RXtRX)[1] + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof))
+                     - sum_log_w)
+    return float(sums.logdet + n * (1.0 + np.log(2.0 * np.pi * r2 / n)) - sum_log_w)
+
+
+class LMMProblem(TermsBookkeeping):
     """The profiled deviance of a weighted LMM (see the module docstring).
 
     Parameters
@@ -134,26 +170,6 @@ class LMMProblem:
         return BlockedSystem(self._layout, self.ZT, lambdas)
 
     # -- what the solver reads ---------------------------------------------------
-    @property
-    def n_theta(self) -> int:
-        return self.theta_map.n_theta
-
-    @property
-    def n_levels(self) -> int:
-        return self.level_counts[0]
-
-    @property
-    def theta_diagonal(self) -> np.ndarray:
-        return self.theta_map.diagonal
-
-    @property
-    def theta_scale(self) -> np.ndarray:
-        parts = []
-        for ZT, (rows, _) in zip(self.ZT, self.theta_map.positions):
-            rms = np.sqrt(np.mean(ZT**2, axis=1))
-            parts.append(np.where(rms > 0, rms, 1.0)[rows])
-        return np.concatenate(parts)
-
     def zero_modes(self) -> np.ndarray:
         return np.zeros(0)
 
@@ -172,8 +188,8 @@ class LMMProblem:
         return Evaluation(self.deviance(theta, self.reml), None, None, np.zeros(0))
 
     # -- penalised least squares ---------------------------------------------------
-    def solve(self, theta):
-        """Penalised least squares at theta: (beta, u, r2, logdet A, RX^T RX); ``u`` flat."""
+    def _reduce(self, theta):
+        """The system at theta, reduced to the fixed effects: (sums, A^{-1} K, A^{-1} c)."""
         lambdas = self.theta_map.lambdas(theta)
         system = self._system_for(lambdas)
         factor = system.factor_from_sums(self._M) if self._rows is not None else system.factorise(self.w)
@@ -182,22 +198,34 @@ class LMMProblem:
         c = system.to_u(self._Ty).ravel()
         AinvK = np.stack([factor.solve(k.reshape(shape)).ravel() for k in K.T], axis=1)
         Ainvc = factor.solve(c.reshape(shape)).ravel()
-        RXtRX = self.XWX - K.T @ AinvK
-        beta = np.linalg.solve(RXtRX, self.XWy - K.T @ Ainvc)
-        u = Ainvc - AinvK @ beta
-        # at the solution the minimum is y'Wy - [c; X'Wy] . [u; beta]
-        r2 = max(self.yWy - float(c @ u) - float(self.XWy @ beta), 1e-300)
-        return beta, u, r2, factor.logdet(), RXtRX
+        sums = LMMSums(factor.logdet(), self.XWX - K.T @ AinvK, self.XWy - K.T @ Ainvc,
+                       self.yWy - float(c @ Ainvc))
+        return sums, AinvK, Ainvc
+
+    def reduced_sums(self, theta) -> LMMSums:
+        """:class:`LMMSums` at theta (additive over parts of whole levels)."""
+        return self._reduce(theta)[0]
+
+    def solve(self, theta):
+        """Penalised least squares at theta: (beta, u, r2, logdet A, RX^T RX); ``u`` flat."""
+        sums, AinvK, Ainvc = self._reduce(theta)
+        beta, r2 = sums.solution()
+        return beta, Ainvc - AinvK @ beta, r2, sums.logdet, sums.RXtRX
+
+    def modes_given(self, theta, beta) -> np.ndarray:
+        """``u`` at theta for a given beta (flat): ``A^{-1} (c - K beta)``."""
+        _, AinvK, Ainvc = self._reduce(theta)
+        return Ainvc - AinvK @ np.asarray(beta, dtype=float)
+
+    def residuals(self, theta, beta) -> np.ndarray:
+        """``y - offset - X beta - Z Lambda u`` at theta and beta, rows in this problem's order."""
+        system = self._system_for(self.theta_map.lambdas(theta))
+        u = self.modes_given(theta, beta).reshape(self._u_shape)
+        return self.r - np.asarray(beta, dtype=float) @ self.XT - system.row_effect(u)
 
     def deviance(self, theta, reml: bool) -> float:
         """Profiled deviance (ML) or REML criterion at theta (eq. 10)."""
-        _, _, r2, logdet, RXtRX = self.solve(theta)
-        if reml:
-            dof = self.n - self.p
-            return float(
-                logdet + np.linalg.slogdet(RXtRX)[1] + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof)) - self.sum_log_w
-            )
-        return float(logdet + self.n * (1.0 + np.log(2.0 * np.pi * r2 / self.n)) - self.sum_log_w)
+        return lmm_criterion(self.reduced_sums(theta), self.n, self.p, self.sum_log_w, reml)
 
     # -- inference ---------------------------------------------------------------------
     def random_effects(self, theta, u) -> list[np.ndarray]:

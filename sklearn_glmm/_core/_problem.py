@@ -40,8 +40,10 @@ class Evaluation:
         Its gradient, when asked for.
     grad_param : float or None
         Its derivative in the family's parameter (not its log).
-    u : ndarray
-        Conditional modes at the point (flat).
+    u : ndarray or PartitionedModes
+        Conditional modes at the point (flat); a problem whose modes stay
+        with its parts (:mod:`._partitioned`) gives the point instead, and
+        checks the modes' finiteness itself.
     converged : bool
         Whether every PIRLS run converged.
     state : object
@@ -52,7 +54,7 @@ class Evaluation:
     deviance: float
     grad_theta: np.ndarray | None
     grad_coef: np.ndarray | None
-    u: np.ndarray
+    u: object
     converged: bool = True
     grad_param: float | None = None
     state: object = None
@@ -60,7 +62,8 @@ class Evaluation:
     @property
     def finite(self) -> bool:
         """Whether the deviance, the modes and the gradient (if any) are all finite."""
-        if not (np.isfinite(self.deviance) and np.isfinite(self.u).all()):
+        modes_finite = not isinstance(self.u, np.ndarray) or bool(np.isfinite(self.u).all())
+        if not (np.isfinite(self.deviance) and modes_finite):
             return False
         if self.grad_theta is None:
             return True

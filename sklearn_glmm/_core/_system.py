@@ -40,7 +40,7 @@ from ..design import lambda_from_theta, theta_index
 from ._blocked import RandomEffectsLayout
 from ._linalg import BlockCholesky, GroupIndex, rowdot
 
-__all__ = ["PenalisedSystem", "TermRows", "TermSystem", "BlockedSystem", "ThetaMap", "min_eigenvalues"]
+__all__ = ["PenalisedSystem", "TermRows", "TermSystem", "BlockedSystem", "ThetaMap", "TermsBookkeeping", "min_eigenvalues"]
 
 
 class ThetaMap:
@@ -80,6 +80,45 @@ class ThetaMap:
     def entries(self, dlams: list[np.ndarray]) -> np.ndarray:
         """The theta-position entries of per-term ``(q_k, q_k)`` matrices, as one flat vector."""
         return np.concatenate([d[r, c] for d, (r, c) in zip(dlams, self.positions)])
+
+
+class TermsBookkeeping:
+    """What a problem with random-effects terms tells the solver about theta.
+
+    Needs ``theta_map`` (:class:`ThetaMap`), ``level_counts`` (levels of each
+    term, the largest first) and ``ZT`` (each term's covariates, (q_k, n)), or
+    its own :meth:`covariate_mean_squares` (a problem whose rows are elsewhere).
+    """
+
+    def covariate_mean_squares(self) -> list[np.ndarray]:
+        """Mean over the rows of each term's squared covariates: one (q_k,) array per term."""
+        return [np.mean(ZT**2, axis=1) for ZT in self.ZT]
+
+    @property
+    def n_theta(self) -> int:
+        return self.theta_map.n_theta
+
+    @property
+    def n_levels(self) -> int:
+        """Levels of the largest grouping factor."""
+        return self.level_counts[0]
+
+    @property
+    def theta_diagonal(self) -> np.ndarray:
+        return self.theta_map.diagonal
+
+    @property
+    def theta_scale(self) -> np.ndarray:
+        """Root-mean-square of the covariate each theta element multiplies (1 if zero).
+
+        The solver scales theta by it, so that a slope on a covariate of scale
+        1e8 is as well conditioned as an intercept.
+        """
+        parts = []
+        for mean_squares, (rows, _) in zip(self.covariate_mean_squares(), self.theta_map.positions):
+            rms = np.sqrt(mean_squares)
+            parts.append(np.where(rms > 0, rms, 1.0)[rows])
+        return np.concatenate(parts)
 
 
 def min_eigenvalues(A: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ in which ``theta_``, ``varcorr_`` and intervals are reported.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,10 @@ from ._spec import INTERCEPT, RandomEffectSpec, parse_random_effects
 from ._terms import RandomEffectTerm
 from ..utils._validation import check_group_labels, warn_on_text_label_matches
 
-__all__ = ["DesignBuilder", "Design", "groups_to_series", "groups_to_frame", "independent_columns"]
+__all__ = [
+    "DesignBuilder", "Design", "column_r_factor", "groups_to_series", "groups_to_frame", "independent_columns",
+    "independent_from_r", "encode_labels",
+]
 
 DEFAULT_GROUP_NAME = "group"
 
@@ -152,7 +156,7 @@ def factor_labels(frame: pd.DataFrame, factor: str) -> pd.Series:
     return labels.rename(factor)
 
 
-def _encode(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+def encode_labels(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Codes ``0 .. G-1`` of every row and the sorted levels (first-seen order if unsortable)."""
     try:
         codes, levels = pd.factorize(values, sort=True)
@@ -178,16 +182,22 @@ def independent_columns(
     Like R's ``qr(X, LAPACK = FALSE)`` (which lme4 uses), earlier columns win: a
     column is dropped when its component orthogonal to the kept earlier
     columns is below ``tol`` times its norm. The columns of ``diag(sqrt(w)) X``
-    and of its QR factor ``R`` have the same linear dependencies, so the
-    sequential test runs on the small ``p x p`` factor. ``R`` is accumulated
-    over blocks of ``chunk_rows`` rows (a tall-skinny QR: ``R`` of
+    and of its QR factor ``R`` (:func:`column_r_factor`) have the same linear
+    dependencies, so the sequential test runs on the small ``p x p`` factor
+    (:func:`independent_from_r`).
+    """
+    return independent_from_r(column_r_factor(X, weights, chunk_rows), tol)
+
+
+def column_r_factor(X: np.ndarray, weights: np.ndarray | None = None, chunk_rows: int = 65536) -> np.ndarray:
+    """The ``p x p`` factor ``R`` of the QR decomposition of ``diag(sqrt(w)) X``.
+
+    Accumulated over blocks of ``chunk_rows`` rows (a tall-skinny QR: ``R`` of
     ``[R_previous; block]``), so the working memory is one block, not a copy
-    of the ``n x p`` matrix.
+    of the ``n x p`` matrix. The factors of parts of the rows, stacked, have
+    the factor of all rows: data held apart are reduced the same way.
     """
     n, p = X.shape
-    keep = np.zeros(p, dtype=bool)
-    if n == 0:
-        return keep
     R = np.zeros((0, p))
     for start in range(0, n, chunk_rows):
         block = X[start : start + chunk_rows]
@@ -196,6 +206,13 @@ def independent_columns(
         R = np.linalg.qr(np.vstack([R, block]), mode="r")
     if R.shape[0] < p:  # fewer rows than columns
         R = np.vstack([R, np.zeros((p - R.shape[0], p))])
+    return R
+
+
+def independent_from_r(R: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+    """The columns of ``R`` independent of earlier ones (see :func:`independent_columns`)."""
+    p = R.shape[1]
+    keep = np.zeros(p, dtype=bool)
     for j in range(p):
         col = R[:, j]
         norm = np.linalg.norm(col)
@@ -273,12 +290,47 @@ class DesignBuilder:
         (constant, duplicated, collinear) are dropped, as lme4 does; their
         names are in ``dropped_``.
         """
-        self.feature_names_ = list(feature_names)
-        all_names = [INTERCEPT] + self.feature_names_
-        # the columns that may be fixed effects, then those independent of earlier ones
-        self.keep_ = self._fixed_candidates(all_names)
+        self.begin_fit(feature_names)
         full = self._fixed(X)
         independent = independent_columns(full, weights=sample_weight)
+        if groups is None:
+            self.finish_fit(independent, None)
+            return Design(full[:, independent] if not np.all(independent) else full, [])
+        frame = groups_to_frame(groups, X.shape[0], self.factor_columns)
+        # one hash pass per factor gives the sorted levels and every row's code
+        coded = {f: encode_labels(factor_labels(frame, f)) for f in self.name_factors(list(frame.columns))}
+        self.finish_fit(independent, {f: levels for f, (_, levels) in coded.items()})
+        if not np.all(independent):
+            full = full[:, independent]
+        return Design(full, self._terms(X, full, frame, {f: codes for f, (codes, _) in coded.items()}))
+
+    # The steps of fit, for data held in parts (``sklearn_glmm._partitioned_fit``):
+    # begin_fit and name_factors on the names, the parts' column_r_factor and
+    # levels, then finish_fit with what they add up to.
+    def begin_fit(self, feature_names: list[str]) -> None:
+        """Fix the column names and the candidate fixed-effect columns (``keep_``, before dependence)."""
+        self.feature_names_ = list(feature_names)
+        self.keep_ = self._fixed_candidates([INTERCEPT] + self.feature_names_)
+        missing = sorted({c for bar in self.bars for c in bar.columns if c not in self.feature_names_})
+        if missing:
+            raise ValueError(
+                f"random_effects names column(s) {missing} that are not in X; X has "
+                f"columns {self.feature_names_}. Random slopes must be columns of X."
+            )
+
+    def name_factors(self, group_columns: list[str]) -> list[str]:
+        """The grouping factors in order of first appearance (the short form takes the one column's name)."""
+        if self.bars[0].factor is None:  # short form: the factor is groups' one column
+            self.bars = (RandomEffectSpec(self.bars[0].columns, self.bars[0].intercept, str(group_columns[0])),)
+        factors: list[str] = []
+        for bar in self.bars:
+            if bar.factor not in factors:
+                factors.append(bar.factor)
+        return factors
+
+    def finish_fit(self, independent: np.ndarray, levels: dict[str, pd.Index] | None) -> None:
+        """Drop the dependent candidate columns and fix the factors' levels (None: no groups)."""
+        all_names = [INTERCEPT] + self.feature_names_
         candidates = self.keep_
         self.keep_ = candidates.copy()
         self.keep_[candidates] = independent
@@ -286,31 +338,19 @@ class DesignBuilder:
         self.dropped_ = [n for n, c, k in zip(all_names, candidates, self.keep_) if c and not k]
         #: columns that enter only random-effect terms (``fixed_effects``)
         self.random_only_ = [n for n, c in zip(all_names, candidates) if not c]
-        missing = sorted({c for bar in self.bars for c in bar.columns if c not in self.feature_names_})
-        if missing:
-            raise ValueError(
-                f"random_effects names column(s) {missing} that are not in X; X has "
-                f"columns {self.feature_names_}. Random slopes must be columns of X."
-            )
-        if not np.all(independent):
-            full = full[:, independent]
-        if groups is None:
+        if levels is None:
             self.factors_, self.levels_ = [], {}
-            return Design(full, [])
-        frame = groups_to_frame(groups, X.shape[0], self.factor_columns)
-        if self.bars[0].factor is None:  # short form: the factor is groups' one column
-            self.bars = (RandomEffectSpec(self.bars[0].columns, self.bars[0].intercept, str(frame.columns[0])),)
-        # one term per factor, in order of first appearance, then most levels first
-        factors: list[str] = []
-        for bar in self.bars:
-            if bar.factor not in factors:
-                factors.append(bar.factor)
-        # one hash pass per factor gives the sorted levels and every row's code
-        coded = {f: _encode(factor_labels(frame, f)) for f in factors}
-        self.levels_ = {f: levels for f, (_, levels) in coded.items()}
-        self.factors_ = sorted(factors, key=lambda f: -len(self.levels_[f]))
+            return
+        self.levels_ = dict(levels)
+        # one term per factor, most levels first
+        self.factors_ = sorted(self.levels_, key=lambda f: -len(self.levels_[f]))
         self._set_theta_order()
-        return Design(full, self._terms(X, full, frame, {f: codes for f, (codes, _) in coded.items()}))
+
+    def with_levels(self, levels: dict[str, pd.Index]) -> DesignBuilder:
+        """A copy of the fitted builder that codes rows by other levels (a part's own)."""
+        other = copy.copy(self)
+        other.levels_ = dict(levels)
+        return other
 
     def _set_theta_order(self) -> None:
         """Engine theta (terms by levels, bars of a factor together) -> lme4's order.

@@ -299,6 +299,14 @@ class Family:
     def variance(self, mu):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def pearson_residuals(self, y, mu, w) -> np.ndarray:
+        """``(y - mu) sqrt(w / V(mu))`` with the full variance (NB size, Gamma shape, sigma^2 included).
+
+        lme4's "scaled residuals"; the variance is floored where ``mu`` sits
+        on a boundary of the support.
+        """
+        return (y - mu) * np.sqrt(w / np.maximum(self.variance(mu), 1e-300))
+
     def variance_deriv(self, mu):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -310,8 +318,16 @@ class Family:
         raise NotImplementedError
 
     def loglik(self, y, mu, w) -> float:
-        """``sum w log p(y | mu)`` with every constant."""
-        eta = self.link.link(mu)
+        """``sum w log p(y | mu)`` with every constant.
+
+        A mean that rounds to a boundary of the link's range (``exp(eta)``
+        underflowing to 0 where the fitted rate runs off to 0) has an infinite
+        ``eta``: it is taken at the links' clipping point, where the kernels
+        give ``0 * eta = 0`` for ``y = 0`` instead of ``0 * inf``.
+        """
+        with np.errstate(divide="ignore"):
+            eta = self.link.link(mu)
+        eta = np.clip(eta, -_MAX_ETA, _MAX_ETA) if np.any(np.isinf(eta)) else eta
         return self.loglik_kernel(y, eta, mu, w) + self.loglik_constant(y, w)
 
     def loglik_constant(self, y, w) -> float:

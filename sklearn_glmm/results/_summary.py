@@ -13,7 +13,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["GLMMSummary", "coefficient_table"]
+__all__ = ["GLMMSummary", "RESIDUAL_QUANTILES", "coefficient_table"]
+
+#: the quantiles of the Pearson residuals a summary shows (Min, 1Q, Median, 3Q, Max)
+RESIDUAL_QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 _STARS = [(0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, "."), (1.0 + 1e-12, " ")]
 

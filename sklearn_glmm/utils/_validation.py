@@ -18,16 +18,19 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from joblib import cpu_count
 
 __all__ = [
     "SingularFitWarning",
     "check_numeric_inputs",
     "check_group_labels",
     "check_fit_data",
+    "check_fit_summary",
     "warn_if_singular",
     "warn_about_fit",
     "check_finite_information",
     "warn_on_text_label_matches",
+    "effective_threads",
 ]
 
 class SingularFitWarning(UserWarning):
@@ -178,36 +181,49 @@ def check_fit_data(name: str, family, reml: bool, design, y: np.ndarray, w: np.n
         With a message naming the problem and the fix.
     """
     positive = w > 0
-    n_obs = int(np.sum(positive))
-    why = _degenerate_response(family, y[positive], n_obs)
+    y_kept = y[positive]
+    y_range = (float(np.min(y_kept)), float(np.max(y_kept))) if y_kept.size else (0.0, 0.0)
+    # levels present among the weighted rows (a count per level: O(n), no sort)
+    sampled = [int(np.count_nonzero(np.bincount(t.codes[positive], minlength=t.n_levels))) for t in design.terms]
+    check_fit_summary(name, family, reml, int(np.sum(positive)), y_range, design.X.shape[1],
+                      [(t.factor, t.q, g) for t, g in zip(design.terms, sampled)])
+
+
+def check_fit_summary(name: str, family, reml: bool, n_obs: int, y_range: tuple[float, float], p: int,
+                      terms: list[tuple[str, int, int]]) -> None:
+    """:func:`check_fit_data` on a summary of the data (what data held in parts report).
+
+    ``y_range`` is the smallest and largest response among the rows with
+    positive weight, ``p`` the fixed effects, and ``terms`` holds, per
+    random-effects term, (factor, effects per level, levels among the rows
+    with positive weight).
+    """
+    why = _degenerate_response(family, np.asarray(y_range), n_obs)
     if why is not None:
         raise ValueError(f"{name}: {why}.")
-    for term in design.terms:
-        _check_term_data(name, family, reml, design, term, positive, n_obs)
+    for factor, q, n_sampled in terms:
+        _check_term_data(name, family, reml, factor, q, n_sampled, n_obs, p)
 
 
-def _check_term_data(name, family, reml, design, term, positive, n_obs) -> None:
+def _check_term_data(name, family, reml, factor, q, n_sampled, n_obs, p) -> None:
     """A factor with one level, or (Gaussian) more random effects than observations."""
-    # levels present among the weighted rows (a count per level: O(n), no sort)
-    levels = np.flatnonzero(np.bincount(term.codes[positive], minlength=term.n_levels))
-    if levels.size == 1:
+    if n_sampled == 1:
         raise ValueError(
-            f"{name}: the grouping factor {term.factor!r} has a single level among the rows with "
+            f"{name}: the grouping factor {factor!r} has a single level among the rows with "
             "positive weight, and a random-effect variance cannot be estimated from one group "
             "(lme4 refuses this too: 'grouping factors must have > 1 sampled level'). Pass "
             "groups with at least two levels, or fit without groups for the plain GLM."
         )
     if family.name == "gaussian":
         # the residual and the random effects are confounded (lmer's check.nobs.vs.nRE)
-        n_re = levels.size * term.q
+        n_re = n_sampled * q
         if n_re >= n_obs:
             raise ValueError(
-                f"{name}: {levels.size} groups x {term.q} random effect(s) = {n_re} random "
+                f"{name}: {n_sampled} groups x {q} random effect(s) = {n_re} random "
                 f"effects for n_samples={n_obs} observations; the random effects and the "
                 "residual variance are not identifiable (lmer refuses this too). Use groups "
                 "with several rows each, or fewer random-effect terms."
             )
-        p = design.X.shape[1]
         if reml and n_obs - p <= 0:
             raise ValueError(
                 f"{name}: n_samples={n_obs} leaves no residual degrees of freedom for {p} "
@@ -249,7 +265,7 @@ def warn_if_singular(at_boundary: np.ndarray | None, report_bars) -> None:
         "estimates are valid but consider a simpler random_effects (drop the random "
         "slope, or the random effects altogether).",
         SingularFitWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
 
 
@@ -291,7 +307,7 @@ def warn_about_fit(family, mu: np.ndarray) -> None:
                 "identified (a saturated model, or a predictor that is nonzero only where y is 0). "
                 "Drop or merge those predictors.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return
     if np.any(mu < eps) or np.any(mu > 1 - eps):
@@ -301,7 +317,7 @@ def warn_about_fit(family, mu: np.ndarray) -> None:
             "effects are not identified and run towards +-infinity; their estimates and "
             "standard errors are unreliable. Drop or merge the separating predictors.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -329,3 +345,19 @@ def warn_on_text_label_matches(levels: pd.Index, series: pd.Series | None) -> No
             UserWarning,
             stacklevel=4,
         )
+
+
+def effective_threads(n_jobs: int | None) -> int:
+    """Threads for an estimator's ``n_jobs``, with scikit-learn's meaning.
+
+    None is 1; a negative value counts back from the CPUs this process may use
+    (-1: all of them, -2: all but one; never fewer than 1).
+    """
+    if n_jobs is None:
+        return 1
+    if n_jobs == 0:
+        raise ValueError("n_jobs must be None, a positive number of threads or a negative count from the CPUs "
+                         "(-1: all); got 0.")
+    if n_jobs > 0:
+        return int(n_jobs)
+    return max(cpu_count() + 1 + int(n_jobs), 1)
