@@ -31,14 +31,14 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from ._base import NoGroupsWarning, _BaseGLMM, _check_vector, _empty_frame_to_array, core_terms
-from ._core import CoreTerm, make_controls
+from ._core import CoreTerm, ShardRunner, make_controls
 from ._core._boost import GLMBoostingObjective, LaplaceBoostingObjective, boost
 from .design import DesignBuilder, parse_random_effects
 from .families import BinomialFamily, GammaFamily, GaussianFamily, NegativeBinomialFamily, PoissonFamily
 from .results._varcorr import VARCORR_COLUMNS
 from .utils._hist_trees import make_tree_learner
 from .utils._param_validation import Interval, StrOptions, validate_data
-from .utils._validation import check_fit_data, check_numeric_inputs
+from .utils._validation import check_fit_data, check_numeric_inputs, effective_threads
 
 __all__ = ["GLMMBoostingClassifier", "GLMMBoostingRegressor"]
 
@@ -113,6 +113,10 @@ _PARAMETERS_DOC = """random_effects : str, default="1"
     solver_options : dict, default=None
         Named controls of the covariance fits
         (``sklearn_glmm._core.SolverControls``, e.g. ``{"tol": 1e-8}``).
+    n_jobs : int or None, default=None
+        Threads for the trees' histograms and the engine's shards (None: 1;
+        -1: every CPU), as the GLMM estimators' ``n_jobs``. The fit does not
+        depend on it beyond the order of floating-point sums.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split and the bins' subsample.
     verbose : int, default=0
@@ -199,6 +203,7 @@ class _BaseGLMMBoosting(BaseEstimator):
         "group_column": [None, str, Integral, list],
         "new_groups": [StrOptions({"population", "marginal", "error"})],
         "solver_options": [None, dict],
+        "n_jobs": [None, Integral],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -234,6 +239,7 @@ class _BaseGLMMBoosting(BaseEstimator):
         group_column=None,
         new_groups="population",
         solver_options=None,
+        n_jobs=None,
         random_state=None,
         verbose=0,
     ):
@@ -252,6 +258,7 @@ class _BaseGLMMBoosting(BaseEstimator):
         self.group_column = group_column
         self.new_groups = new_groups
         self.solver_options = solver_options
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -323,19 +330,23 @@ class _BaseGLMMBoosting(BaseEstimator):
         seed = int(rng.randint(np.iinfo(np.int32).max))
         train, valid = self._validation_split(terms, n, rng)
 
+        n_threads = effective_threads(self.n_jobs)
+
         def objective(rows):
             idx = slice(None) if rows is None else rows
             if not terms:
                 return GLMBoostingObjective(self._family_, y[idx], w[idx], off[idx], controls)
             sub = terms if rows is None else _subset_terms(terms, rows)
-            return LaplaceBoostingObjective(self._family_, y[idx], w[idx], off[idx], sub, controls)
+            return LaplaceBoostingObjective(self._family_, y[idx], w[idx], off[idx], sub, controls, runner=runner)
 
-        with threadpool_limits(limits=1, user_api="blas"):
+        # BLAS on one thread (the passes over the rows are memory-bound, as in
+        # the GLMM estimators); the shards and the trees on n_jobs threads
+        with threadpool_limits(limits=1, user_api="blas"), ShardRunner(n_threads) as runner:
             learner = make_tree_learner(
                 X if train is None else X[train], None if valid is None else X[valid], exact=self._exact_trees,
                 max_leaf_nodes=self.max_leaf_nodes, max_depth=self.max_depth,
                 min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
-                max_bins=self.max_bins, random_state=seed,
+                max_bins=self.max_bins, random_state=seed, n_threads=n_threads,
             )
             train_objective = objective(train)
             result = boost(
@@ -498,6 +509,7 @@ class GLMMBoostingRegressor(RegressorMixin, _BaseGLMMBoosting):
         group_column=None,
         new_groups="population",
         solver_options=None,
+        n_jobs=None,
         random_state=None,
         verbose=0,
     ):
@@ -506,7 +518,7 @@ class GLMMBoostingRegressor(RegressorMixin, _BaseGLMMBoosting):
             max_depth=max_depth, min_samples_leaf=min_samples_leaf, l2_regularization=l2_regularization,
             max_bins=max_bins, early_stopping=early_stopping, validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change, tol=tol, group_column=group_column, new_groups=new_groups,
-            solver_options=solver_options, random_state=random_state, verbose=verbose,
+            solver_options=solver_options, n_jobs=n_jobs, random_state=random_state, verbose=verbose,
         )
         self.family = family
 

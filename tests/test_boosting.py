@@ -383,6 +383,15 @@ def test_classifier(panel):
     assert 0.5 < clf.score(X, labels, groups=g) <= 1.0
 
 
+def test_n_jobs_gives_the_same_fit(panel):
+    """Two threads (histograms, and shards of whole users) fit what one thread fits (1e-6)."""
+    X, y, g, _ = panel
+    one = GLMMBoostingRegressor(n_estimators=20).fit(X, y, groups=g)
+    two = GLMMBoostingRegressor(n_estimators=20, n_jobs=2).fit(X, y, groups=g)
+    np.testing.assert_allclose(two.predict(X, groups=g), one.predict(X, groups=g), rtol=1e-6)
+    assert _variance(two) == pytest.approx(_variance(one), rel=1e-6)
+
+
 def test_exact_trees_fallback_matches_the_histogram_trees(panel):
     """DecisionTreeRegressor (public API) when the histogram internals are unusable: features with
     few distinct values bin exactly, so the fits agree (predictions to 1e-6)."""

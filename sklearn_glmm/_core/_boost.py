@@ -85,6 +85,7 @@ from ._controls import SolverControls
 from ._glm import fit_glm_ml
 from ._laplace import CoreTerm, LaplaceProblem
 from ._optimize import FitResult, fit
+from ._parallel import ShardRunner
 from ._problem import Start
 
 __all__ = [
@@ -187,9 +188,12 @@ class LaplaceBoostingObjective:
         Most levels first.
     controls : SolverControls
         For the solver's fits of step 1 (``controls.tol`` their tolerance).
+    runner : ShardRunner or None
+        Runs the problem's shards (None: one thread).
     """
 
-    def __init__(self, family: Family, y, weights, offset, terms: list[CoreTerm], controls: SolverControls):
+    def __init__(self, family: Family, y, weights, offset, terms: list[CoreTerm], controls: SolverControls,
+                 runner: ShardRunner | None = None):
         self.order = _sorting(terms[0].codes)
         rows = (lambda a: a) if self.order is None else (lambda a: a[self.order])
         n = np.asarray(y).shape[0]
@@ -201,8 +205,9 @@ class LaplaceBoostingObjective:
         self.y = rows(np.asarray(y, dtype=float))
         self.weights = rows(np.asarray(weights, dtype=float))
         self.family = family
+        self.runner = runner
         self.problem = LaplaceProblem(family, np.empty((n, 0)), self.y, self.weights, self.offset, self.terms,
-                                      controls)
+                                      controls, runner=runner)
 
     # -- row order -------------------------------------------------------------
     def _to_problem(self, values: np.ndarray) -> np.ndarray:
@@ -222,7 +227,7 @@ class LaplaceBoostingObjective:
     def initial(self) -> tuple[float, CovarianceFit]:
         """Step 0: the intercept-only GLMM; ``F_0`` is its intercept."""
         problem = LaplaceProblem(self.family, np.ones((self.n_rows, 1)), self.y, self.weights, self.offset,
-                                 self.terms, self.controls)
+                                 self.terms, self.controls, runner=self.runner)
         result = fit(problem, compute_hessian=False)
         return float(result.coef[0]), CovarianceFit(result.theta, result.param, result.u, result.deviance, result)
 

@@ -80,12 +80,15 @@ class HistTrees:
         As ``HistGradientBoostingRegressor``'s.
     random_state : int
         Seeds the bins' subsample (more than 200,000 rows).
+    n_threads : int, default=1
+        OpenMP threads of the binning, the histograms and the predictions.
     """
 
     def __init__(self, X, X_valid, *, max_leaf_nodes, max_depth, min_samples_leaf, l2_regularization,
-                 max_bins, random_state):
+                 max_bins, random_state, n_threads=1):
         bin_mapper, self._TreeGrower, self._dtype = _internals()
-        self.mapper = bin_mapper(n_bins=max_bins + 1, random_state=random_state, n_threads=1)
+        self.n_threads = int(n_threads)
+        self.mapper = bin_mapper(n_bins=max_bins + 1, random_state=random_state, n_threads=self.n_threads)
         self.X_binned = self.mapper.fit_transform(X)
         self.X_valid_binned = None if X_valid is None else self.mapper.transform(X_valid)
         self.options = {"max_leaf_nodes": max_leaf_nodes, "max_depth": max_depth,
@@ -107,7 +110,7 @@ class HistTrees:
             n_bins_non_missing=mapper.n_bins_non_missing_,
             has_missing_values=np.zeros(self.X_binned.shape[1], dtype=bool),
             shrinkage=1.0,
-            n_threads=1,
+            n_threads=self.n_threads,
             **self.options,
         )
         grower.grow()
@@ -128,7 +131,7 @@ class HistTrees:
         self.predictors.append(predictor)
         if self.X_valid_binned is None:
             return None
-        return predictor.predict_binned(self.X_valid_binned, self.mapper.missing_values_bin_idx_, 1)
+        return predictor.predict_binned(self.X_valid_binned, self.mapper.missing_values_bin_idx_, self.n_threads)
 
     def truncate(self, n_trees: int) -> None:
         del self.predictors[n_trees:]
@@ -141,7 +144,7 @@ class HistTrees:
         X_binned = self.mapper.transform(X)
         for predictor in self.predictors:
             _writable(predictor)
-            out += predictor.predict_binned(X_binned, self.mapper.missing_values_bin_idx_, 1)
+            out += predictor.predict_binned(X_binned, self.mapper.missing_values_bin_idx_, self.n_threads)
         return out
 
     def feature_importances(self, n_features: int) -> np.ndarray:
@@ -182,7 +185,7 @@ class ExactTrees:
     """
 
     def __init__(self, X, X_valid, *, max_leaf_nodes, max_depth, min_samples_leaf, l2_regularization,
-                 max_bins, random_state):
+                 max_bins, random_state, n_threads=1):
         self.X = X
         self.X_valid = X_valid
         self.options = {"max_leaf_nodes": max_leaf_nodes, "max_depth": max_depth,
