@@ -435,8 +435,8 @@ def test_without_groups_it_is_plain_boosting(panel):
     with pytest.warns(NoGroupsWarning):
         model = GLMMBoostingRegressor(n_estimators=20).fit(StandardScaler().fit_transform(X), y)
     assert model.theta_.size == 0 and model.ranef_ == {}
+    stopped = GLMMBoostingRegressor("negative_binomial", n_estimators=300, early_stopping=True, random_state=0)
     with pytest.warns(NoGroupsWarning):
-        stopped = GLMMBoostingRegressor("negative_binomial", n_estimators=300, early_stopping=True, random_state=0)
         stopped.fit(X, y)
     assert stopped.n_trees_ < 300 and stopped.family_.param > 0
 
