@@ -437,7 +437,7 @@ class _BaseGLMMBoosting(BaseEstimator):
 
     # -- predict --------------------------------------------------------------
     def _link(self, X, groups, offset):
-        """``offset + F(x) + z^T b`` (known groups), the design and, per row, the variance of new groups' effects."""
+        """``offset + F(x) + z^T b`` per row (b of known groups) and the variance ``z^T Sigma z`` of new groups' effects."""
         check_is_fitted(self, "init_score_")
         X, groups = self._split_group_column(X, groups)
         check_numeric_inputs(X)
