@@ -22,7 +22,10 @@ panel has 2,000 users), so the user id enters target-encoded
 three boosting libraries use the same rounds, learning rate, leaves and
 minimum leaf size (no early stopping). Everything runs on one thread
 (``OMP_NUM_THREADS=1`` and friends are set before numpy is imported, and
-``threadpoolctl`` limits the rest).
+``threadpoolctl`` limits the rest). Our estimator and HGB get ``random_state=seed``:
+above 200,000 rows both bin the features from a random subsample, and the
+known-users split, which extrapolates in ``day``, moves with the bins (ours:
+mean deviance 1.144-1.157 over five subsamples).
 
 Reported per model and split: the mean Poisson deviance over all held-out rows
 (pooled over folds), the median wall-clock fit time per fit, the median CPU
@@ -86,7 +89,7 @@ def fit_predict(model: str, data, train, test, args):
 
         est = GLMMBoostingRegressor(
             "poisson", n_estimators=args.rounds, learning_rate=args.learning_rate, max_leaf_nodes=args.leaves,
-            min_samples_leaf=args.min_leaf, early_stopping=False, new_groups="marginal",
+            min_samples_leaf=args.min_leaf, early_stopping=False, new_groups="marginal", random_state=args.seed,
         )
         t = time.perf_counter()
         est.fit(X[train], y[train], groups=g[train])
@@ -120,7 +123,7 @@ def fit_predict(model: str, data, train, test, args):
 
     hgb = HistGradientBoostingRegressor(
         loss="poisson", max_iter=args.rounds, learning_rate=args.learning_rate, max_leaf_nodes=args.leaves,
-        min_samples_leaf=args.min_leaf, early_stopping=False, random_state=0,
+        min_samples_leaf=args.min_leaf, early_stopping=False, random_state=args.seed,
     )
     if model == "hgb":
         t = time.perf_counter()
@@ -132,7 +135,7 @@ def fit_predict(model: str, data, train, test, args):
     from sklearn.preprocessing import TargetEncoder
 
     Xu = np.column_stack([X, g]).astype(object)
-    encode = ColumnTransformer([("user", TargetEncoder(target_type="continuous", random_state=0), [len(FEATURES)])],
+    encode = ColumnTransformer([("user", TargetEncoder(target_type="continuous", random_state=args.seed), [len(FEATURES)])],
                                remainder="passthrough")
     pipe = make_pipeline(encode, hgb)
     t = time.perf_counter()
