@@ -198,6 +198,8 @@ def column_r_factor(X: np.ndarray, weights: np.ndarray | None = None, chunk_rows
     the factor of all rows: data held apart are reduced the same way.
     """
     n, p = X.shape
+    if weights is not None and bool(np.all(weights == 1.0)):
+        weights = None  # unit weights: no scaled copy of each block
     R = np.zeros((0, p))
     for start in range(0, n, chunk_rows):
         block = X[start : start + chunk_rows]
