@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.metrics import mean_poisson_deviance
+from threadpoolctl import threadpool_limits
 
 from sklearn_glmm import GLMMBoostingRegressor, PoissonGLMMRegressor
 from sklearn_glmm.datasets import make_engagement_nonlinear
@@ -47,14 +48,18 @@ models = {
 def predict(model, rows):
     """The model's predictions for some rows; the mixed models get the rows' users."""
     if isinstance(model, HistGradientBoostingRegressor):
-        return model.predict(X[rows])
+        with threadpool_limits(limits=1):
+            return model.predict(X[rows])
     return model.predict(X[rows], groups=users[rows])
 
 
 rows = []
 for name, model in models.items():
     if isinstance(model, HistGradientBoostingRegressor):
-        model.fit(X[train], y[train])
+        # one OpenMP thread, as the other two fits: on a busy machine HGB's
+        # default (every core) can take minutes for these 8,000 rows
+        with threadpool_limits(limits=1):
+            model.fit(X[train], y[train])
     else:
         model.fit(X[train], y[train], groups=users[train])
     rows.append({

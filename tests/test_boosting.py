@@ -386,8 +386,8 @@ def test_classifier(panel):
 def test_n_jobs_gives_the_same_fit(panel):
     """Two threads (histograms, and shards of whole users) fit what one thread fits (1e-6)."""
     X, y, g, _ = panel
-    one = GLMMBoostingRegressor(n_estimators=20).fit(X, y, groups=g)
-    two = GLMMBoostingRegressor(n_estimators=20, n_jobs=2).fit(X, y, groups=g)
+    one = GLMMBoostingRegressor(n_estimators=5).fit(X, y, groups=g)
+    two = GLMMBoostingRegressor(n_estimators=5, n_jobs=2).fit(X, y, groups=g)
     np.testing.assert_allclose(two.predict(X, groups=g), one.predict(X, groups=g), rtol=1e-6)
     assert _variance(two) == pytest.approx(_variance(one), rel=1e-6)
 
