@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 from ._base import NoGroupsWarning, _BaseGLMM, _check_vector, _empty_frame_to_array, core_terms
 from ._core import CoreTerm, ShardRunner, make_controls
 from ._core._boost import GLMBoostingObjective, LaplaceBoostingObjective, boost
+from ._dask import is_dask_collection
 from .design import DesignBuilder, parse_random_effects
 from .families import BinomialFamily, GammaFamily, GaussianFamily, NegativeBinomialFamily, PoissonFamily
 from .results._varcorr import VARCORR_COLUMNS
@@ -298,6 +299,11 @@ class _BaseGLMMBoosting(BaseEstimator):
         -------
         self : object
         """
+        if is_dask_collection(X):
+            raise TypeError(
+                f"{type(self).__name__} does not fit Dask DataFrames; fit it on pandas or numpy data "
+                "(the GLMM estimators take Dask inputs, see docs/scaling_out.md)."
+            )
         self._validate_params()
         parse_random_effects(self.random_effects)
         controls = make_controls(self.solver_options)
