@@ -42,6 +42,7 @@ second algorithm), so an evaluation that moves only theta costs O(G).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -49,6 +50,7 @@ from ..families import Family, IRLSQuantities, LogLink, PoissonFamily
 from ._agq import QuadratureRule, agq_deviance
 from ._blocked import RandomEffectsLayout
 from ._controls import SolverControls
+from ._glm import FamilyGLM, fit_glm
 from ._gradient import laplace_gradient, mode_derivative
 from ._linalg import GroupIndex, row_order
 from ._parallel import ShardRunner
@@ -56,7 +58,6 @@ from ._pirls import Modes, pirls
 from ._problem import Evaluation, Start
 from ._system import BlockedSystem, TermRows, TermsBookkeeping, TermSystem, ThetaMap
 from ._zip import ZIPKernel, ZIPLikelihood
-from ._glm import FamilyGLM, fit_glm
 
 __all__ = ["CoreTerm", "LaplaceProblem", "RowSelection", "ShardResult", "evenly_spaced_levels"]
 
@@ -297,7 +298,7 @@ class LaplaceProblem(TermsBookkeeping):
         bounds = [0, *[int(c) for c in cuts if 0 < c < G0], G0]
         level_ends = np.concatenate([[0], ends])
         shards = []
-        for g0, g1 in zip(bounds[:-1], bounds[1:]):
+        for g0, g1 in pairwise(bounds):
             rows = slice(int(level_ends[g0]), int(level_ends[g1]))
             shards.append(_Shard(
                 self.XT[:, rows], self.y[rows], self.weights[rows], self.offset[rows],
