@@ -33,19 +33,19 @@ slope = update(model, ". ~ . - (1 | user_id) + (1 + day_centered | user_id)")
 print(compare_models(model, slope, names=["intercept", "slope"]))
 
 # %%
-# Predictions for new rows of a raw data frame: known users use their random
-# effects; ``marginal_predictions`` gives the population-level curve with a
-# 95 % interval (``integrate=True`` averages over the users instead of taking
-# the median user).
+# Population-level predictions for new rows of a raw data frame:
+# ``marginal_predictions`` gives each with a 95 % interval (the bands), for the
+# median user (random effect 0) or, with ``integrate=True``, averaged over the
+# random-effect distribution (for a log link, higher by ``exp(sigma^2 / 2)``).
 grid = pd.DataFrame({"day_centered": range(-29, 31), "notifications": 1.0, "weekend": 0})
 median_user = marginal_predictions(model, grid)
 average_user = marginal_predictions(model, grid, integrate=True)
 
 fig, ax = plt.subplots(figsize=(6.4, 3.8))
-ax.fill_between(grid["day_centered"], median_user["conf_low"], median_user["conf_high"], alpha=0.3,
-                label="95 % interval")
-ax.plot(grid["day_centered"], median_user["estimate"], label="median user (random effect 0)")
-ax.plot(grid["day_centered"], average_user["estimate"], linestyle="--", label="average over users")
+for frame, label, style in ((median_user, "median user (random effect 0)", "-"),
+                            (average_user, "average over users", "--")):
+    line, = ax.plot(grid["day_centered"], frame["estimate"], linestyle=style, label=label)
+    ax.fill_between(grid["day_centered"], frame["conf_low"], frame["conf_high"], color=line.get_color(), alpha=0.2)
 ax.set_xlabel("day_centered")
 ax.set_ylabel("expected logins (1 notification, weekday)")
 ax.legend()

@@ -52,6 +52,7 @@ table = results.pivot(index="param_random_effects", columns="param_new_groups", 
 ax = table.plot.barh(figsize=(7, 3.2))
 ax.set_xlabel("GroupKFold D^2 (held-out users)")
 ax.set_ylabel("")
+ax.legend(title="new_groups")
 ax.set_xlim(table.to_numpy().min() - 0.01, table.to_numpy().max() + 0.01)
 plt.tight_layout()
 

@@ -295,5 +295,5 @@ def _score_sums(frame: pd.DataFrame, estimator, layout: PartitionLayout):
 def _null_deviance(frame: pd.DataFrame, estimator, layout: PartitionLayout, mean: float) -> float:
     if len(frame) == 0:
         return 0.0
-    X, y, groups, w, offset = _partition_inputs(frame, layout)
+    X, y, _groups, w, _offset = _partition_inputs(frame, layout)
     return _without_group_column(estimator)._null_deviance(X, y, w, mean)
