@@ -16,9 +16,13 @@ import pytest
 OPTIONAL = ("matplotlib", "formulaic", "dask", "distributed", "lightgbm")
 
 
-def _loaded_after(code: str) -> list[str]:
-    """The OPTIONAL packages in sys.modules after running ``code`` in a fresh interpreter."""
-    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in {OPTIONAL!r} if m in sys.modules)))"
+#: the package's own modules for optional parts, imported with their first use
+OPTIONAL_PARTS = ("sklearn_glmm._partitioned_fit", "sklearn_glmm._core._partitioned", "sklearn_glmm.plot")
+
+
+def _loaded_after(code: str, modules=OPTIONAL) -> list[str]:
+    """The ``modules`` in sys.modules after running ``code`` in a fresh interpreter."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in {tuple(modules)!r} if m in sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -26,6 +30,11 @@ def _loaded_after(code: str) -> list[str]:
 
 def test_import_sklearn_glmm_loads_no_optional_package():
     assert _loaded_after("import sklearn_glmm") == []
+
+
+def test_import_sklearn_glmm_leaves_the_optional_parts_for_their_first_use():
+    # the partitioned (Dask) fit and the figures are imported when a Dask input or a plot arrives
+    assert _loaded_after("import sklearn_glmm", OPTIONAL_PARTS) == []
 
 
 def test_public_names_load_no_optional_package():
