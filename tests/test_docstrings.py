@@ -15,9 +15,7 @@ from sklearn.base import BaseEstimator
 
 import sklearn_glmm
 from sklearn_glmm import datasets, plot
-from sklearn_glmm.results import GLMMSummary
-from sklearn_glmm.results._diagnostics import OverdispersionResult
-from sklearn_glmm.results._tables import TestTable
+from sklearn_glmm.results import GLMMSummary, OverdispersionResult, TestTable
 
 ESTIMATORS = [
     obj for obj in map(sklearn_glmm.__dict__.get, sklearn_glmm.__all__)
