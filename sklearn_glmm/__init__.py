@@ -4,13 +4,16 @@ Estimators fitted by maximum likelihood under the Laplace approximation, as
 lme4's ``glmer``, with the scikit-learn API (``fit(X, y, groups=...)``).
 
 ``sklearn_glmm.plot`` (figures, needs matplotlib) and ``sklearn_glmm.datasets``
-are imported on first use, so ``import sklearn_glmm`` loads neither matplotlib
-nor the bundled data.
+are imported on first use, and the optional packages (formulaic, matplotlib)
+only by the functions that need them, so ``import sklearn_glmm`` loads none of
+them and adds little to ``import sklearn`` (``benchmarks/import_time.py``
+measures it; ``tests/test_imports.py`` keeps the optional packages out).
 """
 
 import importlib
 
-from ._boosting import GLMMBoostingClassifier, GLMMBoostingRegressor  # issue 18
+from ._base import NoGroupsWarning
+from ._boosting import GLMMBoostingClassifier, GLMMBoostingRegressor
 from ._classifier import BinomialGLMMClassifier
 from ._drop1 import drop1
 from ._formula import glmer, update
@@ -23,11 +26,11 @@ from ._regressors import (
     NegativeBinomialGLMMRegressor,
     PoissonGLMMRegressor,
 )
+from ._version import __version__
 from ._zero_inflated import ZeroInflatedPoissonGLMMRegressor
 from .results._compare import compare_models
 from .results._diagnostics import overdispersion, simulate
-
-__version__ = "0.1.0"
+from .utils._validation import SingularFitWarning
 
 __all__ = [
     "PoissonGLMMRegressor",
@@ -48,6 +51,8 @@ __all__ = [
     "overdispersion",
     "simulate",
     "update",
+    "NoGroupsWarning",
+    "SingularFitWarning",
     "__version__",
 ]
 

@@ -16,7 +16,9 @@ the fit without groups and the attributes set from the solver's record.
 from __future__ import annotations
 
 import warnings
+from itertools import pairwise
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -109,7 +111,7 @@ def core_terms(terms) -> list[CoreTerm]:
 def split_theta(terms, theta: np.ndarray) -> list[np.ndarray]:
     """The engine's theta (terms in design order) cut into one piece per term."""
     bounds = np.cumsum([0] + [t.n_theta for t in terms])
-    return [theta[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [theta[a:b] for a, b in pairwise(bounds)]
 
 
 class NoGroupsWarning(UserWarning):
@@ -123,7 +125,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
     the Laplace engine (``se_method``, ``n_agq``, ``tol``).
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "random_effects": [str],
         "fixed_effects": [None, list],
         "group_column": [None, str, Integral, list],
@@ -138,9 +140,9 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
     # ``groups`` is requested by fit, predict and score by default, so that
     # GridSearchCV(est, grid, cv=GroupKFold()).fit(X, y, groups=g) hands the
     # groups to both the splitter and the estimator with no set_*_request call.
-    __metadata_request__fit = {"groups": True}
-    __metadata_request__predict = {"groups": True}
-    __metadata_request__score = {"groups": True}
+    __metadata_request__fit: ClassVar[dict] = {"groups": True}
+    __metadata_request__predict: ClassVar[dict] = {"groups": True}
+    __metadata_request__score: ClassVar[dict] = {"groups": True}
 
     def __init__(
         self,
@@ -270,6 +272,24 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         -------
         self : object
             The fitted estimator.
+
+        See Also
+        --------
+        predict : Mean responses with the random effects of known groups.
+        summary : The lme4-style report of the fit.
+        from_formula : Fit from an lme4 formula and a DataFrame.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import PoissonGLMMRegressor
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, y, g = data[["day_centered"]], data["logins"], data["user_id"]
+        >>> model = PoissonGLMMRegressor("(1 + day_centered | user_id)").fit(X, y, groups=g)
+        >>> model.converged_, model.n_groups_
+        (True, {'user_id': 50})
+        >>> model.fixef_.round(4).tolist()
+        [0.7355, -0.0099]
         """
         self._validate_params()
         parse_random_effects(self.random_effects)  # fail early on a bad spec
@@ -560,6 +580,32 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_samples,)
+            The predictions; for a raw data frame with missing values, NaN in
+            their rows (R's ``na.pass``).
+
+        See Also
+        --------
+        fitted : The predictions for the rows of a formula fit (lme4's ``fitted``).
+        score : D^2 of these predictions.
+        simulate : Responses drawn from the fitted model.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import PoissonGLMMRegressor
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, y, g = data[["day_centered"]], data["logins"], data["user_id"]
+        >>> model = PoissonGLMMRegressor("(1 | user_id)").fit(X, y, groups=g)
+
+        User 1's first two days, with its random effect, then for a new user
+        (random effect 0, lme4's ``re.form = NA``), then on the link scale:
+
+        >>> model.predict(X.iloc[:2], groups=g.iloc[:2]).round(4)
+        array([3.631 , 3.5981])
+        >>> model.predict(X.iloc[:2]).round(4)
+        array([2.3867, 2.365 ])
+        >>> model.predict(X.iloc[:2], groups=g.iloc[:2], kind="link").round(4)
+        array([1.2895, 1.2804])
         """
         return self._predict_on_scale(X, groups, offset, kind)
 
@@ -571,9 +617,48 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         """D^2, the fraction of deviance explained (as ``PoissonRegressor.score``).
 
         ``1 - D(y, predict(X, groups)) / D(y, weighted mean of y)``, with the
-        family's deviance. The best score is 1.0; it can be negative. A
-        formula-fitted model also takes a raw data frame with the response
-        column, or nothing for the rows of the fit.
+        family's deviance. The best score is 1.0; it can be negative. Rows of
+        groups not seen in fit are predicted as ``new_groups`` says, so under
+        ``GroupKFold`` the score measures population-level (or marginal)
+        prediction.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features), default=None
+            As in ``predict``; a formula-fitted model also takes a raw data
+            frame with the response column, or None for the rows of its fit.
+        y : array-like of shape (n_samples,), default=None
+            Observed responses (required unless a formula-fitted model's data
+            frame holds them).
+        groups : array-like or DataFrame, default=None
+            Group labels, as in ``predict``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the deviance (and of the mean of the null model).
+        offset : array-like of shape (n_samples,), default=None
+            Known part of the linear predictor, as in ``fit``.
+
+        Returns
+        -------
+        float
+            D^2 (NaN when the null deviance is 0: a constant ``y``).
+
+        See Also
+        --------
+        predict : The predictions that are scored.
+        residuals : Per-row (deviance, Pearson, response) residuals.
+        sklearn.metrics.d2_tweedie_score : The same statistic for Tweedie families.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import PoissonGLMMRegressor
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, y, g = data[["day_centered"]], data["logins"], data["user_id"]
+        >>> model = PoissonGLMMRegressor("(1 | user_id)").fit(X, y, groups=g)
+        >>> round(model.score(X, y, groups=g), 4)   # known users, with their random effects
+        0.2922
+        >>> round(model.score(X, y), 4)             # every user as a new one (random effect 0)
+        -0.0026
         """
         if is_dask_collection(X):
             return score_dask(self, X, y, groups, sample_weight, offset)
@@ -609,7 +694,38 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         return self._family_.pearson_residuals(y, mu, w)
 
     def summary(self) -> GLMMSummary:
-        """An lme4-style summary; ``print(model.summary())`` shows it."""
+        """An lme4-style summary of the fit; ``print(model.summary())`` shows it.
+
+        Returns
+        -------
+        GLMMSummary
+            Its ``str()`` is lme4's ``summary(m)`` report (fit statistics,
+            scaled residuals, random effects, fixed effects with standard
+            errors and Wald tests, their correlations); its fields hold the
+            tables as DataFrames. Notebooks render it as HTML.
+
+        See Also
+        --------
+        confint : Confidence intervals (Wald, profile, bootstrap).
+        sklearn_glmm.compare_models : Likelihood-ratio tests between fits (R's ``anova``).
+
+        Examples
+        --------
+        >>> from sklearn_glmm import PoissonGLMMRegressor
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> model = PoissonGLMMRegressor("(1 | user_id)").fit(
+        ...     data[["day_centered"]], data["logins"], groups=data["user_id"])
+        >>> print(model.summary())  # doctest: +ELLIPSIS
+        Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)
+         Family: poisson  ( log )
+        Formula: logins ~ day_centered + (1 | user_id)
+        ...
+        >>> model.summary().coefficients.round(4)
+                      Estimate  Std. Error  z value  Pr(>|z|)
+        (Intercept)     0.7379      0.0641  11.5180       0.0
+        day_centered   -0.0091      0.0020  -4.6137       0.0
+        """
         check_is_fitted(self, "fixef_")
         coefs = coefficient_table(self.fixef_, self.vcov_.to_numpy(), self._wald_statistic)
         se = np.sqrt(np.diag(self.vcov_.to_numpy()))
@@ -685,6 +801,12 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
             fit (``m.fitted()``). The data frame is referenced, not copied, and
             never pickled.
 
+        See Also
+        --------
+        sklearn_glmm.glmer : The same with the family named by a string, as R's ``glmer``.
+        sklearn_glmm.update : Refit with a changed formula (R's ``update``).
+        fit : The scikit-learn way, from ``X``, ``y`` and ``groups``.
+
         Examples
         --------
         >>> from sklearn_glmm import PoissonGLMMRegressor
@@ -712,7 +834,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
 class _LaplaceGLMM(_BaseGLMM):
     """Base class of the GLMM estimators fitted by the Laplace engine (not public)."""
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **_BaseGLMM._parameter_constraints,
         "se_method": [StrOptions({"hessian", "pirls"})],
         "n_agq": [Interval(Integral, 1, MAX_AGQ, closed="both")],

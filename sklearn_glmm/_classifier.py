@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import ClassifierMixin
-from sklearn.metrics import accuracy_score
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseGLMM
 from ._dask import dask_aware, is_dask_collection, score_dask
-from ._regressors import BINOMIAL_LINK_DOC, OPTIMISER_DOC, _BinomialGLMM, _doc
+from ._regressors import BINOMIAL_LINK_DOC, OPTIMISER_DOC, _BinomialGLMM, _doc, see_also
 
 __all__ = ["BinomialGLMMClassifier"]
 
@@ -57,14 +56,77 @@ class BinomialGLMMClassifier(ClassifierMixin, _BinomialGLMM):
 
         The link scale, lme4's ``predict(m, type = "link")``: the random
         effects of known groups, 0 for new ones.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features), default=None
+            As in ``fit``; a formula-fitted model also takes a raw data frame,
+            or None for the rows of its fit.
+        groups : array-like or DataFrame, default=None
+            Group labels; rows of groups not seen in fit follow ``new_groups``.
+        offset : array-like of shape (n_samples,), default=None
+            Known part of the linear predictor.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Positive where ``classes_[1]`` is the more probable label.
+
+        See Also
+        --------
+        predict_proba : The same on the probability scale.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import BinomialGLMMClassifier
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, g, busy = data[["day_centered"]], data["user_id"], data["logins"] >= 3
+        >>> clf = BinomialGLMMClassifier("(1 | user_id)").fit(X, busy, groups=g)
+        >>> clf.decision_function(X.iloc[:2], groups=g.iloc[:2]).round(4)
+        array([0.6841, 0.6672])
         """
         return _BaseGLMM.predict(self, X, groups=groups, offset=offset, kind="link")
 
     @dask_aware
     def predict_proba(self, X=None, groups=None, offset=None):
-        """Probabilities of ``classes_[0]`` and ``classes_[1]``, shape (n_samples, 2).
+        """Probabilities of ``classes_[0]`` and ``classes_[1]``.
 
-        Column 1 is lme4's ``predict(m, type = "response")``.
+        Column 1 is lme4's ``predict(m, type = "response")``: with the random
+        effects of known groups; rows of new groups follow ``new_groups``.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features), default=None
+            As in ``fit``; a formula-fitted model also takes a raw data frame,
+            or None for the rows of its fit.
+        groups : array-like or DataFrame, default=None
+            Group labels; rows of groups not seen in fit follow ``new_groups``.
+        offset : array-like of shape (n_samples,), default=None
+            Known part of the linear predictor.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, 2)
+            Each row sums to 1.
+
+        See Also
+        --------
+        predict : The more probable label.
+        decision_function : The linear predictor.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import BinomialGLMMClassifier
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, g, busy = data[["day_centered"]], data["user_id"], data["logins"] >= 3
+        >>> clf = BinomialGLMMClassifier("(1 | user_id)").fit(X, busy, groups=g)
+        >>> clf.classes_
+        array([False,  True])
+        >>> clf.predict_proba(X.iloc[:2], groups=g.iloc[:2]).round(4)
+        array([[0.3353, 0.6647],
+               [0.3391, 0.6609]])
         """
         p = _BaseGLMM.predict(self, X, groups=groups, offset=offset)
         return np.column_stack([1.0 - p, p])
@@ -75,6 +137,36 @@ class BinomialGLMMClassifier(ClassifierMixin, _BinomialGLMM):
 
         Probabilities are ``predict_proba(X)[:, 1]`` (or ``fitted()``), the
         linear predictor ``decision_function(X)``.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features), default=None
+            As in ``fit``; a formula-fitted model also takes a raw data frame,
+            or None for the rows of its fit.
+        groups : array-like or DataFrame, default=None
+            Group labels; rows of groups not seen in fit follow ``new_groups``.
+        offset : array-like of shape (n_samples,), default=None
+            Known part of the linear predictor.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_`` (None in the rows of a raw data frame with
+            missing values).
+
+        See Also
+        --------
+        predict_proba : The probabilities behind the labels.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import BinomialGLMMClassifier
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, g, busy = data[["day_centered"]], data["user_id"], data["logins"] >= 3
+        >>> clf = BinomialGLMMClassifier("(1 | user_id)").fit(X, busy, groups=g)
+        >>> clf.predict(X.iloc[:2], groups=g.iloc[:2])
+        array([ True,  True])
         """
         check_is_fitted(self, "classes_")
         p = self.predict_proba(X, groups=groups, offset=offset)[:, 1]
@@ -86,11 +178,45 @@ class BinomialGLMMClassifier(ClassifierMixin, _BinomialGLMM):
     def score(self, X=None, y=None, groups=None, sample_weight=None, offset=None):
         """Accuracy of ``predict(X, groups)``.
 
-        A formula-fitted model also takes a raw data frame with the response
-        column, or nothing for the rows of the fit.
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features), default=None
+            As in ``predict``; a formula-fitted model also takes a raw data
+            frame with the response column, or None for the rows of its fit.
+        y : array-like of shape (n_samples,), default=None
+            True labels.
+        groups : array-like or DataFrame, default=None
+            Group labels, as in ``predict``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in the accuracy.
+        offset : array-like of shape (n_samples,), default=None
+            Known part of the linear predictor.
+
+        Returns
+        -------
+        float
+            The (weighted) fraction of rows whose label is predicted correctly.
+
+        See Also
+        --------
+        predict : The labels that are scored.
+        sklearn.metrics.accuracy_score : The metric.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import BinomialGLMMClassifier
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, g, busy = data[["day_centered"]], data["user_id"], data["logins"] >= 3
+        >>> clf = BinomialGLMMClassifier("(1 | user_id)").fit(X, busy, groups=g)
+        >>> round(clf.score(X, busy, groups=g), 4)
+        0.7287
         """
         if is_dask_collection(X):
             return score_dask(self, X, y, groups, sample_weight, offset)
+        # imported here: sklearn.metrics would add about 50 ms to ``import sklearn_glmm``
+        from sklearn.metrics import accuracy_score
+
         X, y, groups, sample_weight, offset, _ = self._lme4_data(X, y, groups, sample_weight, offset, need_y=True)
         return float(accuracy_score(y, self.predict(X, groups=groups, offset=offset), sample_weight=sample_weight))
 
@@ -133,4 +259,5 @@ BinomialGLMMClassifier.__doc__ = _doc(
     >>> clf = BinomialGLMMClassifier().fit(x.reshape(-1, 1), y, groups=g)
     >>> clf.classes_.tolist(), clf.predict_proba(x[:2].reshape(-1, 1)).shape
     (['login', 'none'], (2, 2))""",
+    see_also("BinomialGLMMClassifier", "sklearn.linear_model.LogisticRegression : Without random effects."),
 )

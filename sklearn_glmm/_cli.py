@@ -1,5 +1,7 @@
 """Command-line interface (also ``python -m sklearn_glmm``).
 
+``sklearn-glmm --version``
+    prints the package version.
 ``sklearn-glmm demo``
     fits the built-in app-engagement data and prints the summary.
 ``sklearn-glmm fit data.csv --formula "y ~ x + (x | g)" [--family poisson]
@@ -19,6 +21,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from ._version import __version__
 
 __all__ = ["main"]
 
@@ -104,7 +108,7 @@ def _jsonable(value):
         return float(value) if np.isfinite(value) else None
     if isinstance(value, (np.bool_, bool)):
         return bool(value)
-    return None if value is None or (isinstance(value, float) and value != value) else str(value)
+    return None if value is None else str(value)
 
 
 def _write_plots(model, X, y, groups, directory: str) -> list[str]:
@@ -219,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sklearn-glmm", description="Generalized linear mixed models for scikit-learn."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",

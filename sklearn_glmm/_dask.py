@@ -16,26 +16,23 @@ return Dask collections (``map_partitions``); ``score`` returns a number
 computed on the cluster.
 
 Nothing here imports Dask until a Dask input arrives: ``dask[distributed]`` is
-an optional extra (``pip install 'sklearn_glmm[dask]'``).
+an optional extra (``pip install 'sklearn_glmm[dask]'``). The partitioned fit
+(:mod:`sklearn_glmm._partitioned_fit` and the engine's partitioned problems) is
+imported then too, so ``import sklearn_glmm`` does not pay for it.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-from ._partitioned_fit import (
-    OFFSET_COLUMN,
-    WEIGHT_COLUMN,
-    Y_COLUMN,
-    PartitionLayout,
-    fit_partitioned,
-)
+if TYPE_CHECKING:
+    from ._partitioned_fit import PartitionLayout
 
 __all__ = ["is_dask_collection", "dask_aware", "fit_dask"]
 
@@ -82,6 +79,8 @@ def _series_or_none(name: str, value):
 def _frame_and_layout(estimator, X, y, groups, sample_weight, offset, *, need_y: bool):
     """One Dask DataFrame with the inputs under the partition layout's names."""
     import dask.dataframe as dd
+
+    from ._partitioned_fit import OFFSET_COLUMN, WEIGHT_COLUMN, Y_COLUMN, PartitionLayout
 
     if not isinstance(X, dd.DataFrame):
         raise TypeError(f"X must be a Dask DataFrame for a partitioned fit; got {type(X).__name__}.")
@@ -205,12 +204,16 @@ class DaskSource:
 # -- the estimator's entry points ----------------------------------------------------------
 def fit_dask(estimator, X, y, groups=None, sample_weight=None, offset=None):
     """``estimator.fit`` on Dask inputs (see the module docstring)."""
+    from ._partitioned_fit import fit_partitioned
+
     client = _client()
     frame, layout = _frame_and_layout(estimator, X, y, groups, sample_weight, offset, need_y=True)
     return fit_partitioned(estimator, DaskSource(client, frame), layout)
 
 
 def _call_on_partition(frame: pd.DataFrame, estimator, method, layout: PartitionLayout, kwargs: dict, meta=None):
+    from ._partitioned_fit import OFFSET_COLUMN
+
     if len(frame) == 0 and meta is not None:
         return meta.set_axis(frame.index[:0]) if len(meta.index) == 0 else meta
     groups = frame[layout.group_columns] if len(layout.group_columns) > 1 else frame[layout.group_columns[0]]
@@ -232,6 +235,8 @@ def _without_group_column(estimator):
 
 def _meta(estimator, method, layout: PartitionLayout, kwargs: dict):
     """The empty result of ``method`` with its dtypes (from one synthetic row of known levels)."""
+    from ._partitioned_fit import OFFSET_COLUMN
+
     levels = estimator._builder.levels_
     row = {f: [0.0] for f in layout.features}
     for column in layout.group_columns:
@@ -279,6 +284,8 @@ def score_dask(estimator, X, y, groups=None, sample_weight=None, offset=None) ->
 
 
 def _partition_inputs(frame: pd.DataFrame, layout: PartitionLayout):
+    from ._partitioned_fit import OFFSET_COLUMN, WEIGHT_COLUMN, Y_COLUMN
+
     groups = frame[layout.group_columns] if len(layout.group_columns) > 1 else frame[layout.group_columns[0]]
     w = frame[WEIGHT_COLUMN].to_numpy() if layout.weights else None
     offset = frame[OFFSET_COLUMN].to_numpy() if layout.offset else None
@@ -295,5 +302,5 @@ def _score_sums(frame: pd.DataFrame, estimator, layout: PartitionLayout):
 def _null_deviance(frame: pd.DataFrame, estimator, layout: PartitionLayout, mean: float) -> float:
     if len(frame) == 0:
         return 0.0
-    X, y, groups, w, offset = _partition_inputs(frame, layout)
+    X, y, _groups, w, _offset = _partition_inputs(frame, layout)
     return _without_group_column(estimator)._null_deviance(X, y, w, mean)

@@ -27,8 +27,8 @@ from scipy import stats
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from .results._tables import TestTable
 from ._zero_inflated import ZeroInflatedPoissonGLMMRegressor
+from .results._tables import TestTable
 
 __all__ = ["drop1"]
 
@@ -102,6 +102,11 @@ def drop1(model, X=None, y=None, groups=None, *, sample_weight=None, offset=None
         If the data do not have the fit's number of observations, or the
         model cannot be refitted with terms left out.
 
+    See Also
+    --------
+    compare_models : Likelihood-ratio tests between any nested fits (R's ``anova``).
+    update : Refit a formula model without a term (R's ``update(m, . ~ . - x)``).
+
     Examples
     --------
     >>> from sklearn_glmm import drop1, glmer
@@ -122,7 +127,10 @@ def drop1(model, X=None, y=None, groups=None, *, sample_weight=None, offset=None
     """
     check_is_fitted(model, "fixef_")
     if isinstance(model, ZeroInflatedPoissonGLMMRegressor):
-        raise ValueError(f"drop1 cannot leave terms out of a {type(model).__name__}; refit the reduced models by hand.")
+        # a model this function does not cover, not an argument of the wrong type
+        raise ValueError(  # noqa: TRY004
+            f"drop1 cannot leave terms out of a {type(model).__name__}; refit the reduced models by hand."
+        )
     inputs = model.model_inputs(X, y, groups, sample_weight, offset)
     if inputs.y is None:
         raise ValueError("drop1 refits the model: pass X, y and groups (the data of the fit).")

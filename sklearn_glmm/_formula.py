@@ -11,7 +11,12 @@ from __future__ import annotations
 import pandas as pd
 
 from ._classifier import BinomialGLMMClassifier
-from ._regressors import GammaGLMMRegressor, GaussianLMMRegressor, NegativeBinomialGLMMRegressor, PoissonGLMMRegressor
+from ._regressors import (
+    GammaGLMMRegressor,
+    GaussianLMMRegressor,
+    NegativeBinomialGLMMRegressor,
+    PoissonGLMMRegressor,
+)
 from .design._formula import FormulaSpec, ParsedFormula, parse_formula, require_formulaic, update_formula
 
 __all__ = [
@@ -84,6 +89,12 @@ def update(model, formula: str | None = None, data: pd.DataFrame | None = None, 
     fitted estimator
         Of the same class; the model itself is left unchanged.
 
+    See Also
+    --------
+    glmer : The first fit from a formula.
+    drop1 : Test every droppable fixed term at once.
+    compare_models : The likelihood-ratio test of the two fits.
+
     Examples
     --------
     >>> from sklearn_glmm import glmer
@@ -138,6 +149,11 @@ def glmer(formula: str, data: pd.DataFrame, family: str = "poisson", **kwargs):
     ------
     ImportError
         Without the optional package formulaic.
+
+    See Also
+    --------
+    PoissonGLMMRegressor.from_formula : The same on a chosen estimator class.
+    update : Refit with a changed formula.
 
     Examples
     --------

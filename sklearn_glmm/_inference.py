@@ -117,6 +117,29 @@ class _InferenceMixin:
             for a linear mixed model) then the fixed effects; columns
             ``"2.5 %"``, ``"97.5 %"``. ``attrs["profiles"]`` (profile) or
             ``attrs["replicates"]`` and ``attrs["failed"]`` (bootstrap) keep the details.
+
+        See Also
+        --------
+        summary : Estimates, standard errors and Wald tests.
+        sklearn_glmm.plot.profile_zeta : The profiles behind ``method="profile"``.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import PoissonGLMMRegressor
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, y, g = data[["day_centered"]], data["logins"], data["user_id"]
+        >>> model = PoissonGLMMRegressor("(1 | user_id)").fit(X, y, groups=g)
+        >>> model.confint().round(4)                      # Wald: no interval for the SD
+                       2.5 %  97.5 %
+        .sig01           NaN     NaN
+        (Intercept)   0.6124  0.8635
+        day_centered -0.0130 -0.0052
+        >>> model.confint("profile", X=X, y=y, groups=g).round(3)  # refits: takes the data
+                      2.5 %  97.5 %
+        .sig01        0.351   0.545
+        (Intercept)   0.608   0.865
+        day_centered -0.013  -0.005
         """
         check_is_fitted(self, "fixef_")
         if method not in CONFINT_METHODS:
@@ -224,6 +247,12 @@ class _InferenceMixin:
         -------
         ndarray of shape (n_samples,)
 
+        See Also
+        --------
+        fitted : The fitted means the residuals are taken from.
+        sklearn_glmm.overdispersion : The Pearson chi-square check built on them.
+        sklearn_glmm.plot.residuals_vs_fitted : Their plot against the fitted means.
+
         Examples
         --------
         >>> from sklearn_glmm import PoissonGLMMRegressor
@@ -290,6 +319,11 @@ class _InferenceMixin:
         -----
         Per simulation the draws are taken factor by factor in the model's
         order of the terms (most levels first), then the response.
+
+        See Also
+        --------
+        sklearn_glmm.simulate : The same as a function (R's ``simulate(m)``).
+        confint : ``method="bootstrap"`` refits to responses simulated with new random effects.
 
         Examples
         --------

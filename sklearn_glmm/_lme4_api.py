@@ -184,6 +184,11 @@ class _Lme4API:
         -------
         ndarray of shape (n_samples,)
 
+        See Also
+        --------
+        predict : The same on any data, and on the link scale.
+        residuals : Observed minus fitted, on three scales.
+
         Examples
         --------
         >>> from sklearn_glmm import glmer
@@ -215,11 +220,23 @@ class _Lme4API:
         Functions that refit or summarise a model (:func:`sklearn_glmm.drop1`,
         :func:`sklearn_glmm.r2_nakagawa`) take their data through this.
 
+        Parameters
+        ----------
+        X : {array-like, DataFrame}, default=None
+            A raw data frame (formula-fitted models), a design matrix, or None
+            for the rows of a formula fit.
+        y, groups, sample_weight, offset : array-like, default=None
+            As in ``fit``; given explicitly, they replace what the data frame holds.
+
         Returns
         -------
         ModelInputs
             A named tuple ``(X, y, groups, sample_weight, offset)``; ``y`` is
             None when the data have no response column.
+
+        See Also
+        --------
+        formula_data : The data frame of a formula fit itself.
 
         Examples
         --------
@@ -241,6 +258,16 @@ class _Lme4API:
         with it (None when absent or given as column names). None for a model
         not fitted from a formula, or one that was pickled or copied (the
         frame is never pickled).
+
+        Returns
+        -------
+        tuple of (DataFrame, ndarray or None, ndarray or None), or None
+            ``(data, weights, offset)`` of a formula fit; None otherwise.
+
+        See Also
+        --------
+        model_inputs : The estimator inputs (X, y, groups, ...) behind that data frame.
+        from_formula : The fit that keeps the data frame.
 
         Examples
         --------

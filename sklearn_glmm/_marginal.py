@@ -36,8 +36,8 @@ from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
 from ._model_frame import design_column, feature_frame
-from .results._varcorr import varcorr_matrices
 from ._zero_inflated import ZeroInflatedPoissonGLMMRegressor
+from .results._varcorr import varcorr_matrices
 
 __all__ = ["marginal_predictions", "MARGINAL_COLUMNS"]
 
@@ -135,6 +135,11 @@ def marginal_predictions(
         If ``data`` has missing values in the variables the model uses, or
         an argument is out of range.
 
+    See Also
+    --------
+    PoissonGLMMRegressor.predict : Row-wise predictions, without standard errors.
+    sklearn_glmm.plot.observed_vs_fitted : Fitted values per group against the data.
+
     Notes
     -----
     The standard errors treat the covariance parameters as known (emmeans'
@@ -159,7 +164,8 @@ def marginal_predictions(
     """
     check_is_fitted(model, "fixef_")
     if isinstance(model, ZeroInflatedPoissonGLMMRegressor):
-        raise ValueError("marginal_predictions does not cover the zero-inflated model.")
+        # a model this function does not cover, not an argument of the wrong type
+        raise ValueError("marginal_predictions does not cover the zero-inflated model.")  # noqa: TRY004
     level = _check_level(level)
     if ci_scale not in ("link", "response"):
         raise ValueError(f"ci_scale must be 'link' or 'response'; got {ci_scale!r}.")

@@ -148,7 +148,8 @@ def _variance_components(
     """``insight::get_variance(model)``: var_fixed, var_random (None if singular), var_distribution, ..."""
     check_is_fitted(model, "fixef_")
     if isinstance(model, ZeroInflatedPoissonGLMMRegressor):
-        raise ValueError(f"R² and ICC are not covered for {type(model).__name__}.")
+        # a model these functions do not cover, not an argument of the wrong type
+        raise ValueError(f"R² and ICC are not covered for {type(model).__name__}.")  # noqa: TRY004
     if not model.ranef_:
         raise ValueError("The model has no random effects (it was fitted without groups).")
     if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or tolerance < 0:
@@ -283,6 +284,10 @@ def icc(
     -------
     dict
         ``{"adjusted": float, "unadjusted": float}``; NaN for a singular fit.
+
+    See Also
+    --------
+    r2_nakagawa : The marginal and conditional R² from the same variances.
 
     Examples
     --------

@@ -7,9 +7,9 @@ once below) so that every estimator documents the same API the same way.
 from __future__ import annotations
 
 import warnings
+from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 from sklearn.base import RegressorMixin
 
 from ._base import _BaseGLMM, _LaplaceGLMM
@@ -149,7 +149,27 @@ NOTES_DOC = """Without ``groups`` the estimator fits the plain GLM. At predict t
     effects 0), as lme4's ``allow.new.levels = TRUE``."""
 
 
-def _doc(summary: str, model: str, parameters: str, attributes: str, notes: str, example: str) -> str:
+#: the estimators of the package, for the "See Also" sections
+SEE_ALSO = {
+    "PoissonGLMMRegressor": "counts, log link (lme4's ``glmer(family = poisson)``).",
+    "NegativeBinomialGLMMRegressor": "overdispersed counts (glmmTMB's ``nbinom2``).",
+    "ZeroInflatedPoissonGLMMRegressor": "counts with structural zeros (glmmTMB's ``ziformula``).",
+    "GammaGLMMRegressor": "positive, skewed responses.",
+    "BinomialGLMMRegressor": "proportions with numbers of trials.",
+    "BinomialGLMMClassifier": "binary labels.",
+    "GaussianLMMRegressor": "linear mixed model (lme4's ``lmer``).",
+}
+
+
+def see_also(estimator: str, *others: str) -> str:
+    """The "See Also" entries of ``estimator``: the other estimators, then ``others``."""
+    lines = [f"{name} : {what}" for name, what in SEE_ALSO.items() if name != estimator]
+    lines.append("sklearn_glmm.glmer : Any of them from an lme4 formula and a DataFrame.")
+    return "\n    ".join(lines + list(others))
+
+
+def _doc(summary: str, model: str, parameters: str, attributes: str, notes: str, example: str,
+         related: str) -> str:
     return f"""{summary}
 
     {model}
@@ -163,6 +183,10 @@ def _doc(summary: str, model: str, parameters: str, attributes: str, notes: str,
     Attributes
     ----------
     {attributes}{ATTRIBUTES_DOC}
+
+    See Also
+    --------
+    {related}
 
     Notes
     -----
@@ -218,6 +242,7 @@ PoissonGLMMRegressor.__doc__ = _doc(
     [0.7379, -0.0091]
     >>> round(model.aic_, 1)
     5290.3""",
+    see_also("PoissonGLMMRegressor", "sklearn.linear_model.PoissonRegressor : The GLM without random effects."),
 )
 
 
@@ -259,11 +284,15 @@ NegativeBinomialGLMMRegressor.__doc__ = _doc(
     >>> model = model.fit(data[["day_centered"]], data["logins"], groups=data["user_id"])
     >>> model.nb_size_ > 1
     True""",
+    see_also("NegativeBinomialGLMMRegressor"),
 )
 
 
 class GammaGLMMRegressor(_GLMMRegressor):
-    _parameter_constraints = {**_LaplaceGLMM._parameter_constraints, "link": [StrOptions({"log", "identity"})]}
+    _parameter_constraints: ClassVar[dict] = {
+        **_LaplaceGLMM._parameter_constraints,
+        "link": [StrOptions({"log", "identity"})],
+    }
 
     def __init__(
         self,
@@ -325,13 +354,14 @@ GammaGLMMRegressor.__doc__ = _doc(
     >>> model = GammaGLMMRegressor().fit(x.reshape(-1, 1), y, groups=g)
     >>> bool(abs(model.coef_[0] - 0.3) < 0.1)
     True""",
+    see_also("GammaGLMMRegressor", "sklearn.linear_model.GammaRegressor : The GLM without random effects."),
 )
 
 
 class _BinomialGLMM(_LaplaceGLMM):
     """Parameters and family shared by the binomial regressor and classifier."""
 
-    _parameter_constraints = {
+    _parameter_constraints: ClassVar[dict] = {
         **_LaplaceGLMM._parameter_constraints,
         "link": [StrOptions({"logit", "probit", "cloglog"})],
     }
@@ -395,11 +425,12 @@ BinomialGLMMRegressor.__doc__ = _doc(
     >>> model = BinomialGLMMRegressor().fit(x.reshape(-1, 1), y, groups=g, sample_weight=trials)
     >>> bool(abs(model.coef_[0] - 0.8) < 0.2)
     True""",
+    see_also("BinomialGLMMRegressor"),
 )
 
 
 class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
-    _parameter_constraints = {**_BaseGLMM._parameter_constraints, "reml": ["boolean"]}
+    _parameter_constraints: ClassVar[dict] = {**_BaseGLMM._parameter_constraints, "reml": ["boolean"]}
     _wald_statistic = "t"
     score = _BaseGLMM.score
 
@@ -519,4 +550,5 @@ GaussianLMMRegressor.__doc__ = _doc(
     >>> model = GaussianLMMRegressor().fit(x.reshape(-1, 1), y, groups=g)
     >>> round(float(model.coef_[0]), 1), bool(0.3 < model.sigma_ < 0.7)
     (2.0, True)""",
+    see_also("GaussianLMMRegressor", "sklearn.linear_model.LinearRegression : The linear model without random effects."),
 )

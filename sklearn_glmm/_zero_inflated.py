@@ -11,17 +11,24 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.special import expit
-
 from sklearn.base import RegressorMixin
 
 from ._base import _BaseGLMM, inverse_information
 from ._core import ZIPLikelihood, fit_glm
-from ._regressors import ATTRIBUTES_DOC, FIXED_EFFECTS_DOC, GROUPS_DOC, RANDOM_EFFECTS_DOC, SOLVER_OPTIONS_DOC
+from ._regressors import (
+    ATTRIBUTES_DOC,
+    FIXED_EFFECTS_DOC,
+    GROUPS_DOC,
+    RANDOM_EFFECTS_DOC,
+    SOLVER_OPTIONS_DOC,
+    see_also,
+)
 from .design import INTERCEPT, Design, DesignBuilder, independent_columns
 from .families import PoissonFamily
 from .results import GLMMSummary, coefficient_table
@@ -148,7 +155,7 @@ def _check_counts(y: np.ndarray) -> None:
 
 
 class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
-    _parameter_constraints = {
+    _parameter_constraints: ClassVar[dict] = {
         **_BaseGLMM._parameter_constraints,
         "zero_inflation": [None, list],
         "tol": [Interval(Real, 0.0, None, closed="neither")],
@@ -318,6 +325,25 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         Returns
         -------
         ndarray of shape (n_samples,)
+
+        See Also
+        --------
+        predict : The expected count ``(1 - p) mu``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_glmm import ZeroInflatedPoissonGLMMRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> g = np.repeat(np.arange(40), 25)
+        >>> X = rng.normal(size=(1000, 1))
+        >>> mu = np.exp(0.8 + 0.4 * X[:, 0] + rng.normal(0, 0.5, 40)[g])
+        >>> y = np.where(rng.uniform(size=1000) < 0.3, 0, rng.poisson(mu))
+        >>> model = ZeroInflatedPoissonGLMMRegressor(zero_inflation=[]).fit(X, y, groups=g)
+        >>> model.predict_zero_proba(X[:2]).round(4)               # structural zeros
+        array([0.3263, 0.3263])
+        >>> model.predict_zero_proba(X[:2], g[:2], kind="total").round(4)
+        array([0.3525, 0.3613])
         """
         if kind not in ("structural", "total"):
             raise ValueError(f"kind must be 'structural' or 'total'; got {kind!r}.")
@@ -338,7 +364,33 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         return "poisson (zero-inflated)", "log"
 
     def summary(self) -> ZeroInflatedGLMMSummary:
-        """A glmmTMB-style summary with the count and the zero-inflation tables."""
+        """A glmmTMB-style summary with the count and the zero-inflation tables.
+
+        Returns
+        -------
+        ZeroInflatedGLMMSummary
+            A :class:`~sklearn_glmm.results.GLMMSummary` with the fields
+            ``zero_inflation`` (the table of ``fixef_zi_``) and
+            ``zero_inflation_formula``.
+
+        See Also
+        --------
+        confint : Wald intervals of both parts.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_glmm import ZeroInflatedPoissonGLMMRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> g = np.repeat(np.arange(40), 25)
+        >>> X = rng.normal(size=(1000, 1))
+        >>> mu = np.exp(0.8 + 0.4 * X[:, 0] + rng.normal(0, 0.5, 40)[g])
+        >>> y = np.where(rng.uniform(size=1000) < 0.3, 0, rng.poisson(mu))
+        >>> model = ZeroInflatedPoissonGLMMRegressor(zero_inflation=[]).fit(X, y, groups=g)
+        >>> model.summary().zero_inflation.round(3)
+                     Estimate  Std. Error  z value  Pr(>|z|)
+        (Intercept)    -0.725       0.086   -8.386       0.0
+        """
         base = super().summary()
         fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(GLMMSummary)}
         return ZeroInflatedGLMMSummary(
@@ -354,10 +406,49 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
     def simulate(
         self, X=None, groups=None, n_simulations: int = 1, random_state=None, conditional: bool = True, offset=None
     ) -> np.ndarray:
-        """Simulated counts, shape (n_samples, n_simulations): Poisson draws zeroed with probability p.
+        """Simulated counts: Poisson draws of the count model, zeroed with probability p.
 
-        See :func:`sklearn_glmm.simulate` for the parameters; the structural
-        zeros are drawn independently of the counts, which is the ZIP model.
+        The structural zeros are drawn independently of the counts, which is
+        the ZIP model.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features), default=None
+            As in ``predict``; a formula-fitted model also takes a raw data
+            frame, or nothing for the rows of its fit.
+        groups : array-like or DataFrame, default=None
+            Group labels, as in ``fit``; required for a mixed model.
+        n_simulations : int, default=1
+            Number of simulated responses per row.
+        random_state : int, Generator or None, default=None
+            Seed of the draws.
+        conditional : bool, default=True
+            Keep the conditional modes of the levels seen in fit (True) or
+            draw new random effects for every level (False).
+        offset : array-like of shape (n_samples,), default=None
+            The count model's offset.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_simulations)
+
+        See Also
+        --------
+        sklearn_glmm.simulate : The function form, for every estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_glmm import ZeroInflatedPoissonGLMMRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> g = np.repeat(np.arange(40), 25)
+        >>> X = rng.normal(size=(1000, 1))
+        >>> mu = np.exp(0.8 + 0.4 * X[:, 0] + rng.normal(0, 0.5, 40)[g])
+        >>> y = np.where(rng.uniform(size=1000) < 0.3, 0, rng.poisson(mu))
+        >>> model = ZeroInflatedPoissonGLMMRegressor(zero_inflation=[]).fit(X, y, groups=g)
+        >>> sims = model.simulate(X, g, n_simulations=20, random_state=0)
+        >>> sims.shape, round(float((sims == 0).mean()), 2), round(float((y == 0).mean()), 2)
+        ((1000, 20), 0.43, 0.43)
         """
         rng = np.random.default_rng(random_state)
         X, _, groups, _, offset, _ = self._lme4_data(X, None, groups, None, offset, need_y=False)
@@ -374,8 +465,50 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         """Wald intervals for both parts; zero-inflation rows are named ``"zi~<name>"``.
 
         Profile and bootstrap intervals are not available for this model
-        (``NotImplementedError``); the other parameters are those of the
-        base class.
+        (``NotImplementedError``).
+
+        Parameters
+        ----------
+        method : {"wald"}, default="wald"
+            Only Wald intervals; ``"profile"`` and ``"bootstrap"`` raise
+            ``NotImplementedError``.
+        level : float, default=0.95
+            Confidence level.
+        X, y, groups, sample_weight, offset : default=None
+            Not used by Wald intervals (the signature is the other estimators').
+        parm : str or list of str, default=None
+            Rows of the count model to compute (``".sig01"``, fixed-effect
+            names); all when None. The zero-inflation rows always follow.
+        n_boot, random_state, n_jobs, progress
+            Not used by Wald intervals.
+
+        Returns
+        -------
+        DataFrame
+            Rows ``.sig01 ...`` (NaN, as lme4's Wald intervals), the count
+            model's fixed effects and the zero-inflation coefficients
+            (``zi~(Intercept)``, ...); columns ``"2.5 %"``, ``"97.5 %"``.
+
+        See Also
+        --------
+        summary : Estimates, standard errors and Wald tests of both parts.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_glmm import ZeroInflatedPoissonGLMMRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> g = np.repeat(np.arange(40), 25)
+        >>> X = rng.normal(size=(1000, 1))
+        >>> mu = np.exp(0.8 + 0.4 * X[:, 0] + rng.normal(0, 0.5, 40)[g])
+        >>> y = np.where(rng.uniform(size=1000) < 0.3, 0, rng.poisson(mu))
+        >>> model = ZeroInflatedPoissonGLMMRegressor(zero_inflation=[]).fit(X, y, groups=g)
+        >>> model.confint().round(3)
+                        2.5 %  97.5 %
+        .sig01            NaN     NaN
+        (Intercept)     0.645   0.948
+        x0              0.307   0.417
+        zi~(Intercept) -0.894  -0.555
         """
         count = super().confint(method, level, X=X, y=y, groups=groups, sample_weight=sample_weight,
                                 offset=offset, parm=parm, n_boot=n_boot, random_state=random_state,
@@ -435,7 +568,7 @@ ZeroInflatedPoissonGLMMRegressor.__doc__ = f"""Zero-inflated Poisson GLMM, fitte
 
     See Also
     --------
-    PoissonGLMMRegressor : the same count model without zero inflation.
+    {see_also("ZeroInflatedPoissonGLMMRegressor")}
 
     Notes
     -----

@@ -77,6 +77,7 @@ def trajectories(data: pd.DataFrame, x: str, y: str, group: str, *, n_groups=Non
     Parameters
     ----------
     data : DataFrame
+        The data, one row per observation.
     x, y, group : str
         Column names (time, response, grouping factor).
     n_groups : int, default=None
@@ -84,10 +85,15 @@ def trajectories(data: pd.DataFrame, x: str, y: str, group: str, *, n_groups=Non
     random_state : int, default=0
         Seed of that choice.
     ax : matplotlib Axes, default=None
+        Axes to draw on (a new figure when None).
 
     Returns
     -------
     matplotlib Axes
+
+    See Also
+    --------
+    observed_vs_fitted : The groups' data with the fitted curves.
 
     Examples
     --------
@@ -140,10 +146,28 @@ def observed_vs_fitted(model, X=None, y=None, groups=None, *, x=None, n_groups=1
     n_groups : int, default=12
         Number of groups shown (chosen at random with ``random_state``).
     ncols : int, default=4
+        Panels per row.
+    random_state : int, default=0
+        Seed of the choice of groups.
 
     Returns
     -------
     matplotlib Figure
+
+    See Also
+    --------
+    trajectories : The raw data of every group.
+    sklearn_glmm.marginal_predictions : Population-level predictions with standard errors.
+
+    Examples
+    --------
+    >>> from sklearn_glmm import glmer
+    >>> from sklearn_glmm.datasets import load_app_engagement
+    >>> from sklearn_glmm.plot import observed_vs_fitted
+    >>> model = glmer("logins ~ day_centered + (1 | user_id)", load_app_engagement())
+    >>> fig = observed_vs_fitted(model, n_groups=4)    # a formula model plots its own data
+    >>> [ax.get_title() for ax in fig.axes][:2]
+    ['user_id 14', 'user_id 26']
     """
     plt = _pyplot()
     factor = _mixed(model)
@@ -190,12 +214,36 @@ def observed_vs_fitted(model, X=None, y=None, groups=None, *, x=None, n_groups=1
 def residuals_vs_fitted(model, X=None, y=None, groups=None, *, kind="pearson", ax=None):
     """Residuals against fitted means, with a binned mean to show trends.
 
-    ``X, y, groups`` are the data (a formula-fitted model uses its own when
-    they are None).
+    Parameters
+    ----------
+    model : fitted mixed model
+    X, y, groups
+        The data (usually the training data); a formula-fitted model uses its
+        own when they are None.
+    kind : {"pearson", "deviance", "response"}, default="pearson"
+        The residuals, as in the model's ``residuals``.
+    ax : matplotlib Axes, default=None
+        Axes to draw on (a new figure when None).
 
     Returns
     -------
     matplotlib Axes
+
+    See Also
+    --------
+    sklearn_glmm.PoissonGLMMRegressor.residuals : The residuals themselves.
+    sklearn_glmm.overdispersion : The Pearson chi-square check.
+
+    Examples
+    --------
+    >>> from sklearn_glmm import PoissonGLMMRegressor
+    >>> from sklearn_glmm.datasets import load_app_engagement
+    >>> data = load_app_engagement()
+    >>> X, y, g = data[["day_centered"]], data["logins"], data["user_id"]
+    >>> from sklearn_glmm.plot import residuals_vs_fitted
+    >>> model = PoissonGLMMRegressor("(1 | user_id)").fit(X, y, groups=g)
+    >>> residuals_vs_fitted(model, X, y, g).get_ylabel()
+    'pearson residual'
     """
     X, y, groups = _data(model, X, y, groups)
     ax = _axes(ax)
@@ -220,9 +268,29 @@ def residuals_vs_fitted(model, X=None, y=None, groups=None, *, kind="pearson", a
 def qq_ranef(model):
     """Normal Q-Q plot of the conditional modes, one panel per random-effect term.
 
+    Parameters
+    ----------
+    model : fitted mixed model
+        Its first grouping factor's modes (``ranef_``) are drawn.
+
     Returns
     -------
     matplotlib Figure
+
+    See Also
+    --------
+    caterpillar : The modes with their intervals, sorted.
+
+    Examples
+    --------
+    >>> from sklearn_glmm import PoissonGLMMRegressor
+    >>> from sklearn_glmm.datasets import load_app_engagement
+    >>> data = load_app_engagement()
+    >>> X, y, g = data[["day_centered"]], data["logins"], data["user_id"]
+    >>> from sklearn_glmm.plot import qq_ranef
+    >>> model = PoissonGLMMRegressor("(1 + day_centered | user_id)").fit(X, y, groups=g)
+    >>> [ax.get_title() for ax in qq_ranef(model).axes]
+    ['Q-Q: (Intercept)', 'Q-Q: day_centered']
     """
     plt = _pyplot()
     factor = _mixed(model)
@@ -245,9 +313,32 @@ def qq_ranef(model):
 def caterpillar(model, *, level=0.95):
     """Sorted conditional modes with ``+- z * condSD`` intervals (``dotplot(ranef(m, condVar = TRUE))``).
 
+    Parameters
+    ----------
+    model : fitted mixed model
+        Its first grouping factor's modes (``ranef_``) and conditional SDs
+        (``ranef_condsd_``) are drawn, one panel per random-effect term.
+    level : float, default=0.95
+        Coverage of the intervals (normal quantiles of the conditional SDs).
+
     Returns
     -------
     matplotlib Figure
+
+    See Also
+    --------
+    qq_ranef : Whether the modes look normal.
+
+    Examples
+    --------
+    >>> from sklearn_glmm import PoissonGLMMRegressor
+    >>> from sklearn_glmm.datasets import load_app_engagement
+    >>> data = load_app_engagement()
+    >>> X, y, g = data[["day_centered"]], data["logins"], data["user_id"]
+    >>> from sklearn_glmm.plot import caterpillar
+    >>> model = PoissonGLMMRegressor("(1 + day_centered | user_id)").fit(X, y, groups=g)
+    >>> [ax.get_title() for ax in caterpillar(model).axes]
+    ['user_id: (Intercept)', 'user_id: day_centered']
     """
     from .results._intervals import check_level
 
@@ -283,9 +374,34 @@ def caterpillar(model, *, level=0.95):
 def profile_zeta(table: pd.DataFrame):
     """The profile ``zeta`` of each parameter of ``model.confint(method="profile")``.
 
+    ``zeta`` is the signed square root of the deviance's increase over its
+    minimum; a straight line means a quadratic profile (Wald intervals would
+    do). The dashed lines are the interval's ends.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The result of ``confint(method="profile")`` (its ``attrs["profiles"]``).
+
     Returns
     -------
     matplotlib Figure
+
+    See Also
+    --------
+    sklearn_glmm.PoissonGLMMRegressor.confint : The profile intervals.
+
+    Examples
+    --------
+    >>> from sklearn_glmm import PoissonGLMMRegressor
+    >>> from sklearn_glmm.datasets import load_app_engagement
+    >>> data = load_app_engagement()
+    >>> X, y, g = data[["day_centered"]], data["logins"], data["user_id"]
+    >>> from sklearn_glmm.plot import profile_zeta
+    >>> model = PoissonGLMMRegressor("(1 | user_id)").fit(X, y, groups=g)
+    >>> fig = profile_zeta(model.confint("profile", X=X, y=y, groups=g))
+    >>> [ax.get_xlabel() for ax in fig.axes]
+    ['.sig01', '(Intercept)', 'day_centered']
     """
     plt = _pyplot()
     profiles = getattr(table, "attrs", {}).get("profiles")

@@ -1,7 +1,6 @@
 """Adaptive Gauss-Hermite quadrature (n_agq > 1) against lme4 and against exact integrals."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,9 @@ from sklearn_glmm import (
     BinomialGLMMClassifier,
     BinomialGLMMRegressor,
     NegativeBinomialGLMMRegressor,
+    NoGroupsWarning,
     PoissonGLMMRegressor,
+    SingularFitWarning,
 )
 from sklearn_glmm._core._agq import QuadratureRule
 from sklearn_glmm.families import BinomialFamily, NegativeBinomialFamily, PoissonFamily
@@ -28,7 +29,7 @@ def _cbpp(n_agq):
     X, groups = reference_design(ref, data)
     model = BinomialGLMMRegressor("(1 | herd)", n_agq=n_agq)
     model.fit(X, data["incidence"] / data["size"], groups=groups, sample_weight=data["size"])
-    model.training_data = dict(X=X, y=data["incidence"] / data["size"], groups=groups, sample_weight=data["size"])
+    model.training_data = {"X": X, "y": data["incidence"] / data["size"], "groups": groups, "sample_weight": data["size"]}
     return model, ref
 
 
@@ -183,11 +184,9 @@ def test_agq_corrects_laplace_on_small_binary_groups(rng):
         g = np.repeat(np.arange(150), 2)
         x = r.normal(size=g.size)
         y = (r.uniform(size=g.size) < expit(-0.5 + 0.5 * x + r.normal(0, 2.0, 150)[g])).astype(int)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for n_agq, out in ((1, sd_laplace), (15, sd_agq)):
-                model = BinomialGLMMClassifier(n_agq=n_agq).fit(x.reshape(-1, 1), y, groups=g)
-                out.append(model.varcorr_["sdcor"].iloc[0])
+        for n_agq, out in ((1, sd_laplace), (15, sd_agq)):
+            model = BinomialGLMMClassifier(n_agq=n_agq).fit(x.reshape(-1, 1), y, groups=g)
+            out.append(model.varcorr_["sdcor"].iloc[0])
     assert np.mean(sd_agq) > np.mean(sd_laplace) + 0.1
     assert abs(np.mean(sd_agq) - 2.0) < abs(np.mean(sd_laplace) - 2.0)
 
@@ -214,8 +213,7 @@ def test_agq_needs_a_single_scalar_random_effect(rng):
     with pytest.raises(ValueError, match="single scalar random effect.*2 random effects"):
         PoissonGLMMRegressor("(1 + x | g)", n_agq=5).fit(X, y, groups=pd.Series(g, name="g"))
     # a scalar slope is a scalar random effect (no slope variance in these data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with pytest.warns(SingularFitWarning):
         PoissonGLMMRegressor("(0 + x | g)", n_agq=5).fit(X, y, groups=pd.Series(g, name="g"))
     for bad in (0, 101, 2.5):
         with pytest.raises(InvalidParameterError, match="n_agq"):
@@ -233,12 +231,12 @@ def test_agq_fit_is_deterministic_and_without_groups_is_the_glm(rng):
     assert restored.n_agq == 7
     profile = restored.confint("profile", parm="period2", **model.training_data)
     assert profile.iloc[0, 0] < model.fixef_["period2"] < profile.iloc[0, 1]
-    g = np.repeat(np.arange(10), 5)
     x = rng.normal(size=50).reshape(-1, 1)
     y = rng.poisson(2.0, size=50)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    # on purpose: n_agq without groups is the GLM
+    with pytest.warns(NoGroupsWarning):
         glm = PoissonGLMMRegressor(n_agq=9).fit(x, y)
+    with pytest.warns(NoGroupsWarning):
         plain = PoissonGLMMRegressor().fit(x, y)
     np.testing.assert_allclose(glm.fixef_, plain.fixef_)
     assert "Laplace" not in str(glm.summary()) and "Adaptive" not in str(glm.summary())

@@ -7,7 +7,6 @@ Tolerances: fixed effects within max(2e-3 relative, 2 % of
 their SE), SDs within 3e-3 relative, logLik >= the reference's tight value - 2e-3.
 """
 
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -349,13 +348,13 @@ def test_multilevel_gradient_with_a_shape_parameter(family_name):
     else:
         family, param = GammaFamily(link="log"), 4.0
         y = rng.gamma(param, mu / param)
-    one = lambda codes, G: CoreTerm(codes, np.ones((n, 1)), G, np.array([0]), np.array([0]))  # noqa: E731
+    one = lambda codes, G: CoreTerm(codes, np.ones((n, 1)), G, np.array([0]), np.array([0]))
     problem = core_problem(family, X, y, None, None, None, terms=[one(a, 20), one(b, 6)])
     theta, beta = np.array([0.4, 0.3]), np.array([0.4, 0.25])
     u0 = problem.zero_modes()
     ev = problem.evaluate(theta, beta, param, u0)
     h = 1e-6
-    dev = lambda t, bb, p: problem.evaluate(t, bb, p, u0, gradient=False).deviance  # noqa: E731
+    dev = lambda t, bb, p: problem.evaluate(t, bb, p, u0, gradient=False).deviance
     fd_param = (dev(theta, beta, param + h) - dev(theta, beta, param - h)) / (2 * h)
     assert ev.grad_param == pytest.approx(fd_param, rel=1e-5, abs=1e-6)
     e = np.array([h, 0.0])
@@ -408,7 +407,7 @@ def test_stage_one_on_a_subsample_of_the_largest_factor_reaches_the_same_optimum
     X, y, groups = _crossed_poisson(rng, n_a=400, n_b=25)
     n = y.size
     codes_u = pd.factorize(groups["user"], sort=True)[0]
-    one = lambda codes, G: CoreTerm(codes, np.ones((n, 1)), G, np.array([0]), np.array([0]))  # noqa: E731
+    one = lambda codes, G: CoreTerm(codes, np.ones((n, 1)), G, np.array([0]), np.array([0]))
     terms = [one(codes_u, 400), one(groups["day"].to_numpy(), 25)]
     problem = core_problem(PoissonFamily(), np.column_stack([np.ones(n), X["x"]]), y, None, None, None, terms=terms)
     sub = problem.subsample(150)

@@ -117,7 +117,7 @@ def test_profile_rows_follow_lme4_bar_order(crossed_slopes, refs):
 def test_profile_rows_follow_the_written_order_when_lme4_keeps_it(crossed_slopes, refs):
     # (1 | subject) + (x || item): levels already decreasing, lme4 keeps the written order,
     # so the slope's SD is .sig03 now
-    model, data = crossed_slopes
+    _model, data = crossed_slopes
     other = PoissonGLMMRegressor("(1 | subject) + (1 + x || item)").fit(
         data[["x"]], data["y"], groups=data[["subject", "item"]]
     )
@@ -242,7 +242,7 @@ def test_crossed_simulate_shape_determinism_and_conditional_mean(crossed):
 
 
 def test_lmm_crossed_simulate_draws_each_factor_independently(penicillin):
-    model, X, groups, _ = penicillin
+    model, _X, _groups, _ = penicillin
     var = model.varcorr_.set_index("group")["vcov"]
     fixed = model.intercept_
     bp = model.ranef_["plate"].loc["a", "(Intercept)"]

@@ -13,20 +13,22 @@ import pytest
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
-from sklearn_glmm import (  # noqa: E402
+from sklearn_glmm import (
     BinomialGLMMClassifier,
     GaussianLMMRegressor,
     PoissonGLMMRegressor,
     ZeroInflatedPoissonGLMMRegressor,
 )
-from sklearn_glmm.datasets import load_app_engagement, make_app_engagement  # noqa: E402
+from sklearn_glmm.datasets import load_app_engagement, make_app_engagement
 
 FEATURES = ["day_centered", "notifications", "weekend", "mood"]
 
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    # ":0": the scheduler's HTTP server starts even without a dashboard, and on its fixed
+    # port (8787) it clashes with any other cluster on the machine (a warning, a leaked socket)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   worker_class=distributed.Nanny) as cluster, distributed.Client(cluster) as c:
         yield c
 
@@ -150,13 +152,13 @@ def test_a_worker_killed_during_the_fit_changes_nothing(panel, panel_files):
     calls = {"n": 0, "killed": None}
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
 
         def evaluate_and_kill(self, *args, **kwargs):
             calls["n"] += 1
             if calls["n"] == 5:
                 pids = client.run(os.getpid)
-                calls["killed"] = sorted(pids.values())[0]
+                calls["killed"] = min(pids.values())
                 os.kill(calls["killed"], signal.SIGKILL)
             return original(self, *args, **kwargs)
 

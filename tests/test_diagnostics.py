@@ -61,7 +61,7 @@ def test_overdispersion_detected_in_overdispersed_data():
 
 
 def test_simulate_shapes_and_moments(data, model):
-    X, y, g = _xyg(data)
+    X, _y, g = _xyg(data)
     sims = model.simulate(X, g, n_simulations=200, random_state=0)
     assert sims.shape == (len(data), 200)
     assert np.all(sims >= 0) and np.all(sims == np.round(sims))

@@ -7,10 +7,10 @@ import pytest
 
 pytest.importorskip("formulaic")
 
-from sklearn_glmm import PoissonGLMMRegressor, glmer  # noqa: E402
-from sklearn_glmm._formula import FAMILY_REGISTRY, formula_design, parse_formula  # noqa: E402
+from sklearn_glmm import PoissonGLMMRegressor, glmer
+from sklearn_glmm._formula import FAMILY_REGISTRY, formula_design, parse_formula
 
-from .conftest import load_reference, load_reference_data  # noqa: E402
+from .conftest import load_reference, load_reference_data
 
 
 @pytest.fixture(scope="module")

@@ -37,11 +37,11 @@ from sklearn_glmm import (
     PoissonGLMMRegressor,
 )
 
-_COMMON = dict(
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    print_blob=True,
-)
+_COMMON = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+    "print_blob": True,
+}
 settings.register_profile("glmm-quick", max_examples=30, derandomize=True, **_COMMON)
 settings.register_profile("glmm-slow", max_examples=500, **_COMMON)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_glmm import PoissonGLMMRegressor
+from sklearn_glmm import NoGroupsWarning, PoissonGLMMRegressor
 
 from .conftest import load_reference, load_reference_data
 
@@ -109,7 +109,8 @@ def test_bad_arguments(m_ri, data):
         m_ri.confint(parm="weekday")
     with pytest.raises(ValueError, match="n_boot"):
         m_ri.confint(method="bootstrap", n_boot=1)
-    glm = PoissonGLMMRegressor().fit(data[["day_centered"]], data["logins"])
+    with pytest.warns(NoGroupsWarning):
+        glm = PoissonGLMMRegressor().fit(data[["day_centered"]], data["logins"])
     assert glm.ranef_condsd_ == {}
     with pytest.raises(ValueError, match="needs a mixed model"):
         glm.confint(method="profile")

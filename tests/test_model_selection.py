@@ -174,14 +174,16 @@ def test_clone_params_pickle_and_joblib(panel, tmp_path):
 
 def test_grid_search_on_a_local_dask_cluster(panel):
     distributed = pytest.importorskip("distributed")
-    X, y, g, data = panel
+    _X, y, g, data = panel
     Xg = data[FEATURES + ["user_id"]]
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
-        with distributed.Client(cluster), joblib.parallel_backend("dask"):
-            search = GridSearchCV(
-                PoissonGLMMRegressor(group_column="user_id"), {"random_effects": ["1", "1 + day_centered"]},
-                cv=GroupKFold(3), n_jobs=-1,
-            ).fit(Xg, y, groups=g)
+    # the scheduler's HTTP server starts even without a dashboard; on a fixed port (8787)
+    # it clashes with any other cluster on the machine and warns, so it takes a free one
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0")
+    with cluster, distributed.Client(cluster), joblib.parallel_backend("dask"):
+        search = GridSearchCV(
+            PoissonGLMMRegressor(group_column="user_id"), {"random_effects": ["1", "1 + day_centered"]},
+            cv=GroupKFold(3), n_jobs=-1,
+        ).fit(Xg, y, groups=g)
     local = GridSearchCV(
         PoissonGLMMRegressor(group_column="user_id"), {"random_effects": ["1", "1 + day_centered"]}, cv=GroupKFold(3)
     ).fit(Xg, y, groups=g)

@@ -19,21 +19,25 @@ from sklearn_glmm import (
     PoissonGLMMRegressor,
     ZeroInflatedPoissonGLMMRegressor,
 )
+from sklearn_glmm._core._partitioned import ResidualSummary
 from sklearn_glmm._partitioned_fit import (
+    _QUANTILE_GRID,
     OFFSET_COLUMN,
     WEIGHT_COLUMN,
     Y_COLUMN,
     LocalSource,
     PartitionLayout,
-    _QUANTILE_GRID,
     _merge_quantiles,
     fit_partitioned,
     partition_key_of,
 )
-from sklearn_glmm._core._partitioned import ResidualSummary
 from sklearn_glmm.datasets import make_app_engagement
 
 FEATURES = ["day_centered", "notifications", "weekend", "mood"]
+
+#: the panel's slope SD and clinic SD are (close to) 0, so those fits end on the boundary;
+#: beside the point here, where the partitioned fit must equal the in-memory one either way
+BOUNDARY_FITS = pytest.mark.filterwarnings("ignore::sklearn_glmm.SingularFitWarning")
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +105,7 @@ def _response(data, kind):
     }[kind]
 
 
+@BOUNDARY_FITS
 @pytest.mark.parametrize("name, make, kind", CASES, ids=[c[0] for c in CASES])
 def test_a_partitioned_fit_is_the_fit_on_all_rows(panel, name, make, kind):
     y = _response(panel, kind)
@@ -112,6 +117,7 @@ def test_a_partitioned_fit_is_the_fit_on_all_rows(panel, name, make, kind):
         np.testing.assert_array_equal(partitioned.classes_, whole.classes_)
 
 
+@BOUNDARY_FITS
 def test_partitions_that_split_groups_are_repartitioned(panel):
     y = panel["logins"]
     whole = PoissonGLMMRegressor("(1 + day_centered | user_id)").fit(panel[FEATURES], y, groups=panel["user_id"])
@@ -121,10 +127,11 @@ def test_partitions_that_split_groups_are_repartitioned(panel):
     _assert_same_fit(partitioned, whole)
 
 
+@BOUNDARY_FITS
 def test_nested_factors_are_partitioned_by_the_outer_one(panel):
     y = panel["logins"]
     groups = panel[["clinic", "user_id"]]
-    make = lambda: PoissonGLMMRegressor("(1 | clinic/user_id)")  # noqa: E731
+    make = lambda: PoissonGLMMRegressor("(1 | clinic/user_id)")
     whole = make().fit(panel[FEATURES], y, groups=groups)
     frames = _frames(panel, FEATURES + ["clinic", "user_id"], y)
     partitioned = fit_partitioned(make(), LocalSource(frames), PartitionLayout(FEATURES, ["clinic", "user_id"]))

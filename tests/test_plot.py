@@ -9,12 +9,15 @@ import pytest
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from sklearn_glmm import PoissonGLMMRegressor  # noqa: E402
-from sklearn_glmm import plot  # noqa: E402
+from sklearn_glmm import (
+    NoGroupsWarning,
+    PoissonGLMMRegressor,
+    plot,
+)
 
-from .conftest import load_reference_data  # noqa: E402
+from .conftest import load_reference_data
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +82,8 @@ def test_profile_zeta(data, tmp_path):
 
 
 def test_errors(data):
-    glm = PoissonGLMMRegressor().fit(data[["day_centered"]], data["logins"])
+    with pytest.warns(NoGroupsWarning):
+        glm = PoissonGLMMRegressor().fit(data[["day_centered"]], data["logins"])
     with pytest.raises(ValueError, match="needs a mixed model"):
         plot.caterpillar(glm)
     with pytest.raises(ValueError, match="not in data"):

@@ -141,7 +141,7 @@ def _deviance(shard, family, lam, fit, rule, gradient):
 
 def _gradient(shard, kernel, lam, fit, rule, parts):
     groups, z, XT = shard.groups, shard.ZT[0][0], shard.XT
-    A, s, U, pi, S = parts  # S: (K, n) scores at the nodes
+    _, s, U, pi, S = parts  # S: (K, n) scores at the nodes
     t = rule.nodes
     u = fit.u[:, 0]
     irls = fit.irls

@@ -103,8 +103,8 @@ def newton_direction(information, gradient, fallback=None) -> tuple[np.ndarray, 
     """``information^{-1} gradient`` by Cholesky; the fallback information, then least
     squares, where it is not positive definite. Returns the direction and a note
     naming the fallback taken (None without one)."""
-    for info, note in ((information, None), (fallback, "the information was not positive definite; "
-                                                      "the step used the fallback information")):
+    for info, note in ((information, None), (fallback, ("the information was not positive definite; "
+                                                       "the step used the fallback information"))):
         if info is None:
             continue
         ridge = 1e-12 * max(1.0, float(np.max(np.abs(np.diag(info))))) if info.size else 0.0

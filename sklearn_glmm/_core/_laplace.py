@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -50,6 +51,7 @@ from ..families import Family, IRLSQuantities, LogLink, PoissonFamily
 from ._agq import QuadratureRule, agq_deviance
 from ._blocked import RandomEffectsLayout
 from ._controls import SolverControls
+from ._glm import FamilyGLM, fit_glm
 from ._gradient import laplace_gradient, mode_derivative
 from ._linalg import GroupIndex, row_order
 from ._parallel import ShardRunner
@@ -57,7 +59,6 @@ from ._pirls import Modes, pirls
 from ._problem import Evaluation, Start
 from ._system import BlockedSystem, TermRows, TermsBookkeeping, TermSystem, ThetaMap
 from ._zip import ZIPKernel, ZIPLikelihood
-from ._glm import FamilyGLM, fit_glm
 
 __all__ = ["CoreTerm", "LaplaceProblem", "RowCurvature", "RowSelection", "ShardResult", "evenly_spaced_levels"]
 
@@ -385,7 +386,7 @@ class LaplaceProblem(TermsBookkeeping):
         bounds = [0, *[int(c) for c in cuts if 0 < c < G0], G0]
         level_ends = np.concatenate([[0], ends])
         shards = []
-        for g0, g1 in zip(bounds[:-1], bounds[1:]):
+        for g0, g1 in pairwise(bounds):
             rows = slice(int(level_ends[g0]), int(level_ends[g1]))
             shards.append(_Shard(
                 self.XT[:, rows], self.y[rows], self.weights[rows], self.offset[rows],

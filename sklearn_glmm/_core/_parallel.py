@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:  # typing.Self is Python >= 3.11
+    from typing_extensions import Self
 
 __all__ = ["ShardRunner"]
 
@@ -58,7 +61,7 @@ class ShardRunner:
         if pool is not None:
             pool.shutdown(wait=True)
 
-    def __enter__(self) -> ShardRunner:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

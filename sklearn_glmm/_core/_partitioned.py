@@ -34,7 +34,7 @@ import numpy as np
 from ..families import Family
 from ._controls import SolverControls
 from ._laplace import LaplaceProblem, RowSelection, evenly_spaced_levels
-from ._lmm import LMMProblem, LMMSums, lmm_criterion
+from ._lmm import LMMSums, lmm_criterion
 from ._problem import Evaluation, Start
 from ._system import TermsBookkeeping, ThetaMap
 
@@ -263,7 +263,7 @@ class _Partitioned(TermsBookkeeping):
 
     def mode_derivative(self, theta, coef, param, state, dtheta, dcoef):
         """None: the modes stay with the parts (every PIRLS starts from the part's last modes)."""
-        return None
+        return
 
 
 class PartitionedLaplaceProblem(_Partitioned):

@@ -352,7 +352,7 @@ class ProfileProblem:
                 ends.append(bound if np.isfinite(bound) else np.nan)
                 continue
             ends.append(
-                brentq(lambda v: zeta(v) - sign * z, inside, outside, xtol=xtol * max(se, 1e-12), rtol=1e-12)
+                brentq(lambda v, sign=sign: zeta(v) - sign * z, inside, outside, xtol=xtol * max(se, 1e-12), rtol=1e-12)
             )
         values = np.array(sorted(path))
         return ProfileInterval(

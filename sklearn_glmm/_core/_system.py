@@ -32,6 +32,7 @@ unit per level), and one whole term otherwise (``BlockedSystem``: one unit).
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Protocol
 
 import numpy as np
@@ -61,7 +62,7 @@ class ThetaMap:
             positions = [theta_index(k) for k in self.q]
         self.positions = [(np.asarray(r, dtype=np.intp), np.asarray(c, dtype=np.intp)) for r, c in positions]
         bounds = np.cumsum([0] + [r.size for r, _ in self.positions])
-        self.slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.slices = [slice(int(a), int(b)) for a, b in pairwise(bounds)]
 
     @property
     def n_theta(self) -> int:

@@ -32,6 +32,10 @@ def load_app_engagement() -> pd.DataFrame:
         ``user_id`` (str, "1" ... "50"), ``day`` (1 ... 30), ``day_centered``
         (``day - 15.5``) and ``logins`` (int counts).
 
+    See Also
+    --------
+    make_app_engagement : Simulated panels of any size, with the true parameters.
+
     Examples
     --------
     >>> from sklearn_glmm.datasets import load_app_engagement

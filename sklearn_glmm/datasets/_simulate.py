@@ -74,6 +74,10 @@ def make_app_engagement(
         ``calendar_sd > 0`` also ``calendar_sd`` and ``calendar_effects`` (a
         Series by calendar day).
 
+    See Also
+    --------
+    load_app_engagement : The bundled 50 users x 30 days (the case study's data).
+
     Examples
     --------
     >>> from sklearn_glmm.datasets import make_app_engagement

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..utils._validation import check_group_labels, warn_on_text_label_matches
 from ._spec import INTERCEPT, RandomEffectSpec, parse_random_effects
 from ._terms import RandomEffectTerm
-from ..utils._validation import check_group_labels, warn_on_text_label_matches
 
 __all__ = [
     "DesignBuilder", "Design", "column_r_factor", "groups_to_series", "groups_to_frame", "independent_columns",

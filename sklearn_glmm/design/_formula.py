@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-
 __all__ = [
     "FormulaFrame",
     "FormulaSpec",
@@ -489,7 +488,7 @@ def _fixed_matrix(parsed: ParsedFormula, data: pd.DataFrame, formula: str):
     fixed = _r_power(parsed.fixed)
     try:
         mm = _model_matrix(fixed, data)
-    except Exception as exc:  # formulaic raises many types; name the problem
+    except Exception as exc:  # noqa: BLE001 - formulaic raises many types; name the problem
         raise _mismatch(formula, f"the fixed part {parsed.fixed!r} failed ({type(exc).__name__}: {exc})") from None
     names = [str(c) for c in mm.columns]
     if "Intercept" not in names:
@@ -503,7 +502,7 @@ def _random_part(parsed: ParsedFormula, data: pd.DataFrame, fixed_names: list[st
     for (terms, factor), double in zip(parsed.bars, parsed.uncorrelated or (False,) * len(parsed.bars)):
         try:
             mm = _model_matrix(_r_power(terms), data)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as in _fixed_matrix
             raise _mismatch(formula, f"the random terms {terms!r} failed ({type(exc).__name__}: {exc})") from None
         names = [_r_name(str(c)) for c in mm.columns]
         intercept = INTERCEPT in names
@@ -610,7 +609,7 @@ def _offset_values(parsed: ParsedFormula, frame: pd.DataFrame, formula: str) -> 
     for expr in parsed.offsets:
         try:
             mm = _model_matrix(f"0 + I({_r_power(expr)})", frame)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as in _fixed_matrix
             raise _mismatch(formula, f"offset({expr}) failed ({type(exc).__name__}: {exc})") from None
         values = np.full(len(frame), np.nan)
         values[np.asarray(mm.index)] = np.asarray(mm)[:, 0]

@@ -204,6 +204,6 @@ def parse_random_effects(spec: object) -> tuple[RandomEffectSpec, ...]:
         names = seen.setdefault(bar.factor, set())
         repeated = names.intersection(bar.term_names)
         if repeated:
-            raise _bad(spec, f"term {sorted(repeated)[0]!r} appears twice for the factor {bar.factor!r}")
+            raise _bad(spec, f"term {min(repeated)!r} appears twice for the factor {bar.factor!r}")
         names.update(bar.term_names)
     return tuple(bars)

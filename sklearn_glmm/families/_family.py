@@ -37,8 +37,6 @@ Laplace deviance is on lme4's scale: ``-2 * loglik`` is what ``glmer`` reports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.special import betaln, digamma, gammaln, xlogy
 

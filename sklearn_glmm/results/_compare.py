@@ -14,6 +14,8 @@ so the p-value may be halved. The table carries this note in
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -44,7 +46,7 @@ def _describe(model) -> dict:
     response = model.response_summary_
     return {
         # the parameters counted in AIC = deviance + 2 npar
-        "npar": int(round((model.aic_ - model.deviance_) / 2.0)),
+        "npar": int(np.rint((model.aic_ - model.deviance_) / 2.0)),
         "n_obs": int(model.n_obs_),
         "family": model.family_.name,
         "response": response["name"],
@@ -92,6 +94,11 @@ def compare_models(*models, names=None) -> pd.DataFrame:
         Fewer than two models, different numbers of observations, families,
         responses or data, or models that are not nested.
 
+    See Also
+    --------
+    drop1 : Tests of every droppable fixed term of one model.
+    PoissonGLMMRegressor.summary : The Wald tests of one model.
+
     Examples
     --------
     >>> from sklearn_glmm import PoissonGLMMRegressor, compare_models
@@ -127,7 +134,7 @@ def compare_models(*models, names=None) -> pd.DataFrame:
     if len(keys) > 1:
         raise ValueError("The models were fitted to different response values; refit them on the same data.")
     order = sorted(range(len(models)), key=lambda i: (info[i]["npar"], i))
-    for a, b in zip(order, order[1:]):
+    for a, b in pairwise(order):
         why = _nested(info[a], info[b])
         if why is not None or info[a]["npar"] == info[b]["npar"]:
             why = why or "they have the same number of parameters"

@@ -83,6 +83,41 @@ class GLMMSummary:
         Variance components as ``as.data.frame(VarCorr(m))``.
     fit_statistics : Series
         AIC, BIC, logLik, deviance, df.resid.
+    correlation : DataFrame
+        Correlations of the fixed-effect estimates.
+    residual_quantiles : Series
+        Quantiles of the scaled (Pearson) residuals.
+    n_obs : int
+        Number of observations.
+    n_groups : dict of {str: int}
+        Levels per grouping factor.
+    family, link, formula, method, se_method : str
+        The header lines of the report, and how the standard errors were computed.
+    messages : list of str
+        Warnings printed at the end (singular fit, convergence).
+
+    See Also
+    --------
+    sklearn_glmm.PoissonGLMMRegressor.summary : Returns one (every estimator has the method).
+
+    Examples
+    --------
+    >>> from sklearn_glmm import PoissonGLMMRegressor
+    >>> from sklearn_glmm.datasets import load_app_engagement
+    >>> data = load_app_engagement()
+    >>> model = PoissonGLMMRegressor("(1 | user_id)").fit(
+    ...     data[["day_centered"]], data["logins"], groups=data["user_id"])
+    >>> summary = model.summary()
+    >>> summary.fit_statistics.round(1)
+    AIC         5290.3
+    BIC         5306.2
+    logLik     -2642.1
+    deviance    5284.3
+    df.resid    1497.0
+    dtype: float64
+    >>> summary.varcorr.round(4)
+         group         var1 var2    vcov   sdcor
+    0  user_id  (Intercept)  NaN  0.1875  0.433
     """
 
     family: str

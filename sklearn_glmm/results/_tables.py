@@ -57,6 +57,21 @@ def _stars(p: float) -> str:
 class TestTable(pd.DataFrame):
     """A likelihood-ratio test table: a DataFrame that prints as R's ``anova``/``drop1``.
 
+    The numbers stay numbers (select and compute as with any DataFrame); only
+    the text rendering (``print``, ``to_string``) formats the p-values as R
+    does, with significance stars and their legend.
+
+    Attributes
+    ----------
+    attrs : dict
+        ``attrs["heading"]`` (optional): lines printed above the table, as
+        R's ``Single term deletions`` / ``Model:`` lines.
+
+    See Also
+    --------
+    sklearn_glmm.compare_models : Returns one (R's ``anova``).
+    sklearn_glmm.drop1 : Returns one (R's ``drop1``).
+
     Examples
     --------
     >>> table = TestTable([[2.19, 0.3339], [96.1, 1e-22]], index=["m2", "m3"], columns=["Chisq", "Pr(>Chisq)"])

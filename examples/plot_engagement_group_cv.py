@@ -1,4 +1,7 @@
-"""Out-of-user validation of an engagement model: GroupKFold, GridSearchCV, new users.
+"""
+==============================================================
+Out-of-user validation: GroupKFold, GridSearchCV and new users
+==============================================================
 
 Every test fold of ``GroupKFold`` holds users the model never saw, so the score
 measures how well the model predicts a *new* user. For them the random effect
@@ -9,7 +12,7 @@ a log link predicts the median user, not the mean one, and so under-predicts;
 ``PoissonRegressor`` that ignores users, on held-out Poisson deviance and on
 calibration by decile of the prediction (observed / predicted mean logins).
 
-Run: ``python examples/engagement_group_cv.py``
+Run: ``python examples/plot_engagement_group_cv.py``
 """
 
 import numpy as np

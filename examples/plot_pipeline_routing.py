@@ -1,4 +1,7 @@
-"""A Pipeline with preprocessing and a GLMM, with the grouping factor routed to it.
+"""
+============================================================
+A Pipeline with preprocessing, the groups routed to the GLMM
+============================================================
 
 Two ways to get ``groups`` to the estimator inside a Pipeline:
 
@@ -9,7 +12,7 @@ Two ways to get ``groups`` to the estimator inside a Pipeline:
 2. without routing: ``group_column="user_id"`` takes the factor from X itself
    (the preprocessing passes the column through).
 
-Run: ``python examples/pipeline_routing.py``
+Run: ``python examples/plot_pipeline_routing.py``
 """
 
 import numpy as np

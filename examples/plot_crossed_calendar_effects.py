@@ -1,4 +1,9 @@
-"""Users crossed with calendar days: a push campaign hits everyone on the same day.
+"""
+================================
+Users crossed with calendar days
+================================
+
+A push campaign hits everyone on the same day.
 
 Logins of one user are correlated (a user effect), and so are logins of
 *different* users on the same calendar day (a campaign, an outage, a holiday).
@@ -8,7 +13,7 @@ crossed model ``(1 + day_centered | user_id) + (1 | calendar_day)``, test the
 calendar component with a likelihood-ratio test, and check that the crossed
 fit recovers the true SD and the days' effects.
 
-Run: ``python examples/crossed_calendar_effects.py``
+Run: ``python examples/plot_crossed_calendar_effects.py``
 """
 
 import numpy as np
