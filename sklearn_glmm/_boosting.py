@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -188,7 +189,7 @@ _REFERENCES_DOC = """Sigrist, F. (2022). Gaussian process boosting. Journal of M
 class _BaseGLMMBoosting(BaseEstimator):
     """Shared plumbing of the boosting estimators (not public)."""
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "random_effects": [str],
         "n_estimators": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0.0, None, closed="neither")],
@@ -210,9 +211,9 @@ class _BaseGLMMBoosting(BaseEstimator):
     }
 
     # groups are requested by fit, predict and score under metadata routing, as the GLMM estimators
-    __metadata_request__fit = {"groups": True}
-    __metadata_request__predict = {"groups": True}
-    __metadata_request__score = {"groups": True}
+    __metadata_request__fit: ClassVar[dict] = {"groups": True}
+    __metadata_request__predict: ClassVar[dict] = {"groups": True}
+    __metadata_request__score: ClassVar[dict] = {"groups": True}
 
     # The grouping plumbing is the GLMM estimators' own: the same parameters
     # (group_column, random_effects) behave the same way.
@@ -298,6 +299,22 @@ class _BaseGLMMBoosting(BaseEstimator):
         Returns
         -------
         self : object
+            The fitted estimator.
+
+        See Also
+        --------
+        predict : Predictions with the random effects of known groups.
+        sklearn_glmm.PoissonGLMMRegressor.fit : The same random effects with a linear fixed part.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import GLMMBoostingRegressor
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, y, g = data[["day_centered"]], data["logins"], data["user_id"]
+        >>> model = GLMMBoostingRegressor(n_estimators=20, random_state=0).fit(X, y, groups=g)
+        >>> model.n_trees_
+        20
         """
         if is_dask_collection(X):
             raise TypeError(
@@ -491,7 +508,7 @@ class _BaseGLMMBoosting(BaseEstimator):
 
 
 class GLMMBoostingRegressor(RegressorMixin, _BaseGLMMBoosting):
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **_BaseGLMMBoosting._parameter_constraints,
         "family": [StrOptions(set(_FAMILIES))],
     }
@@ -534,8 +551,39 @@ class GLMMBoostingRegressor(RegressorMixin, _BaseGLMMBoosting):
     def predict(self, X, groups=None, offset=None, kind="mean"):
         """Predicted mean response (``kind="link"``: the linear predictor).
 
-        Rows of groups seen in fit include their conditional modes; rows of
-        new groups (all rows when ``groups`` is None) follow ``new_groups``.
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            The trees' covariates, as in fit.
+        groups : array-like or DataFrame, default=None
+            Group labels. Rows of groups seen in fit use their conditional
+            modes; rows of new groups (all rows when None) follow
+            ``new_groups``.
+        offset : array-like of shape (n_samples,), default=None
+        kind : {"mean", "link"}, default="mean"
+            The mean response, or the linear predictor ``offset + F(x) + z^T b``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+
+        See Also
+        --------
+        score : D^2 of these predictions.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import GLMMBoostingRegressor
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, y, g = data[["day_centered"]], data["logins"], data["user_id"]
+        >>> model = GLMMBoostingRegressor(n_estimators=20, random_state=0).fit(X, y, groups=g)
+        >>> model.predict(X.iloc[:2], groups=g.iloc[:2]).round(4)
+        array([3.49  , 3.5145])
+        >>> model.predict(X.iloc[:2]).round(4)  # a new user: random effect 0
+        array([2.2942, 2.3102])
+        >>> model.predict(X.iloc[:2], groups=g.iloc[:2], kind="link").round(4)
+        array([1.2499, 1.2569])
         """
         if kind == "link":
             return self._link(X, groups, offset)[0]
@@ -544,7 +592,35 @@ class GLMMBoostingRegressor(RegressorMixin, _BaseGLMMBoosting):
         return self._mean(X, groups, offset)
 
     def score(self, X, y, groups=None, sample_weight=None, offset=None):
-        """D^2, the fraction of the family's deviance explained (as ``PoissonRegressor.score``)."""
+        """D^2, the fraction of the family's deviance explained (as ``PoissonRegressor.score``).
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        groups : array-like or DataFrame, default=None
+        sample_weight : array-like of shape (n_samples,), default=None
+        offset : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        float
+            ``1 - D(y, predict(X, groups)) / D(y, weighted mean of y)``.
+
+        See Also
+        --------
+        predict : The predictions scored.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import GLMMBoostingRegressor
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, y, g = data[["day_centered"]], data["logins"], data["user_id"]
+        >>> model = GLMMBoostingRegressor(n_estimators=20, random_state=0).fit(X, y, groups=g)
+        >>> round(model.score(X, y, groups=g), 4)
+        0.3036
+        """
         mu = self._mean(X, groups, offset)
         n = mu.shape[0]
         y = _check_vector("y", y, n)
@@ -584,21 +660,140 @@ class GLMMBoostingClassifier(ClassifierMixin, _BaseGLMMBoosting):
             )
 
     def decision_function(self, X, groups=None, offset=None):
-        """The log-odds of ``classes_[1]`` (random effects of known groups, 0 for new ones)."""
+        """The log-odds of ``classes_[1]`` (random effects of known groups, 0 for new ones).
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            The trees' covariates, as in fit.
+        groups : array-like or DataFrame, default=None
+            Group labels. Rows of groups seen in fit use their conditional
+            modes; rows of new groups (all rows when None) follow
+            ``new_groups``.
+        offset : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+
+        See Also
+        --------
+        predict_proba : The probabilities.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import GLMMBoostingClassifier
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, active, g = data[["day_centered"]], data["logins"] > 3, data["user_id"]
+        >>> model = GLMMBoostingClassifier(n_estimators=20, random_state=0).fit(X, active, groups=g)
+        >>> model.decision_function(X.iloc[:2], groups=g.iloc[:2]).round(4)
+        array([-0.4999, -0.2653])
+        """
         return self._link(X, groups, offset)[0]
 
     def predict_proba(self, X, groups=None, offset=None):
-        """Probabilities of ``classes_[0]`` and ``classes_[1]``, shape (n_samples, 2)."""
+        """Probabilities of ``classes_[0]`` and ``classes_[1]``.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            The trees' covariates, as in fit.
+        groups : array-like or DataFrame, default=None
+            Group labels. Rows of groups seen in fit use their conditional
+            modes; rows of new groups (all rows when None) follow
+            ``new_groups``.
+        offset : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        ndarray of shape (n_samples, 2)
+
+        See Also
+        --------
+        decision_function : The log-odds.
+        predict : The more probable labels.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import GLMMBoostingClassifier
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, active, g = data[["day_centered"]], data["logins"] > 3, data["user_id"]
+        >>> model = GLMMBoostingClassifier(n_estimators=20, random_state=0).fit(X, active, groups=g)
+        >>> model.classes_
+        array([False,  True])
+        >>> model.predict_proba(X.iloc[:2], groups=g.iloc[:2]).round(4)
+        array([[0.6224, 0.3776],
+               [0.5659, 0.4341]])
+        """
         p = self._mean(X, groups, offset)
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X, groups=None, offset=None):
-        """The more probable label of each row."""
+        """The more probable label of each row.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+            The trees' covariates, as in fit.
+        groups : array-like or DataFrame, default=None
+            Group labels. Rows of groups seen in fit use their conditional
+            modes; rows of new groups (all rows when None) follow
+            ``new_groups``.
+        offset : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+
+        See Also
+        --------
+        predict_proba : The probabilities behind the labels.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import GLMMBoostingClassifier
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, active, g = data[["day_centered"]], data["logins"] > 3, data["user_id"]
+        >>> model = GLMMBoostingClassifier(n_estimators=20, random_state=0).fit(X, active, groups=g)
+        >>> model.predict(X.iloc[:2], groups=g.iloc[:2])
+        array([False, False])
+        """
         p = self.predict_proba(X, groups=groups, offset=offset)[:, 1]
         return self.classes_[(p > 0.5).astype(int)]
 
     def score(self, X, y, groups=None, sample_weight=None, offset=None):
-        """Accuracy of ``predict(X, groups)``."""
+        """Accuracy of ``predict(X, groups)``.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        groups : array-like or DataFrame, default=None
+        sample_weight : array-like of shape (n_samples,), default=None
+        offset : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        float
+
+        See Also
+        --------
+        predict : The labels scored.
+
+        Examples
+        --------
+        >>> from sklearn_glmm import GLMMBoostingClassifier
+        >>> from sklearn_glmm.datasets import load_app_engagement
+        >>> data = load_app_engagement()
+        >>> X, active, g = data[["day_centered"]], data["logins"] > 3, data["user_id"]
+        >>> model = GLMMBoostingClassifier(n_estimators=20, random_state=0).fit(X, active, groups=g)
+        >>> round(model.score(X, active, groups=g), 4)
+        0.804
+        """
         return float(accuracy_score(y, self.predict(X, groups=groups, offset=offset), sample_weight=sample_weight))
 
     def __sklearn_tags__(self):

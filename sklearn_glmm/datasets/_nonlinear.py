@@ -94,6 +94,11 @@ def make_engagement_nonlinear(
         Only when ``return_truth``: ``user_sd``, ``ranef`` (Series of the
         users' intercepts) and ``fixed_part`` (``F`` per row, log scale).
 
+    See Also
+    --------
+    make_app_engagement : The panel with a linear fixed part.
+    sklearn_glmm.GLMMBoostingRegressor : Trees for ``F`` with the random intercepts.
+
     Examples
     --------
     >>> from sklearn_glmm.datasets import make_engagement_nonlinear
