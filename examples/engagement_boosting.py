@@ -1,4 +1,9 @@
-"""Engagement prediction with trees and per-user random effects (GLMMBoostingRegressor).
+"""
+Engagement prediction with trees and per-user random effects
+============================================================
+
+``GLMMBoostingRegressor``, not run when the documentation is built (it fits
+several models on a large panel).
 
 Daily logins depend on the covariates non-linearly -- the first notifications
 of a day help and later ones hardly, a good mood lifts engagement only above a

@@ -142,12 +142,12 @@ _ATTRIBUTES_DOC = """init_score_ : float
         Laplace log-likelihood of the final covariance fit given ``F`` (all
         rows), and ``-2 loglik_``. ``F`` has as many parameters as leaves, so
         they compare fits, not models (no AIC).
-    train_score_ : ndarray of shape (n_iter_,)
+    train_score_ : ndarray of shape ``(n_iter_,)``
         Log-likelihood of the training rows at each iteration's covariance fit.
     validation_score_ : ndarray
         Minus the mean deviance of the validation groups' marginal-mean
         predictions, from iteration 0 (empty without early stopping).
-    theta_path_ : ndarray of shape (n_iter_ + 1, n_theta)
+    theta_path_ : ndarray of shape ``(n_iter_ + 1, n_theta)``
         The covariance parameters after each iteration (engine order).
     singular_ : bool
         Whether a variance is at its boundary.
