@@ -347,8 +347,9 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
                 self._fit_without_groups(design, y, w, off, controls)
             else:
                 self._fit_mixed(design, y, w, off, controls)
-        residuals = self._pearson_residuals(y, self._fitted_mu(design, off), w)
-        self._finish_fit(bool(design.terms), self._fitted_probabilities(design, off, w),
+        fitted = self._fitted_mu(design, off)
+        residuals = self._pearson_residuals(y, fitted, w)
+        self._finish_fit(bool(design.terms), self._fitted_means(fitted, w),
                          np.quantile(residuals, RESIDUAL_QUANTILES))
         return self
 
@@ -469,9 +470,9 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
     def _fitted_mu(self, design, offset) -> np.ndarray:
         return self._family_.link.inverse(self._linear_predictor(design, offset))
 
-    def _fitted_probabilities(self, design, offset, w) -> np.ndarray:
-        """The fitted means of the rows with positive weight (the separation check)."""
-        return self._family_.link.inverse(self._linear_predictor(design, offset))[w > 0]
+    def _fitted_means(self, fitted: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """The means in ``fitted`` (from :meth:`_fitted_mu`) of the rows with positive weight."""
+        return fitted[w > 0]
 
     def _linear_predictor(self, design, offset) -> np.ndarray:
         eta = design.X @ self.fixef_.to_numpy()

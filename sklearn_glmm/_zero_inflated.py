@@ -301,6 +301,10 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         mu = self._family_.link.inverse(self._linear_predictor(design, offset))
         return np.column_stack([mu, self._zero_proba(design)])
 
+    def _fitted_means(self, fitted: np.ndarray, w: np.ndarray) -> np.ndarray:
+        # the count model's means decide lme4's warnings
+        return fitted[w > 0, 0]
+
     def _pearson_residuals(self, y, fitted, w) -> np.ndarray:
         mu, p = fitted[:, 0], fitted[:, 1]
         var = np.maximum((1.0 - p) * mu * (1.0 + p * mu), 1e-300)

@@ -88,3 +88,21 @@ def test_unknown_family_and_link():
     with pytest.raises(ValueError, match="Unknown link 'logg'"):
         get_link("logg")
     assert isinstance(get_family("poisson").link, LogLink)
+
+
+@pytest.mark.parametrize("kind", ["counts", "non_integer", "large", "small_sample"])
+def test_weighted_log_factorial_sum_equals_the_row_sum(kind):
+    from scipy.special import gammaln
+
+    from sklearn_glmm.families._family import weighted_log_factorial_sum
+
+    rng = np.random.default_rng(3)
+    n = 50 if kind == "small_sample" else 20_000
+    y = rng.poisson(4.0, n).astype(float)
+    if kind == "non_integer":
+        y[7] += 0.5
+    if kind == "large":
+        y[3] = 2.0**21
+    w = rng.uniform(0.5, 2.0, n)
+    expected = float(np.dot(w, gammaln(y + 1.0)))
+    assert weighted_log_factorial_sum(y, w) == pytest.approx(expected, rel=1e-12)
