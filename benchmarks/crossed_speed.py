@@ -18,7 +18,7 @@ around ``lmer``, reading the CSV excluded), the ratio lme4 / ours, both
 log-likelihoods and our deviance evaluations. Not a unit test.
 
     python benchmarks/crossed_speed.py [--workloads insteval kb07] [--repeats 3] [--no-peers]
-        [--package-path DIR] [--json out.json]
+        [--package-path DIR] [--blas-threads N] [--json out.json]
 
 ``--package-path DIR`` imports ``sklearn_glmm`` from DIR (e.g. ``git archive
 <commit> sklearn_glmm | tar -x -C DIR``) to time another version in the same run.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -153,7 +154,16 @@ def main(argv=None) -> int:
     parser.add_argument("--package-path", help="import sklearn_glmm from this directory")
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "sklearn_glmm_bench"))
     parser.add_argument("--json", help="write the rows as JSON")
+    parser.add_argument("--blas-threads", type=int, help="limit BLAS threads for our fits (threadpoolctl) and R's "
+                        "(OMP/OPENBLAS/MKL_NUM_THREADS); on a busy 2-core machine 1 is often faster")
     args = parser.parse_args(argv)
+    if args.blas_threads:
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = str(args.blas_threads)
+        import scipy.linalg  # noqa: F401  (scipy's own BLAS is loaded with it: limit that one too)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.blas_threads)
     if args.package_path:
         sys.path.insert(0, str(Path(args.package_path).resolve()))
     import sklearn_glmm

@@ -190,6 +190,9 @@ class LMMProblem(TermsBookkeeping):
             self._gram = BlockedGram(self.codes, self.level_counts, self.theta_map.q, self.ZT, self.w)
         self._set_response_sums()
 
+    #: the last evaluation, (key, Evaluation), returned again for the same point
+    _last = None
+
     def _set_response_sums(self) -> None:
         """The theta-free sums of the response and the design (Z coordinates, flat over terms)."""
         w, XT, r = self.w, self.XT, self.r
@@ -229,15 +232,27 @@ class LMMProblem(TermsBookkeeping):
 
     def evaluate(self, theta, coef=None, param=None, u0=None, *, gradient: bool = True, predicted: bool = False,
                  theta_only: bool = False):
-        """The profiled criterion at theta and, with ``gradient``, its exact gradient (eq. 10b)."""
+        """The profiled criterion at theta and, with ``gradient``, its exact gradient (eq. 10b).
+
+        The solver asks for the same point again (its seed Hessian's centre,
+        the start of its quasi-Newton steps): the last evaluation is kept and
+        returned for an identical theta (nothing is warm-started, so it is the
+        same result).
+        """
+        theta = np.asarray(theta, dtype=float)
+        key = (theta.tobytes(), bool(gradient), self.reml)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
         red = self.reduce(theta)
         deviance = lmm_criterion(red.sums, self.n, self.p, self.sum_log_w, self.reml)
         if not gradient or not np.isfinite(deviance):
-            return Evaluation(deviance, None, None, np.zeros(0))
-        beta, r2 = red.sums.solution()
-        terms = self.gradient_terms(red, beta, np.linalg.inv(red.sums.RXtRX))
-        grad = lmm_gradient(terms, r2, self.n, self.p, self.reml)
-        return Evaluation(deviance, grad, np.zeros(0), np.zeros(0))
+            ev = Evaluation(deviance, None, None, np.zeros(0))
+        else:
+            beta, r2 = red.sums.solution()
+            terms = self.gradient_terms(red, beta, np.linalg.inv(red.sums.RXtRX))
+            ev = Evaluation(deviance, lmm_gradient(terms, r2, self.n, self.p, self.reml), np.zeros(0), np.zeros(0))
+        self._last = (key, ev)
+        return ev
 
     # -- penalised least squares ---------------------------------------------------
     def reduce(self, theta) -> LMMReduced:
@@ -341,6 +356,7 @@ class LMMProblem(TermsBookkeeping):
         other.__dict__.update(self.__dict__)
         other.r = np.asarray(r, dtype=float)
         other._set_response_sums()
+        other._last = None
         return other
 
     def with_criterion(self, reml: bool) -> LMMProblem:
@@ -348,6 +364,7 @@ class LMMProblem(TermsBookkeeping):
         other = object.__new__(LMMProblem)
         other.__dict__.update(self.__dict__)
         other.reml = bool(reml)
+        other._last = None
         return other
 
 

@@ -210,9 +210,9 @@ class SparseCoupling:
     The pattern is a union of full ``q0 x q_k`` blocks (a level of term 0
     meets a level of term k in some row), so ``Lambda`` and ``A11^{-1}`` mix
     entries within the same block only, and every product is a gather on the
-    values. ``V1^T V2`` and ``V D`` (on the pattern) run over the pairs of
-    entries that share a row, precomputed once: ``sum_r nnz_r^2`` products
-    instead of the dense ``n_block m^2``.
+    values. ``V D`` (on the pattern) runs over the pairs of entries that
+    share a row, precomputed once, and ``V1^T V2`` is a scipy sparse product:
+    ``sum_r nnz_r^2`` products instead of the dense ``n_block m^2``.
 
     Parameters
     ----------
@@ -244,16 +244,22 @@ class SparseCoupling:
             idx = np.flatnonzero(term_of == k)
             self.component[idx] = (self.col[idx] - offsets[k]) % blocks.q[k]
             self.term_entries.append(idx)
-        # pairs of entries sharing a row
+        # pairs (t1, t2) of entries sharing a row, with the position col(t1) m + col(t2) in an
+        # (m, m) array; sorted by it, so that gathers from a dense (m, m) array stream
         length = counts[self.row]
-        self.p1 = np.repeat(np.arange(nnz, dtype=np.intp), length)
         first = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.intp)
-        self.p2 = self.indptr[self.row][self.p1] + (np.arange(self.p1.size, dtype=np.intp) - first[self.p1])
-        self.flat = self.col[self.p1] * m + self.col[self.p2]
+        p1 = np.repeat(np.arange(nnz, dtype=np.intp), length)
+        p2 = self.indptr[self.row][p1] + (np.arange(p1.size, dtype=np.intp) - first[p1])
+        flat = self.col[p1] * m + self.col[p2]
+        order = np.argsort(flat, kind="stable")
+        self.p1, self.p2 = p1[order], p2[order]
+        # many pairs share a position (two instructors met by several students): each
+        # position is read once and repeated over its (contiguous) pairs
+        self.positions, self.repeats = np.unique(flat[order], return_counts=True)
 
     @property
     def n_pairs(self) -> int:
-        return int(self.p1.size)
+        return int(self.p2.size)
 
     def left0(self, lam0, V):
         if self.q0 == 1:
@@ -286,12 +292,14 @@ class SparseCoupling:
         return self._matrix(V).T @ y
 
     def cross(self, V1, V2) -> np.ndarray:
-        m = self.shape[1]
-        return np.bincount(self.flat, weights=V1[self.p1] * V2[self.p2], minlength=m * m).reshape(m, m)
+        return (self._matrix(V1).T @ self._matrix(V2)).toarray()
 
     def times_dense(self, V, D: np.ndarray):
-        # (V D)[r, j] = sum_{j'} V[r, j'] D[j', j] on the pattern; D symmetric
-        return np.bincount(self.p1, weights=V[self.p2] * D.ravel()[self.flat], minlength=V.size)
+        # (V D)[r, j] = sum_{j'} V[r, j'] D[j', j] on the pattern (D symmetric): a sum over
+        # the pairs of row r
+        gathered = np.repeat(D.ravel()[self.positions], self.repeats)
+        gathered *= V[self.p2]
+        return np.bincount(self.p1, weights=gathered, minlength=V.size)
 
     def row_block_dots(self, X, Y) -> np.ndarray:
         out = np.empty((self.G0, self.q0, self.q0))
@@ -399,7 +407,10 @@ def _cholesky_inverse(L: np.ndarray) -> np.ndarray:
     inv, info = dpotri(L, lower=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"potri failed (info {info})")
-    return np.tril(inv) + np.tril(inv, -1).T
+    out = np.tril(inv)
+    out += out.T
+    out[np.diag_indices(out.shape[0])] *= 0.5
+    return out
 
 
 class BlockedGramFactor:
