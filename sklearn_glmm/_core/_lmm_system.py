@@ -247,15 +247,17 @@ class SparseCoupling:
         # pairs (t1, t2) of entries sharing a row, with the position col(t1) m + col(t2) in an
         # (m, m) array; sorted by it, so that gathers from a dense (m, m) array stream
         length = counts[self.row]
-        first = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.intp)
-        p1 = np.repeat(np.arange(nnz, dtype=np.intp), length)
-        p2 = self.indptr[self.row][p1] + (np.arange(p1.size, dtype=np.intp) - first[p1])
+        first = np.concatenate([[0], np.cumsum(length)[:-1]])
+        p1 = np.repeat(np.arange(nnz, dtype=np.int32 if nnz < 2**31 else np.intp), length)
+        p2 = (self.indptr[self.row] - first)[p1] + np.arange(p1.size)
         flat = self.col[p1] * m + self.col[p2]
-        order = np.argsort(flat, kind="stable")
-        self.p1, self.p2 = p1[order], p2[order]
+        order = np.argsort(flat)
+        self.p1, self.p2, flat = p1[order], p2[order], flat[order]
         # many pairs share a position (two instructors met by several students): each
         # position is read once and repeated over its (contiguous) pairs
-        self.positions, self.repeats = np.unique(flat[order], return_counts=True)
+        starts = np.flatnonzero(np.concatenate([[True], flat[1:] != flat[:-1]]))
+        self.positions = flat[starts]
+        self.repeats = np.diff(np.append(starts, flat.size))
 
     @property
     def n_pairs(self) -> int:
