@@ -162,6 +162,8 @@ class LMMProblem(TermsBookkeeping):
     theta_is_cheap = True
     param_bounds = None
     n_coef = 0
+    #: the last evaluation, (key, Evaluation), returned again for the same point
+    _last = None
 
     def __init__(self, X, y, weights, offset, terms: list[CoreTerm], controls: SolverControls, reml: bool = True):
         rows = row_order(terms[0].codes)
@@ -189,9 +191,6 @@ class LMMProblem(TermsBookkeeping):
             self._layout = RandomEffectsLayout(self.codes, self.level_counts, self.theta_map.q)
             self._gram = BlockedGram(self.codes, self.level_counts, self.theta_map.q, self.ZT, self.w)
         self._set_response_sums()
-
-    #: the last evaluation, (key, Evaluation), returned again for the same point
-    _last = None
 
     def _set_response_sums(self) -> None:
         """The theta-free sums of the response and the design (Z coordinates, flat over terms)."""
