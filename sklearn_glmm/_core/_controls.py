@@ -96,11 +96,6 @@ class SolverControls:
     converged_gradient : float
         ... or, without a positive definite Hessian, its largest free
         gradient element (scaled coordinates) is below this.
-    fd_gradient_step : float
-        Relative step of the central differences of problems without an
-        exact gradient (the linear mixed model's profiled deviance).
-    fd_gtol : float
-        Their stage 2 (L-BFGS-B) gradient tolerance.
     shard_rows : int or None
         Rows per shard of a problem's evaluation (shards hold whole levels of
         the outermost grouping factor); None evaluates all rows as one shard.
@@ -135,8 +130,6 @@ class SolverControls:
     hessian_step: float = 1e-4
     converged_decrement: float = 1e-6
     converged_gradient: float = 1e-3
-    fd_gradient_step: float = 1e-6
-    fd_gtol: float = 1e-9
     shard_rows: int | None = None
 
     def as_dict(self) -> dict:

@@ -314,7 +314,6 @@ class LaplaceProblem(TermsBookkeeping):
         rows. None: one thread.
     """
 
-    exact_gradient = True
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ Here ``theta`` is *relative* to the residual SD, as in lme4. For a given
     min_{u, beta}  sum_i w_i (y_i - offset_i - x_i^T beta - zl_i^T u)^2 + ||u||^2
 
 is solved exactly through the penalised system ``A = I + Lambda^T Z^T W Z
-Lambda`` of :mod:`._system` (the same factorisation PIRLS uses):
+Lambda``, built per theta from ``Z^T W Z`` (:mod:`._lmm_system`):
 ``K = Lambda^T Z^T W X``, the Schur complement ``RX^T RX = X^T W X - K^T A^{-1} K``
 gives beta, then ``u``. With the penalised residual sum of squares ``r2``,
 ``sigma`` and beta profile out (eq. 10)::
@@ -19,13 +19,24 @@ gives beta, then ``u``. With the penalised residual sum of squares ``r2``,
     ML:   d(theta) = log|A| + n (1 + log(2 pi r2 / n)) - sum log w
     REML: d(theta) = log|A| + log|RX^T RX| + (n - p) (1 + log(2 pi r2 / (n - p))) - sum log w
 
-The level sums ``Z^T W X``, ``Z^T W y`` (and, for one term, ``Z^T W Z``) do not
-depend on theta and are formed once, so with one grouping factor an
-evaluation costs ``O(G q^2 p)`` whatever the number of rows.
+The level sums ``Z^T W X``, ``Z^T W y`` and ``Z^T W Z`` do not depend on
+theta and are formed once, so an evaluation never touches the rows: with one
+grouping factor it costs ``O(G q^2 p)`` whatever the number of rows.
 
-:class:`LMMProblem` implements the problem protocol (:mod:`._problem`) with
-no coefficients to optimise (beta is profiled) and a finite-difference
-gradient, so the solver's stage 2 is L-BFGS-B; :func:`fit_lmm` adds the
+Its gradient (eq. 10b) is exact: by the envelope theorem ``r2`` moves only
+through ``Lambda`` at the solution ``(u, beta)``, and ``log|A|``, ``log|RX^T
+RX|`` are differentiated through the selected inverse of ``A``; with
+``T_k``, ``TX_k`` the level sums (Z coordinates) of the weighted residuals of
+``y`` and of the columns of ``X``, ``V = A^{-1} K`` and ``N = A^{-1}
+Lambda^T Z^T W Z``::
+
+    d r2 / dLambda_k          = -2 T_k^T U_k
+    d log|A| / dLambda_k      = 2 sum_g N_kg^T
+    d log|RX^T RX| / dLambda_k = -2 sum_g TX_kg (RX^T RX)^{-1} V_kg^T
+
+:class:`LMMProblem` implements the problem protocol
+(:mod:`._problem`) with no coefficients to optimise (beta is profiled), so
+the solver runs its quasi-Newton stage 2 on theta; :func:`fit_lmm` adds the
 profiled estimates.
 """
 
@@ -39,11 +50,12 @@ from ._blocked import RandomEffectsLayout
 from ._controls import SolverControls
 from ._laplace import CoreTerm
 from ._linalg import GroupIndex, row_order
+from ._lmm_system import BlockedGram, OneTermGram, TermBlocks
 from ._optimize import FitResult, fit
 from ._problem import Evaluation, Start
 from ._system import BlockedSystem, TermRows, TermsBookkeeping, TermSystem, ThetaMap
 
-__all__ = ["LMMProblem", "LMMResult", "LMMSums", "fit_lmm", "lmm_criterion"]
+__all__ = ["LMMProblem", "LMMReduced", "LMMResult", "LMMSums", "fit_lmm", "lmm_criterion", "lmm_gradient"]
 
 
 @dataclass
@@ -108,8 +120,33 @@ def lmm_criterion(sums: LMMSums, n: int, p: int, sum_log_w: float, reml: bool) -
     return float(sums.logdet + n * (1.0 + np.log(2.0 * np.pi * r2 / n)) - sum_log_w)
 
 
+@dataclass
+class LMMReduced:
+    """The penalised least-squares system at theta: its factor and the solves the gradient reuses."""
+
+    theta: np.ndarray
+    lambdas: list
+    factor: object
+    sums: LMMSums
+    AinvK: np.ndarray
+    Ainvc: np.ndarray
+
+
+def lmm_gradient(terms: np.ndarray, r2: float, n: int, p: int, reml: bool) -> np.ndarray:
+    """The gradient of eq. 10 in theta from its three parts (eq. 10b).
+
+    ``terms`` holds, row by row, the derivatives of ``log|A|``, of ``r2`` and of
+    ``log|RX^T RX|`` (:meth:`LMMProblem.gradient_terms`, additive over parts).
+    """
+    dof = n - p if reml else n
+    out = terms[0] + (dof / r2) * terms[1]
+    if reml:
+        out = out + terms[2]
+    return out
+
+
 class LMMProblem(TermsBookkeeping):
-    """The profiled deviance of a weighted LMM (see the module docstring).
+    """The profiled deviance of a weighted LMM and its exact gradient (see the module docstring).
 
     Parameters
     ----------
@@ -122,10 +159,11 @@ class LMMProblem(TermsBookkeeping):
         The criterion :meth:`evaluate` returns.
     """
 
-    exact_gradient = False
     theta_is_cheap = True
     param_bounds = None
     n_coef = 0
+    #: the last evaluation, (key, Evaluation), returned again for the same point
+    _last = None
 
     def __init__(self, X, y, weights, offset, terms: list[CoreTerm], controls: SolverControls, reml: bool = True):
         rows = row_order(terms[0].codes)
@@ -143,23 +181,27 @@ class LMMProblem(TermsBookkeeping):
         self.theta_map = ThetaMap([t.Z.shape[1] for t in terms], [(t.theta_rows, t.theta_cols) for t in terms])
         self.n_rows = self.r.size
         self.sum_log_w = float(np.sum(np.log(self.w[self.w > 0])))
+        self.blocks = TermBlocks(self.level_counts, self.theta_map.q)
         if len(terms) == 1:
             self._rows = TermRows(self.ZT[0], GroupIndex(self.codes[0], self.level_counts[0]))
             self._layout = None
-            self._M = self._rows.outer(self.w)  # Z^T W Z per level, Z coordinates
-            self._u_shape = (self.level_counts[0], self.theta_map.q[0])
+            self._gram = OneTermGram(self._rows.outer(self.w))  # Z^T W Z per level, Z coordinates
         else:
             self._rows = None
             self._layout = RandomEffectsLayout(self.codes, self.level_counts, self.theta_map.q)
-            self._u_shape = (self._layout.size,)
+            self._gram = BlockedGram(self.codes, self.level_counts, self.theta_map.q, self.ZT, self.w)
         self._set_response_sums()
 
     def _set_response_sums(self) -> None:
-        """The theta-free sums of the response and the design."""
+        """The theta-free sums of the response and the design (Z coordinates, flat over terms)."""
         w, XT, r = self.w, self.XT, self.r
         system = self._system_for(self.theta_map.lambdas(np.zeros(self.n_theta)))
-        self._Tx = [system.term_sums(w * x) for x in XT]
-        self._Ty = system.term_sums(w * r)
+
+        def flat(values):
+            return np.concatenate([s.ravel() for s in system.term_sums(values)])
+
+        self._zx = np.stack([flat(w * x) for x in XT], axis=1) if self.p else np.zeros((self.blocks.size, 0))
+        self._zy = flat(w * r)
         self.XWX = (XT * w) @ XT.T
         self.XWy = XT @ (w * r)
         self.yWy = float(np.dot(w, r * r))
@@ -168,6 +210,11 @@ class LMMProblem(TermsBookkeeping):
         if self._rows is not None:
             return TermSystem(self._rows, lambdas[0])
         return BlockedSystem(self._layout, self.ZT, lambdas)
+
+    def _u_array(self, u: np.ndarray) -> np.ndarray:
+        """Flat modes in the shape the row-level system takes."""
+        u = np.asarray(u, dtype=float)
+        return u.reshape(self.level_counts[0], self.theta_map.q[0]) if self._rows is not None else u
 
     # -- what the solver reads ---------------------------------------------------
     def zero_modes(self) -> np.ndarray:
@@ -182,45 +229,88 @@ class LMMProblem(TermsBookkeeping):
     def mode_derivative(self, theta, coef, param, state, dtheta, dcoef):
         return None
 
-    def evaluate(self, theta, coef=None, param=None, u0=None, *, gradient: bool = False, predicted: bool = False,
+    def evaluate(self, theta, coef=None, param=None, u0=None, *, gradient: bool = True, predicted: bool = False,
                  theta_only: bool = False):
-        """The profiled criterion at theta (no gradient: the solver differences it)."""
-        return Evaluation(self.deviance(theta, self.reml), None, None, np.zeros(0))
+        """The profiled criterion at theta and, with ``gradient``, its exact gradient (eq. 10b).
+
+        The solver asks for the same point again (its seed Hessian's centre,
+        the start of its quasi-Newton steps): the last evaluation is kept and
+        returned for an identical theta (nothing is warm-started, so it is the
+        same result).
+        """
+        theta = np.asarray(theta, dtype=float)
+        key = (theta.tobytes(), bool(gradient), self.reml)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        red = self.reduce(theta)
+        deviance = lmm_criterion(red.sums, self.n, self.p, self.sum_log_w, self.reml)
+        if not gradient or not np.isfinite(deviance):
+            ev = Evaluation(deviance, None, None, np.zeros(0))
+        else:
+            beta, r2 = red.sums.solution()
+            terms = self.gradient_terms(red, beta, np.linalg.inv(red.sums.RXtRX))
+            ev = Evaluation(deviance, lmm_gradient(terms, r2, self.n, self.p, self.reml), np.zeros(0), np.zeros(0))
+        self._last = (key, ev)
+        return ev
 
     # -- penalised least squares ---------------------------------------------------
-    def _reduce(self, theta):
-        """The system at theta, reduced to the fixed effects: (sums, A^{-1} K, A^{-1} c)."""
+    def reduce(self, theta) -> LMMReduced:
+        """The system at theta, reduced to the fixed effects (with ``A^{-1} K`` and ``A^{-1} c``)."""
+        theta = np.array(theta, dtype=float)
         lambdas = self.theta_map.lambdas(theta)
-        system = self._system_for(lambdas)
-        factor = system.factor_from_sums(self._M) if self._rows is not None else system.factorise(self.w)
-        shape = self._u_shape
-        K = np.stack([system.to_u(t).ravel() for t in self._Tx], axis=1)
-        c = system.to_u(self._Ty).ravel()
-        AinvK = np.stack([factor.solve(k.reshape(shape)).ravel() for k in K.T], axis=1)
-        Ainvc = factor.solve(c.reshape(shape)).ravel()
+        factor = self._gram.factor(lambdas)
+        K = self.blocks.left(lambdas, self._zx)
+        c = self.blocks.left(lambdas, self._zy)
+        AinvK = factor.solve(K)
+        Ainvc = factor.solve(c)
         sums = LMMSums(factor.logdet(), self.XWX - K.T @ AinvK, self.XWy - K.T @ Ainvc,
                        self.yWy - float(c @ Ainvc))
-        return sums, AinvK, Ainvc
+        return LMMReduced(theta, lambdas, factor, sums, AinvK, Ainvc)
+
+    def gradient_terms(self, red: LMMReduced, beta, RXtRX_inv) -> np.ndarray:
+        """Derivatives in theta of ``log|A|``, ``r2`` and ``log|RX^T RX|`` at a given beta (eq. 10b).
+
+        ``r2`` and ``log|RX^T RX|`` are differentiated at ``beta`` and
+        ``(RX^T RX)^{-1}`` of the whole data: for a part of the data (levels
+        held apart) the rows add up to the whole's. Returns (3, n_theta).
+        """
+        lambdas, bl, gram = red.lambdas, self.blocks, self._gram
+        beta = np.asarray(beta, dtype=float)
+        u = red.Ainvc - red.AinvK @ beta
+        # Z^T W (y - X beta - Z Lambda u): the residuals' level sums, from G
+        T = self._zy - self._zx @ beta - gram.apply(bl.apply(lambdas, u))
+        d_r2 = [-2.0 * bl.term(T, k).T @ bl.term(u, k) for k in range(len(lambdas))]
+        d_logdet = red.factor.logdet_gradient()
+        out = [self.theta_map.entries(d_logdet), self.theta_map.entries(d_r2)]
+        if self.reml:
+            # the same for the columns of X, weighted by (RX^T RX)^{-1}
+            TX = self._zx - gram.apply(bl.apply(lambdas, red.AinvK))
+            VQ = red.AinvK @ RXtRX_inv
+            d_rx = [-2.0 * np.einsum("gap,gbp->ab", bl.term(TX, k), bl.term(VQ, k)) for k in range(len(lambdas))]
+            out.append(self.theta_map.entries(d_rx))
+        else:
+            out.append(np.zeros(self.n_theta))
+        return np.stack(out)
 
     def reduced_sums(self, theta) -> LMMSums:
         """:class:`LMMSums` at theta (additive over parts of whole levels)."""
-        return self._reduce(theta)[0]
+        return self.reduce(theta).sums
 
     def solve(self, theta):
         """Penalised least squares at theta: (beta, u, r2, logdet A, RX^T RX); ``u`` flat."""
-        sums, AinvK, Ainvc = self._reduce(theta)
-        beta, r2 = sums.solution()
-        return beta, Ainvc - AinvK @ beta, r2, sums.logdet, sums.RXtRX
+        red = self.reduce(theta)
+        beta, r2 = red.sums.solution()
+        return beta, red.Ainvc - red.AinvK @ beta, r2, red.sums.logdet, red.sums.RXtRX
 
     def modes_given(self, theta, beta) -> np.ndarray:
         """``u`` at theta for a given beta (flat): ``A^{-1} (c - K beta)``."""
-        _, AinvK, Ainvc = self._reduce(theta)
-        return Ainvc - AinvK @ np.asarray(beta, dtype=float)
+        red = self.reduce(theta)
+        return red.Ainvc - red.AinvK @ np.asarray(beta, dtype=float)
 
     def residuals(self, theta, beta) -> np.ndarray:
         """``y - offset - X beta - Z Lambda u`` at theta and beta, rows in this problem's order."""
         system = self._system_for(self.theta_map.lambdas(theta))
-        u = self.modes_given(theta, beta).reshape(self._u_shape)
+        u = self._u_array(self.modes_given(theta, beta))
         return self.r - np.asarray(beta, dtype=float) @ self.XT - system.row_effect(u)
 
     def deviance(self, theta, reml: bool) -> float:
@@ -231,17 +321,22 @@ class LMMProblem(TermsBookkeeping):
     def random_effects(self, theta, u) -> list[np.ndarray]:
         """``b_k = U_k Lambda_k^T`` (relative to sigma) for every term."""
         lambdas = self.theta_map.lambdas(theta)
-        system = self._system_for(lambdas)
-        return [U @ lam.T for U, lam in zip(system.split(np.asarray(u).reshape(self._u_shape)), lambdas)]
+        u = np.asarray(u, dtype=float)
+        return [self.blocks.term(u, k) @ lam.T for k, lam in enumerate(lambdas)]
 
-    def conditional_covariances(self, result: LMMResult, state=None) -> list[np.ndarray]:
-        """``sigma^2 Lambda_k (A^{-1})_{kg,kg} Lambda_k^T`` per term at a fit (lme4's ``condVar`` for ``lmer``)."""
+    def conditional_covariances(self, result: LMMResult, state=None) -> list[np.ndarray] | None:
+        """``sigma^2 Lambda_k (A^{-1})_{kg,kg} Lambda_k^T`` per term at a fit (lme4's ``condVar`` for ``lmer``).
+
+        None for the solver's own record (a :class:`~._optimize.FitResult`
+        has no sigma): :func:`fit_lmm` adds them to its :class:`LMMResult`.
+        """
+        if not isinstance(result, LMMResult):
+            return None
         sigma2 = result.sigma**2
         lambdas = self.theta_map.lambdas(result.theta)
-        system = self._system_for(lambdas)
-        factor = system.factor_from_sums(self._M) if self._rows is not None else system.factorise(self.w)
+        factor = self._gram.factor(lambdas)
         return [sigma2 * np.einsum("ab,gbc,dc->gad", lam, block, lam)
-                for lam, block in zip(lambdas, system.inverse_blocks(factor))]
+                for lam, block in zip(lambdas, factor.inverse_blocks())]
 
     def simulate_response(self, theta, beta, sigma: float, rng: np.random.Generator) -> np.ndarray:
         """``y - offset`` drawn from the model at (theta, beta, sigma), rows in this problem's order.
@@ -249,10 +344,10 @@ class LMMProblem(TermsBookkeeping):
         ``u ~ N(0, I)`` over all terms' effects (drawn first), then the
         residuals ``e_i ~ N(0, sigma^2 / w_i)``.
         """
-        u = rng.standard_normal(int(np.prod(self._u_shape)))
+        u = rng.standard_normal(self.blocks.size)
         system = self._system_for(self.theta_map.lambdas(theta))
         e = sigma * rng.standard_normal(self.w.size) / np.sqrt(np.where(self.w > 0, self.w, 1.0))
-        return beta @ self.XT + sigma * system.row_effect(u.reshape(self._u_shape)) + e
+        return beta @ self.XT + sigma * system.row_effect(self._u_array(u)) + e
 
     def with_response(self, r: np.ndarray) -> LMMProblem:
         """The same design with another ``y - offset`` (rows in this problem's order); the design is shared."""
@@ -260,6 +355,7 @@ class LMMProblem(TermsBookkeeping):
         other.__dict__.update(self.__dict__)
         other.r = np.asarray(r, dtype=float)
         other._set_response_sums()
+        other._last = None
         return other
 
     def with_criterion(self, reml: bool) -> LMMProblem:
@@ -267,6 +363,7 @@ class LMMProblem(TermsBookkeeping):
         other = object.__new__(LMMProblem)
         other.__dict__.update(self.__dict__)
         other.reml = bool(reml)
+        other._last = None
         return other
 
 

@@ -22,16 +22,15 @@ the problem only through the protocol of :mod:`._problem`.
    1`` on the diagonal: a start for the covariance parameters. It runs on the
    subsample, or on all levels when the problem's theta-only evaluations are
    cheap (``problem.theta_is_cheap``).
-   **3b.** With a subsample and an exact gradient: theta and coef jointly on
+   **3b.** With a subsample: theta and coef jointly on
    it, by the quasi-Newton steps of stage 2 to ``controls.subsample_decrement``;
    its BFGS Hessian, scaled to all rows, seeds stage 2.
 4. **Stage 2** (``x``, ``hessian``, ``n_iter``) -- all parameters on all rows.
-   With an exact gradient: projected quasi-Newton (BFGS) steps from that
-   Hessian (or a forward-difference one of the exact gradient) until the
-   Newton decrement ``g^T H^{-1} g`` is below ``controls.tol`` (floored at 16
-   ulps of the deviance, its own resolution); L-BFGS-B takes over if they
-   stall, then a fresh Hessian polishes. With a finite-difference gradient
-   (the linear mixed model): L-BFGS-B to ``controls.fd_gtol``. Then the
+   Projected quasi-Newton (BFGS) steps from that Hessian (or a
+   forward-difference one of the exact gradient) until the Newton decrement
+   ``g^T H^{-1} g`` is below ``controls.tol`` (floored at 16 ulps of the
+   deviance, its own resolution); L-BFGS-B takes over if they stall, then a
+   fresh Hessian polishes. Then the
    boundary restart: the deviance is even in each column of ``Lambda``, so a
    diagonal element at 0 is a stationary point no descent method leaves; when
    one of ``controls.restart_trials`` away from it lowers the deviance by more
@@ -211,32 +210,6 @@ class _Objective:
         return ev.deviance, self.gradient(ev, x)
 
 
-class _FiniteDifferenceObjective(_Objective):
-    """The same, with central differences of the deviance for a problem without a gradient."""
-
-    def __init__(self, *args, step: float):
-        super().__init__(*args)
-        self.step = step
-
-    def __call__(self, x):
-        ev = self.evaluate(x, gradient=False)
-        f = ev.deviance
-        if not np.isfinite(f):
-            return f, np.zeros_like(x)
-        u = self.u
-        g = np.empty_like(x)
-        for j in range(x.size):
-            e = np.zeros_like(x)
-            e[j] = self.step * max(1.0, abs(x[j]))
-            g[j] = (self.evaluate(x + e, gradient=False).deviance - self.evaluate(x - e, gradient=False).deviance) / (
-                2.0 * e[j]
-            )
-        self.u = u
-        self.last_result = (np.array(x, copy=True), Evaluation(f, None, None, ev.u, ev.converged))
-        self.last_gradient = g
-        return f, g
-
-
 class Solver:
     """Maximum likelihood for ``problem`` by the steps of the module docstring.
 
@@ -310,10 +283,7 @@ class Solver:
                        for lo, hi in zip(lower, upper)]
 
     def _make_objective(self, problem, R):
-        if problem.exact_gradient:
-            return _Objective(problem, self.theta_scale, R, self.verbose, self._t0)
-        return _FiniteDifferenceObjective(problem, self.theta_scale, R, self.verbose, self._t0,
-                                          step=self.controls.fd_gradient_step)
+        return _Objective(problem, self.theta_scale, R, self.verbose, self._t0)
 
     # -- 3. stage 1 --------------------------------------------------------------
     def step_stage1(self) -> None:
@@ -347,7 +317,7 @@ class Solver:
         rest = obj.to_x(np.zeros(nt), self.start.coef, self.start.param)[nt:]
         self.x = np.concatenate([xt, rest])
         self.stage2_hessian = None
-        if obj1 is not obj and problem.exact_gradient:
+        if obj1 is not obj:
             # 3b: theta and coef jointly on the subsample to a loose tolerance:
             # within its sampling error of the optimum, where the deviance is
             # close to quadratic, while the GLM's coef can be far off (a random
@@ -375,7 +345,7 @@ class Solver:
         scaled to all rows, is the curvature stage 2 will meet.
         """
         problem, sub, start = self.problem, self.sub, self.start
-        if not problem.exact_gradient or problem.n_coef == 0:
+        if problem.n_coef == 0:
             return
         u = sub_objective.u if sub_objective is not None else sub.zero_modes()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -403,11 +373,7 @@ class Solver:
         c, obj = self.controls, self.objective
         x = self.x
         for attempt in range(1 + c.max_restarts):
-            if self.problem.exact_gradient:
-                x = self._quasi_newton_stage(x, first=attempt == 0)
-            else:
-                x, nit, _ = _lbfgsb(obj, x, self.bounds, c.fd_gtol, c.max_iter, 1e-15)
-                self.n_iter += nit
+            x = self._quasi_newton_stage(x, first=attempt == 0)
             f, _ = obj(x)
             escape = _escape_boundary(obj, x, f, self.diag, c)
             if escape is None:
@@ -443,30 +409,19 @@ class Solver:
         # the optimum's deviance, gradient and modes come from stage 2's last
         # evaluation there (the Hessian's points move the warm start)
         self.at_optimum = obj.last_result
-        if self.compute_hessian and self.problem.exact_gradient:
+        if self.compute_hessian:
             self.hessian = _hessian(obj, self.x, self.controls.hessian_step, central=True)
             self._record("hessian", f"Hessian for standard errors: central differences, {2 * self.x.size} "
                          "evaluations")
-        elif not self.problem.exact_gradient:
-            self.hessian = None
         if self.at_optimum is None or not np.array_equal(self.at_optimum[0], self.x):
             # (also when the point is not finite: then that evaluation itself is reported)
-            if self.problem.exact_gradient:
-                self.at_optimum = (self.x, obj.evaluate(self.x, gradient=True))
-            else:
-                obj(self.x)
-                self.at_optimum = obj.last_result
+            self.at_optimum = (self.x, obj.evaluate(self.x, gradient=True))
 
     # -- 6. result -----------------------------------------------------------------
     def step_result(self) -> FitResult:
         c, obj, problem = self.controls, self.objective, self.problem
         x, ev = self.at_optimum
-        if problem.exact_gradient:
-            g_x = obj.gradient(ev, x)
-        else:
-            if not np.array_equal(obj.last_result[0], x):
-                obj(x)
-            g_x = obj.last_gradient
+        g_x = obj.gradient(ev, x)
         free = _free_mask(x, g_x, self.lower, self.upper, c)
         max_grad = float(np.max(np.abs(g_x[free]))) if np.any(free) else 0.0
         direction = _newton_step(self.hessian, g_x, free) if self.hessian is not None else None
@@ -489,10 +444,7 @@ class Solver:
             D[:nt, :nt] = np.diag(self.theta_scale)
             D[nt : nt + nc, nt : nt + nc] = obj.R
             hessian = D.T @ self.hessian @ D
-        if problem.exact_gradient:
-            gradient = np.concatenate([ev.grad_theta, ev.grad_coef] + ([[ev.grad_param]] if param is not None else []))
-        else:
-            gradient = g_x * np.concatenate([self.theta_scale, np.ones(x.size - theta.size)])
+        gradient = np.concatenate([ev.grad_theta, ev.grad_coef] + ([[ev.grad_param]] if param is not None else []))
         at_boundary = self.diag & (np.abs(theta * self.theta_scale) < c.singular_tol)
         self._record("total", f"done: deviance {ev.deviance:.8f}, {obj.n_evals} evaluations, {detail}")
         result = FitResult(
@@ -501,8 +453,7 @@ class Solver:
             singular=bool(np.any(at_boundary)), at_boundary=at_boundary, start=self.start, controls=c.as_dict(), notes=list(self.notes),
             timings=dict(self.timings),
         )
-        if problem.exact_gradient:
-            result.conditional_covariances = problem.conditional_covariances(result, ev.state)
+        result.conditional_covariances = problem.conditional_covariances(result, ev.state)
         return result
 
     # -- reporting -------------------------------------------------------------------

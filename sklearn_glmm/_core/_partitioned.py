@@ -34,7 +34,7 @@ import numpy as np
 from ..families import Family
 from ._controls import SolverControls
 from ._laplace import LaplaceProblem, RowSelection, evenly_spaced_levels
-from ._lmm import LMMSums, lmm_criterion
+from ._lmm import LMMResult, LMMSums, lmm_criterion, lmm_gradient
 from ._problem import Evaluation, Start
 from ._system import TermsBookkeeping, ThetaMap
 
@@ -60,6 +60,8 @@ class Part:
         self.problem = problem
         self.levels = [np.asarray(lv, dtype=np.intp) for lv in levels]
         self.u = problem.zero_modes()
+        #: a linear mixed model's last reduced system (its sums' round trip), reused by its gradient's
+        self.lmm_reduced = None
 
 
 @dataclass
@@ -219,7 +221,18 @@ def part_lmm_residual_summary(part: Part, theta, beta, sigma: float, grid: np.nd
 
 
 def part_lmm_sums(part: Part, theta) -> LMMSums:
-    return part.problem.reduced_sums(theta)
+    """The part's :class:`~._lmm.LMMSums`; its reduced system is kept for :func:`part_lmm_gradient`."""
+    reduced = part.problem.reduce(theta)
+    part.lmm_reduced = reduced
+    return reduced.sums
+
+
+def part_lmm_gradient(part: Part, theta, beta, RXtRX_inv) -> np.ndarray:
+    """The part's rows of the LMM gradient (:meth:`~._lmm.LMMProblem.gradient_terms`) at the whole's beta."""
+    reduced = part.lmm_reduced
+    if reduced is None or not np.array_equal(reduced.theta, theta):
+        reduced = part.problem.reduce(theta)
+    return part.problem.gradient_terms(reduced, beta, RXtRX_inv)
 
 
 def part_lmm_random_effects(part: Part, theta, beta) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -283,7 +296,6 @@ class PartitionedLaplaceProblem(_Partitioned):
     n_agq : int, default=1
     """
 
-    exact_gradient = True
     #: every evaluation is a round trip to the parts: stage 1 runs on the gathered subsample
     theta_is_cheap = False
 
@@ -354,7 +366,9 @@ class PartitionedLMMProblem(_Partitioned):
 
     Each part reduces its block of the penalised least-squares system to the
     fixed effects (:class:`~._lmm.LMMSums`); the driver adds them and
-    profiles beta and sigma as :class:`~._lmm.LMMProblem` does.
+    profiles beta and sigma as :class:`~._lmm.LMMProblem` does. The gradient
+    takes a second round trip: given beta and ``(RX^T RX)^{-1}`` each part
+    returns its rows of the three derivatives of eq. 10b, which add up.
 
     Parameters
     ----------
@@ -367,7 +381,6 @@ class PartitionedLMMProblem(_Partitioned):
     reml : bool
     """
 
-    exact_gradient = False
     theta_is_cheap = True
     param_bounds = None
     n_coef = 0
@@ -395,9 +408,17 @@ class PartitionedLMMProblem(_Partitioned):
             total = total + part
         return total
 
-    def evaluate(self, theta, coef=None, param=None, u0=None, *, gradient: bool = False, predicted: bool = False,
+    def evaluate(self, theta, coef=None, param=None, u0=None, *, gradient: bool = True, predicted: bool = False,
                  theta_only: bool = False) -> Evaluation:
-        return Evaluation(self.deviance(theta, self.reml), None, None, np.zeros(0))
+        """The criterion from the parts' sums; with ``gradient`` a second round trip for eq. 10b."""
+        theta = np.asarray(theta, dtype=float)
+        sums = self.reduced_sums(theta)
+        deviance = lmm_criterion(sums, self.n, self.p, self.sum_log_w, self.reml)
+        if not gradient or not np.isfinite(deviance):
+            return Evaluation(deviance, None, None, np.zeros(0))
+        beta, r2 = sums.solution()
+        terms = sum(self.runner.map(part_lmm_gradient, theta, beta, np.linalg.inv(sums.RXtRX)))
+        return Evaluation(deviance, lmm_gradient(terms, r2, self.n, self.p, self.reml), np.zeros(0), np.zeros(0))
 
     def deviance(self, theta, reml: bool) -> float:
         return lmm_criterion(self.reduced_sums(theta), self.n, self.p, self.sum_log_w, reml)
@@ -418,7 +439,10 @@ class PartitionedLMMProblem(_Partitioned):
         pieces = self.runner.map(part_lmm_random_effects, np.asarray(theta, dtype=float), u.coef)
         return _assemble(pieces, self.level_counts)
 
-    def conditional_covariances(self, result, state=None) -> list[np.ndarray]:
+    def conditional_covariances(self, result, state=None) -> list[np.ndarray] | None:
+        """As :meth:`~._lmm.LMMProblem.conditional_covariances` (None for the solver's record, which has no sigma)."""
+        if not isinstance(result, LMMResult):
+            return None
         pieces = self.runner.map(part_lmm_conditional_covariances, result)
         return _assemble(pieces, self.level_counts)
 

@@ -111,8 +111,6 @@ class Problem(Protocol):
     param_bounds: tuple | None
     #: rows of data (the subsample's Hessian is scaled by the ratio)
     n_rows: int
-    #: whether the gradient is exact (quasi-Newton) or a finite difference (L-BFGS-B)
-    exact_gradient: bool
     #: whether an evaluation that changes only theta costs O(levels)
     theta_is_cheap: bool
 
