@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._blocked import RandomEffectsLayout
+from ._blocked import ONE_TERM, RandomEffectsLayout
 from ._controls import SolverControls
 from ._laplace import CoreTerm
 from ._linalg import GroupIndex, row_order
@@ -170,6 +170,11 @@ class LMMProblem(TermsBookkeeping):
         return BlockedSystem(self._layout, self.ZT, lambdas)
 
     # -- what the solver reads ---------------------------------------------------
+    @property
+    def linear_algebra(self) -> str:
+        """How ``A`` is factorised (see :meth:`~._blocked.RandomEffectsLayout.describe`)."""
+        return ONE_TERM if self._layout is None else self._layout.describe()
+
     def zero_modes(self) -> np.ndarray:
         return np.zeros(0)
 
