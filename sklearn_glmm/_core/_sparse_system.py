@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
-from scipy.linalg.lapack import dpotri
+from scipy.linalg import LinAlgError, cho_solve
+from scipy.linalg.lapack import dpotrf, dpotri
 
 from ._linalg import BlockCholesky
 
@@ -52,9 +52,23 @@ __all__ = ["SparseCoupling", "SparseFactor", "SymmetricChain", "PAIR_BUDGET", "s
 PAIR_BUDGET = 4_000_000
 #: a level whose matrix has at most this many rows, or is this dense, is factorised densely
 DENSE_ROWS = 200
-DENSE_FRACTION = 0.25
+DENSE_FRACTION = 0.03
 #: largest dense block (Schur complement or remainder) allowed: 12,000^2 doubles are 1.1 GB
 MAX_DENSE_ROWS = 12_000
+
+
+def _cholesky_in_place(dense: np.ndarray):
+    """Lower Cholesky factor of a symmetric Fortran-ordered array, in place; None if not positive definite."""
+    factor, info = dpotrf(dense, lower=1, clean=0, overwrite_a=1)
+    return factor if info == 0 else None
+
+
+def _inverse_lower(L: np.ndarray) -> np.ndarray:
+    """``(L L^T)^{-1}`` from a lower Cholesky factor, lower triangle filled (a Fortran-ordered copy)."""
+    inv, info = dpotri(np.array(L, order="F", copy=True), lower=1, overwrite_c=1)
+    if info != 0:
+        raise LinAlgError("the dense block of the penalised system is singular")
+    return inv
 
 
 def _pairs_within(ptr: np.ndarray):
@@ -135,9 +149,12 @@ class _Level:
         self.rr_dst = inverse[: rr_keys.size]
         self.dst = inverse[rr_keys.size :]
         self.pair_i = self.off_i[self.p1]
-        # the pairs' two entries as positions in the current data
-        self.pos1, self.pos2 = pos[self.p1], pos[self.p2]
         self.next = _Pattern(keys, NR)
+        self.n_next = self.next.nnz
+        # the maps in 32 bits where they fit (they are the chain's memory)
+        small = np.int32 if max(pat.nnz, self.n_next) < 2**31 else np.intp
+        for name in ("diag", "off", "off_i", "off_r", "off_t", "p1", "p2", "rr_src", "rr_dst", "dst", "pair_i"):
+            setattr(self, name, getattr(self, name).astype(small))
 
 
 class SymmetricChain:
@@ -158,9 +175,8 @@ class SymmetricChain:
             level = _Level(pat, I)
             self.levels.append(level)
             pat = level.next
+            del level.next  # only the final pattern is kept
         self.final = pat
-        # the dense remainder's entries, as flat positions of an N x N array
-        self.final_flat = pat.keys
 
     @property
     def dense_size(self) -> int:
@@ -203,10 +219,10 @@ class _ChainFactor:
                 return
             self.pivots.append((d, data))
             logdet += float(np.sum(np.log(d)))
-            nxt = level.next.nnz
+            nxt = level.n_next
+            vals = data[level.off]
             data = np.bincount(level.rr_dst, weights=data[level.rr_src], minlength=nxt) - np.bincount(
-                level.dst, weights=data[level.pos1] * data[level.pos2] / d[level.pair_i],
-                minlength=nxt,
+                level.dst, weights=vals[level.p1] * vals[level.p2] / d[level.pair_i], minlength=nxt,
             )
         n = chain.final.N
         self._inverse = None
@@ -214,16 +230,16 @@ class _ChainFactor:
             self.final = None
             self.logdet = logdet
             return
-        dense = np.zeros(n * n)
-        dense[chain.final_flat] = data
-        dense = dense.reshape(n, n)
-        try:
-            self.final = cho_factor(dense, lower=True, overwrite_a=True, check_finite=False)
-        except (LinAlgError, ValueError):
+        dense = np.zeros((n, n), order="F")
+        # the pattern is symmetric: row-major positions fill the Fortran array as well
+        dense.reshape(-1, order="A")[chain.final.keys] = data
+        L = _cholesky_in_place(dense)
+        if L is None:
             self.ok = False
             self.logdet = np.nan
             return
-        self.logdet = logdet + 2.0 * float(np.sum(np.log(np.diag(self.final[0]))))
+        self.final = (L, True)
+        self.logdet = logdet + 2.0 * float(np.sum(np.log(np.diag(L))))
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         """Solve ``M x = b``."""
@@ -248,13 +264,12 @@ class _ChainFactor:
         if self._inverse is None:
             Z = np.empty(0)
             if self.final is not None:
-                inv, info = dpotri(self.final[0], lower=1)
-                if info != 0:
-                    raise LinAlgError("the dense remainder of the penalised system is singular")
+                inv = _inverse_lower(self.final[0])
                 n = self.chain.final.N
                 rows, cols = self.chain.final.rows, self.chain.final.cols
-                # dpotri fills the lower triangle
-                Z = inv.ravel()[np.maximum(rows, cols) * n + np.minimum(rows, cols)]
+                # the lower triangle (row >= col) sits at row + n col of the Fortran array
+                Z = inv.reshape(-1, order="A")[np.maximum(rows, cols) + n * np.minimum(rows, cols)]
+                del inv
             for level, (d, data) in zip(reversed(self.chain.levels), reversed(self.pivots)):
                 out = np.empty(data.size)
                 out[level.rr_src] = Z[level.rr_dst]
@@ -418,29 +433,38 @@ class _DenseFactor:
 
     def __init__(self, S: np.ndarray):
         self.ok = True
-        try:
-            self.final = cho_factor(S, lower=True, overwrite_a=True, check_finite=False)
-        except (LinAlgError, ValueError):
+        self._inverse = None
+        # S is symmetric: its transpose is the Fortran-ordered array LAPACK factorises in place
+        L = _cholesky_in_place(S.T)
+        if L is None:
             self.ok = False
             self.logdet = np.nan
             return
-        self.logdet = 2.0 * float(np.sum(np.log(np.diag(self.final[0]))))
-        self._inverse = None
+        self.final = (L, True)
+        self.logdet = 2.0 * float(np.sum(np.log(np.diag(L))))
 
     def solve(self, b):
         if not self.ok:
             return np.full_like(b, np.nan)
         return cho_solve(self.final, b, check_finite=False)
 
-    def inverse(self) -> np.ndarray:
+    def inverse_matrix(self) -> np.ndarray:
+        """``S^{-1}`` as a full symmetric (Fortran-ordered) array."""
         if self._inverse is None:
-            inv, info = dpotri(self.final[0], lower=1)
-            if info != 0:
-                raise LinAlgError("the Schur complement of the penalised system is singular")
-            inv = np.tril(inv)
-            inv += np.tril(inv, -1).T
-            self._inverse = inv.ravel()
+            inv = _inverse_lower(self.final[0])
+            m = inv.shape[0]
+            for j0 in range(0, m, 1024):  # the upper triangle from the lower, a block of columns at a time
+                j1 = min(j0 + 1024, m)
+                block = inv[j0:j1, j0:j1]
+                upper = np.triu_indices(j1 - j0, 1)
+                block[upper] = block.T[upper]
+                inv[j0:j1, j1:] = inv[j1:, j0:j1].T
+            self._inverse = inv
         return self._inverse
+
+    def inverse(self) -> np.ndarray:
+        """``S^{-1}`` flat: entry ``(r, c)`` at ``r m + c`` (symmetric)."""
+        return self.inverse_matrix().reshape(-1, order="A")
 
 
 class SparseFactor:
@@ -486,7 +510,7 @@ class SparseFactor:
             Z = self.schur.inverse()
             q0 = cp.q0
             if cp.dense:
-                E = self._dense_product(Z.reshape(cp.m, cp.m))
+                E = self._dense_product(self.schur.inverse_matrix())
             else:
                 E = np.stack([np.bincount(cp.pair2, weights=self.B[a, cp.pair1] * Z[cp.pair_dst], minlength=cp.n12)
                               for a in range(q0)])
