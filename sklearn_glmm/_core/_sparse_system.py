@@ -239,6 +239,7 @@ class _ChainFactor:
             self.logdet = np.nan
             return
         self.final = (L, True)
+        self.final_data = data  # the remainder's entries, to refactorise after the inverse
         self.logdet = logdet + 2.0 * float(np.sum(np.log(np.diag(L))))
 
     def solve(self, b: np.ndarray) -> np.ndarray:
@@ -264,12 +265,20 @@ class _ChainFactor:
         if self._inverse is None:
             Z = np.empty(0)
             if self.final is not None:
-                inv = _inverse_lower(self.final[0])
+                # the inverse overwrites the factor (one dense block in memory, not
+                # two), which is then recomputed in the same array for later solves
+                L = self.final[0]
+                inv, info = dpotri(L, lower=1, overwrite_c=1)
+                if info != 0:
+                    raise LinAlgError("the dense remainder of the penalised system is singular")
                 n = self.chain.final.N
-                rows, cols = self.chain.final.rows, self.chain.final.cols
+                final = self.chain.final
                 # the lower triangle (row >= col) sits at row + n col of the Fortran array
-                Z = inv.reshape(-1, order="A")[np.maximum(rows, cols) + n * np.minimum(rows, cols)]
-                del inv
+                flat = inv.reshape(-1, order="A")
+                Z = flat[np.maximum(final.rows, final.cols) + n * np.minimum(final.rows, final.cols)]
+                flat[:] = 0.0
+                flat[final.keys] = self.final_data
+                self.final = (_cholesky_in_place(inv), True)
             for level, (d, data) in zip(reversed(self.chain.levels), reversed(self.pivots)):
                 out = np.empty(data.size)
                 out[level.rr_src] = Z[level.rr_dst]
@@ -523,19 +532,33 @@ class SparseFactor:
         return self._selected
 
     def _dense_product(self, Z: np.ndarray) -> np.ndarray:
-        """``(B S^{-1})`` on the pairs, from a dense ``S^{-1}``, a slice of levels at a time."""
+        """``(B S^{-1})`` on the pairs only, from a dense ``S^{-1}``.
+
+        Entry ``(a, c)`` is ``sum_{c' meeting a} B[a, c'] S^{-1}[c', c]``: per level
+        a ``deg(a) x deg(a)`` block of ``S^{-1}``. Levels of equal degree are
+        gathered together (a few million entries at a time) and multiplied at
+        once, so the cost is ``sum_a deg(a)^2``, not ``nnz(B) m``.
+        """
         cp = self.coupling
         q0 = cp.q0
         out = np.empty((q0, cp.n12))
-        Bmat = cp._matrix(self.B)
-        step = max(1, 4_000_000 // max(cp.m * q0, 1))
-        for g0 in range(0, cp.G0, step):
-            g1 = min(g0 + step, cp.G0)
-            product = Bmat[g0 * q0 : g1 * q0] @ Z  # ((g1 - g0) q0, m), dense
-            lo, hi = cp.ptr12[g0], cp.ptr12[g1]
-            rows, cols = (cp.level12[lo:hi] - g0) * q0, cp.col12[lo:hi]
-            for a in range(q0):
-                out[a, lo:hi] = product[rows + a, cols]
+        degree = np.diff(cp.ptr12)
+        order = np.argsort(degree, kind="stable")
+        ends = np.concatenate([np.flatnonzero(np.diff(degree[order])) + 1, [order.size]])
+        flat = Z.reshape(-1, order="A")  # S^{-1} is symmetric: either flat order serves
+        start = 0
+        for end in ends:
+            levels, d = order[start:end], int(degree[order[start]])
+            start = end
+            if d == 0:
+                continue
+            step = max(1, 2_000_000 // (d * d))
+            for k in range(0, levels.size, step):
+                pos = cp.ptr12[levels[k : k + step]][:, None] + np.arange(d)  # (k, d) pairs
+                cols = cp.col12[pos]
+                block = np.take(flat, cols[:, :, None] * cp.m + cols[:, None, :])  # (k, d, d)
+                for a in range(q0):
+                    out[a, pos] = (self.B[a, pos][:, None, :] @ block)[:, 0, :]
         return out
 
     def row_solutions(self, ZlT: list[np.ndarray]) -> list[np.ndarray]:
