@@ -14,6 +14,11 @@ eliminated through the dense Schur complement ``S = A22 - A21 A11^{-1} A12``,
 whose size is set by the *smaller* factors (days, items, clinics), so a
 5,000 x 200 crossed design costs one 200 x 200 Cholesky per factorisation.
 No fill-reducing order is needed: the only fill is in the dense block.
+When the other factors are large and sparsely crossed with the largest, the
+layout hands the factorisation to :mod:`._sparse_system` instead (memory
+O(non-zeros), a fill-reducing elimination of the Schur complement); the
+factor it returns has the same methods. ``RandomEffectsLayout.path`` and
+``describe`` say which is used.
 
 :class:`RandomEffectsLayout` holds where every random effect lives (computed
 once per problem); :class:`BlockedFactor` is one factorisation of ``A`` with

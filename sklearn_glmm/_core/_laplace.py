@@ -304,7 +304,8 @@ class LaplaceProblem(TermsBookkeeping):
     y, weights, offset : ndarray of shape (n,)
     terms : list of CoreTerm
         The first term is kept block diagonal: pass the one with most levels
-        first (the others make up a dense block, see :mod:`._blocked`).
+        first (the others make up a dense or sparse Schur complement, see
+        :mod:`._blocked` and :mod:`._sparse_system`).
     controls : SolverControls
     n_agq : int, default=1
         Quadrature points (1: the Laplace approximation); more need one term
