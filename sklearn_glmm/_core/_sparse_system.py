@@ -38,6 +38,8 @@ anyway), ``S`` is assembled densely by a sparse product instead.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from scipy import sparse
 from scipy.linalg import LinAlgError, cho_solve
@@ -53,6 +55,9 @@ PAIR_BUDGET = 4_000_000
 #: a level whose matrix has at most this many rows, or is this dense, is factorised densely
 DENSE_ROWS = 200
 DENSE_FRACTION = 0.03
+#: ... or while its pattern has fewer entries than this and is under a quarter full (small
+#: patterns cost little memory, and each elimination shrinks the dense remainder)
+SMALL_PATTERN = 500_000
 #: largest dense block (Schur complement or remainder) allowed: 12,000^2 doubles are 1.1 GB
 MAX_DENSE_ROWS = 12_000
 
@@ -170,13 +175,16 @@ class SymmetricChain:
         self.pattern = pattern
         self.levels: list[_Level] = []
         pat = pattern
-        while pat.N > DENSE_ROWS and pat.nnz < DENSE_FRACTION * pat.N * pat.N:
+        while pat.N > DENSE_ROWS and (pat.nnz < DENSE_FRACTION * pat.N * pat.N
+                                      or (pat.nnz < SMALL_PATTERN and pat.nnz < 0.25 * pat.N * pat.N)):
             I = _independent_low_degree(pat)
             level = _Level(pat, I)
             self.levels.append(level)
             pat = level.next
             del level.next  # only the final pattern is kept
         self.final = pat
+        #: a weak reference to the factor holding the dense block (see ``_ChainFactor._dense_factor``)
+        self.holder = None
 
     @property
     def dense_size(self) -> int:
@@ -208,7 +216,7 @@ class _ChainFactor:
     def __init__(self, chain: SymmetricChain, data: np.ndarray):
         self.chain = chain
         self.ok = True
-        self.final = self._inverse = None
+        self._inverse = self._L = None
         self.pivots = []
         logdet = 0.0
         for level in chain.levels:
@@ -224,23 +232,39 @@ class _ChainFactor:
             data = np.bincount(level.rr_dst, weights=data[level.rr_src], minlength=nxt) - np.bincount(
                 level.dst, weights=vals[level.p1] * vals[level.p2] / d[level.pair_i], minlength=nxt,
             )
-        n = chain.final.N
         self._inverse = None
-        if n == 0:  # every effect was eliminated
-            self.final = None
+        self.final_data = data  # the dense remainder's entries (on the final pattern)
+        self._L = None
+        if chain.final.N == 0:  # every effect was eliminated
             self.logdet = logdet
             return
-        dense = np.zeros((n, n), order="F")
-        # the pattern is symmetric: row-major positions fill the Fortran array as well
-        dense.reshape(-1, order="A")[chain.final.keys] = data
-        L = _cholesky_in_place(dense)
+        L = self._dense_factor()
         if L is None:
             self.ok = False
             self.logdet = np.nan
             return
-        self.final = (L, True)
-        self.final_data = data  # the remainder's entries, to refactorise after the inverse
         self.logdet = logdet + 2.0 * float(np.sum(np.log(np.diag(L))))
+
+    def _dense_factor(self):
+        """The dense remainder's Cholesky factor, (re)computed on demand.
+
+        A problem holds at most one such dense block: building one drops the
+        block of the factor that held it last (which recomputes its own from
+        its entries if it is used again; an optimiser keeps earlier
+        evaluations' factors, rarely used).
+        """
+        if self._L is None:
+            chain = self.chain
+            holder = chain.holder() if chain.holder is not None else None
+            if holder is not None and holder is not self:
+                holder._L = None
+            chain.holder = weakref.ref(self)
+            n = chain.final.N
+            dense = np.zeros((n, n), order="F")
+            # the pattern is symmetric: row-major positions fill the Fortran array as well
+            dense.reshape(-1, order="A")[chain.final.keys] = self.final_data
+            self._L = _cholesky_in_place(dense)
+        return self._L
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         """Solve ``M x = b``."""
@@ -252,7 +276,7 @@ class _ChainFactor:
             vals = data[level.off]
             b = b[level.R] - np.bincount(level.off_r, weights=vals * y[level.off_i], minlength=level.R.size)
             stack.append((y, vals))
-        x = b if self.final is None else cho_solve(self.final, b, check_finite=False)
+        x = b if self.chain.final.N == 0 else cho_solve((self._dense_factor(), True), b, check_finite=False)
         for level, (d, _), (y, vals) in zip(reversed(self.chain.levels), reversed(self.pivots), reversed(stack)):
             out = np.empty(level.N)
             out[level.R] = x
@@ -264,21 +288,18 @@ class _ChainFactor:
         """``M^{-1}`` on the chain's pattern (Takahashi's recurrences, level by level)."""
         if self._inverse is None:
             Z = np.empty(0)
-            if self.final is not None:
+            if self.chain.final.N > 0:
                 # the inverse overwrites the factor (one dense block in memory, not
-                # two), which is then recomputed in the same array for later solves
-                L = self.final[0]
-                inv, info = dpotri(L, lower=1, overwrite_c=1)
+                # two), which a later solve recomputes
+                inv, info = dpotri(self._dense_factor(), lower=1, overwrite_c=1)
+                self._L = None
                 if info != 0:
                     raise LinAlgError("the dense remainder of the penalised system is singular")
-                n = self.chain.final.N
                 final = self.chain.final
                 # the lower triangle (row >= col) sits at row + n col of the Fortran array
-                flat = inv.reshape(-1, order="A")
-                Z = flat[np.maximum(final.rows, final.cols) + n * np.minimum(final.rows, final.cols)]
-                flat[:] = 0.0
-                flat[final.keys] = self.final_data
-                self.final = (_cholesky_in_place(inv), True)
+                Z = inv.reshape(-1, order="A")[np.maximum(final.rows, final.cols)
+                                               + final.N * np.minimum(final.rows, final.cols)]
+                del inv
             for level, (d, data) in zip(reversed(self.chain.levels), reversed(self.pivots)):
                 out = np.empty(data.size)
                 out[level.rr_src] = Z[level.rr_dst]
