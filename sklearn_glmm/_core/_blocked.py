@@ -14,6 +14,11 @@ eliminated through the dense Schur complement ``S = A22 - A21 A11^{-1} A12``,
 whose size is set by the *smaller* factors (days, items, clinics), so a
 5,000 x 200 crossed design costs one 200 x 200 Cholesky per factorisation.
 No fill-reducing order is needed: the only fill is in the dense block.
+When the other factors are large and sparsely crossed with the largest, the
+layout hands the factorisation to :mod:`._sparse_system` instead (memory
+O(non-zeros), a fill-reducing elimination of the Schur complement); the
+factor it returns has the same methods. ``RandomEffectsLayout.path`` and
+``describe`` say which is used.
 
 :class:`RandomEffectsLayout` holds where every random effect lives (computed
 once per problem); :class:`BlockedFactor` is one factorisation of ``A`` with
@@ -28,11 +33,15 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.linalg.blas import dsyrk
 
 from ._linalg import BlockCholesky, GroupIndex, rowdot
+from ._sparse_system import sparse_coupling
 
-__all__ = ["RandomEffectsLayout", "BlockedFactor", "MAX_DENSE_EFFECTS"]
+__all__ = ["RandomEffectsLayout", "BlockedFactor", "MAX_DENSE_EFFECTS", "ONE_TERM"]
+
+#: the linear algebra of one grouping factor (``FitResult.linear_algebra``)
+ONE_TERM = "one grouping factor: block-diagonal Cholesky"
 
 #: largest size of the dense block (the random effects of every factor but the
-#: largest); beyond it the m x m Schur complement would take gigabytes
+#: largest) on this path; beyond it the factors take the sparse path
 MAX_DENSE_EFFECTS = 8000
 
 
@@ -62,15 +71,12 @@ class RandomEffectsLayout:
         sizes = [g * k for g, k in zip(self.n_levels, self.q)]
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.m = int(sum(sizes[1:]))
-        if self.m > MAX_DENSE_EFFECTS:
-            raise ValueError(
-                f"The grouping factors other than the largest have {self.m} random effects in "
-                f"total; their dense block supports up to {MAX_DENSE_EFFECTS} (it grows as the "
-                "square). Reduce the levels of those factors, or the random slopes on them, e.g. "
-                "by grouping rare levels."
-            )
         # the dense-block effects: (term k >= 1, component j), in u's order
         self.dense_components = [(k, j) for k in range(1, self.n_terms) for j in range(self.q[k])]
+        #: the sparse structure of large, sparsely coupled factors (:mod:`._sparse_system`), or None
+        self.sparse = sparse_coupling(self, MAX_DENSE_EFFECTS) if self.n_terms > 1 else None
+        if self.sparse is not None:
+            return
         # flat positions in A12 (G0 q0 x m) and A22 (m x m) of every row's
         # entries: fixed by the codes, so computed once (not per factorisation)
         # and shared by the factorisation's scatters and the selected inverse's
@@ -80,6 +86,19 @@ class RandomEffectsLayout:
         block = [self.codes[0] * self.q[0] + a for a in range(self.q[0])]
         self._a12_index = [[rows * m + idx for idx in dense] for rows in block]
         self._a22_index = [[idx_s * m + idx_t for idx_t in dense[: s + 1]] for s, idx_s in enumerate(dense)]
+
+    @property
+    def path(self) -> str:
+        """How ``A`` is factorised: ``"dense-schur"`` (:class:`BlockedFactor`) or the sparse
+        structure's path (``"sparse"``, ``"sparse-dense-schur"``, :mod:`._sparse_system`)."""
+        return "dense-schur" if self.sparse is None else self.sparse.path
+
+    def describe(self) -> str:
+        """How ``A`` is factorised, in one line (``FitResult.linear_algebra``)."""
+        if self.sparse is not None:
+            return self.sparse.describe()
+        return (f"dense Schur complement: {self.n_levels[0]} levels block diagonal, "
+                f"dense {self.m} x {self.m} block")
 
     @property
     def size(self) -> int:
@@ -116,6 +135,8 @@ class RandomEffectsLayout:
 
     def factor(self, W: np.ndarray, ZlT: list[np.ndarray]) -> BlockedFactor:
         """Factorise ``A = I + Lambda^T Z^T diag(W) Z Lambda``; ``ZlT[k]`` is (q_k, n)."""
+        if self.sparse is not None:
+            return self.sparse.factor(W, ZlT, self)
         q0, G0, m = self.q[0], self.n_levels[0], self.m
         A11 = self.groups.outer_sums(W, ZlT[0])
         A11[:, np.arange(q0), np.arange(q0)] += 1.0
@@ -201,6 +222,17 @@ class BlockedFactor:
                 )
                 self._selected = (inv11, -C, Sinv)
         return self._selected
+
+    def inverse_blocks(self) -> list[np.ndarray]:
+        """The diagonal blocks of ``A^{-1}`` of every term: list of (G_k, q_k, q_k)."""
+        inv11, _, inv22 = self.selected_inverse()
+        lay = self.layout
+        blocks = [inv11]
+        for k in range(1, lay.n_terms):
+            G, q = lay.n_levels[k], lay.q[k]
+            idx = (lay.starts[k] - lay.n_block) + np.arange(G)[:, None] * q + np.arange(q)
+            blocks.append(inv22[idx[:, :, None], idx[:, None, :]])
+        return blocks
 
     def row_solutions(self, ZlT: list[np.ndarray]) -> list[np.ndarray]:
         """``P_ik``: the part of ``A^{-1} zl_i`` on row i's own effects of term k.

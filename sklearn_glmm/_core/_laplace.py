@@ -49,7 +49,7 @@ import numpy as np
 
 from ..families import Family, IRLSQuantities, LogLink, PoissonFamily
 from ._agq import QuadratureRule, agq_deviance
-from ._blocked import RandomEffectsLayout
+from ._blocked import ONE_TERM, RandomEffectsLayout
 from ._controls import SolverControls
 from ._glm import FamilyGLM, fit_glm
 from ._gradient import laplace_gradient, mode_derivative
@@ -97,6 +97,10 @@ class ShardResult:
     u: np.ndarray
     converged: bool
     state: Modes | None
+
+
+#: rows per level of the factors other than the largest that a stage-1 subsample keeps on average
+SUBSAMPLE_ROWS_PER_LEVEL = 5
 
 
 def evenly_spaced_levels(n_levels: int, n_kept: int) -> np.ndarray:
@@ -300,7 +304,8 @@ class LaplaceProblem(TermsBookkeeping):
     y, weights, offset : ndarray of shape (n,)
     terms : list of CoreTerm
         The first term is kept block diagonal: pass the one with most levels
-        first (the others make up a dense block, see :mod:`._blocked`).
+        first (the others make up a dense or sparse Schur complement, see
+        :mod:`._blocked` and :mod:`._sparse_system`).
     controls : SolverControls
     n_agq : int, default=1
         Quadrature points (1: the Laplace approximation); more need one term
@@ -404,6 +409,11 @@ class LaplaceProblem(TermsBookkeeping):
         return self.family.param_bounds if self.family.has_param else None
 
     @property
+    def linear_algebra(self) -> str:
+        """How ``A`` is factorised (see :meth:`~._blocked.RandomEffectsLayout.describe`)."""
+        return ONE_TERM if self.layout is None else self.layout.describe()
+
+    @property
     def theta_is_cheap(self) -> bool:
         """Whether evaluations that change only theta cost O(levels) (a Poisson random intercept)."""
         return self._collapsible
@@ -454,8 +464,17 @@ class LaplaceProblem(TermsBookkeeping):
         levels keep every other factor's levels they meet, recoded to those
         present. Itself when the largest factor has at most twice as many
         levels, and for quadrature (its shortcuts are the Laplace deviance's).
+        With several factors the subsample keeps enough levels of the largest
+        that the other factors' levels keep ``SUBSAMPLE_ROWS_PER_LEVEL`` rows
+        on average: two large crossed factors (each level of the other meeting
+        a few of the largest) leave no subsample, as a subsample would hold a
+        row or none per level of the other factor and no information on its
+        variance.
         """
         G = self.level_counts[0]
+        if self.layout is not None:
+            rows_per_level = min(self.n_rows / g for g in self.level_counts[1:])
+            n_levels = max(n_levels, int(np.ceil(SUBSAMPLE_ROWS_PER_LEVEL * G / rows_per_level)))
         if G <= 2 * n_levels or self.n_agq > 1:
             return self
         mask = np.zeros(G, dtype=bool)

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._blocked import RandomEffectsLayout
+from ._blocked import ONE_TERM, RandomEffectsLayout
 from ._controls import SolverControls
 from ._laplace import CoreTerm
 from ._linalg import GroupIndex, row_order
@@ -217,6 +217,11 @@ class LMMProblem(TermsBookkeeping):
         return u.reshape(self.level_counts[0], self.theta_map.q[0]) if self._rows is not None else u
 
     # -- what the solver reads ---------------------------------------------------
+    @property
+    def linear_algebra(self) -> str:
+        """How ``A`` is factorised (see :meth:`~._blocked.RandomEffectsLayout.describe`)."""
+        return ONE_TERM if self._layout is None else self._layout.describe()
+
     def zero_modes(self) -> np.ndarray:
         return np.zeros(0)
 

@@ -107,6 +107,9 @@ class FitResult:
     conditional_covariances : list of ndarray or None
         ``Var(b_k | y)`` per term and level at the estimates (lme4's
         ``condVar``), relative to the dispersion.
+    linear_algebra : str
+        How the penalised system was factorised (the problem's
+        ``linear_algebra``: block diagonal, dense or sparse Schur complement).
     """
 
     theta: np.ndarray
@@ -127,6 +130,7 @@ class FitResult:
     notes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     conditional_covariances: list | None = None
+    linear_algebra: str = ""
 
     @property
     def beta(self) -> np.ndarray:
@@ -451,7 +455,7 @@ class Solver:
             theta=theta, coef=coef, param=param, u=ev.u, deviance=float(ev.deviance), gradient=gradient,
             hessian=hessian, n_iter=self.n_iter, n_evals=obj.n_evals, converged=converged, message=message,
             singular=bool(np.any(at_boundary)), at_boundary=at_boundary, start=self.start, controls=c.as_dict(), notes=list(self.notes),
-            timings=dict(self.timings),
+            timings=dict(self.timings), linear_algebra=problem.linear_algebra,
         )
         result.conditional_covariances = problem.conditional_covariances(result, ev.state)
         return result

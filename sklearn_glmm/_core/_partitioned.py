@@ -298,6 +298,7 @@ class PartitionedLaplaceProblem(_Partitioned):
 
     #: every evaluation is a round trip to the parts: stage 1 runs on the gathered subsample
     theta_is_cheap = False
+    linear_algebra = "partitioned: one factorisation per part"
 
     def __init__(self, runner: PartRunner, family: Family, theta_map: ThetaMap, level_counts: list[int],
                  n_coef: int, controls: SolverControls, *, n_agq: int = 1):
@@ -384,6 +385,7 @@ class PartitionedLMMProblem(_Partitioned):
     theta_is_cheap = True
     param_bounds = None
     n_coef = 0
+    linear_algebra = "partitioned: one factorisation per part"
 
     def __init__(self, runner: PartRunner, theta_map: ThetaMap, level_counts: list[int], n_beta: int,
                  controls: SolverControls, reml: bool = True):

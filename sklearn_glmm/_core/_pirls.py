@@ -155,6 +155,7 @@ def pirls(
     while True:
         irls = kernel.irls(eta, mu)
         W, fallback = kernel.step_weights(irls)
+        factor = None  # the previous factor is freed before the next is built (a dense block can be large)
         factor = system.factorise(W, fallback)
         T = system.term_sums(irls.score)
         if final:

@@ -113,6 +113,8 @@ class Problem(Protocol):
     n_rows: int
     #: whether an evaluation that changes only theta costs O(levels)
     theta_is_cheap: bool
+    #: how the penalised system is factorised (recorded as ``FitResult.linear_algebra``)
+    linear_algebra: str
 
     @property
     def theta_diagonal(self) -> np.ndarray:

@@ -430,14 +430,7 @@ class BlockedSystem:
 
     def inverse_blocks(self, factor) -> list[np.ndarray]:
         """The diagonal blocks of ``A^{-1}`` of every term: list of (G_k, q_k, q_k)."""
-        inv11, _, inv22 = factor.selected_inverse()
-        lay = self.layout
-        blocks = [inv11]
-        for k in range(1, lay.n_terms):
-            G, q = lay.n_levels[k], lay.q[k]
-            idx = (lay.starts[k] - lay.n_block) + np.arange(G)[:, None] * q + np.arange(q)
-            blocks.append(inv22[idx[:, :, None], idx[:, None, :]])
-        return blocks
+        return factor.inverse_blocks()
 
     # -- units: the whole system is one --------------------------------------
     def unit_sums(self, values: np.ndarray) -> np.ndarray:
