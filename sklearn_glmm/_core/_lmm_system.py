@@ -145,8 +145,7 @@ class OneTermFactor:
 def _right_dense(blocks: TermBlocks, offsets: list[int], lambdas, Y: np.ndarray) -> np.ndarray:
     """``Y blockdiag_{k >= 1}(Lambda_k)`` for a dense Y with the dense part's columns."""
     if all(q == 1 for q in blocks.q[1:]):
-        # scalar terms: a scaling of the columns
-        return Y * np.repeat([float(lam[0, 0]) for lam in lambdas[1:]], blocks.n_levels[1:])
+        return Y * _column_scale(blocks, lambdas)
     out = np.empty_like(Y)
     for k in range(1, len(blocks.q)):
         s, e = offsets[k], offsets[k] + blocks.n_levels[k] * blocks.q[k]
@@ -156,6 +155,11 @@ def _right_dense(blocks: TermBlocks, offsets: list[int], lambdas, Y: np.ndarray)
         part = Y[:, s:e].reshape(Y.shape[0], blocks.n_levels[k], blocks.q[k])
         out[:, s:e] = (part @ lambdas[k]).reshape(Y.shape[0], -1)
     return out
+
+
+def _column_scale(blocks: TermBlocks, lambdas) -> np.ndarray:
+    """``diag(blockdiag_{k >= 1}(Lambda_k))`` when every term beyond term 0 is scalar: (m,)."""
+    return np.repeat([float(lam[0, 0]) for lam in lambdas[1:]], blocks.n_levels[1:])
 
 
 class DenseCoupling:
@@ -187,9 +191,9 @@ class DenseCoupling:
     def rmatvec(self, V, y):
         return V.T @ y
 
-    def cross(self, V1, V2) -> np.ndarray:
-        """``V1^T V2``: (m, m)."""
-        return V1.T @ V2
+    def subtract_cross(self, out: np.ndarray, V1, V2) -> None:
+        """``out -= V1^T V2`` for a dense (m, m) ``out``."""
+        out -= V1.T @ V2
 
     def times_dense(self, V, D: np.ndarray):
         """``V D`` for a dense symmetric (m, m) ``D`` (only where the coupling's pattern is read)."""
@@ -298,13 +302,13 @@ class SparseCoupling:
     def rmatvec(self, V, y):
         return self._matrix(V).T @ y
 
-    def cross(self, V1, V2) -> np.ndarray:
+    def subtract_cross(self, out: np.ndarray, V1, V2) -> None:
         m = self.shape[1]
         t_order, t_cols, t_indptr = self._transposed
         product = sparse.csr_array((V1[t_order], t_cols, t_indptr), shape=(m, self.shape[0])) @ self._matrix(V2)
-        out = np.zeros((m, m))
-        out[np.repeat(np.arange(m), np.diff(product.indptr)), product.indices] = product.data
-        return out
+        # a canonical product (no repeated entries): a flat scatter into the C-ordered out
+        flat = np.repeat(np.arange(0, m * m, m), np.diff(product.indptr)) + product.indices
+        out.ravel()[flat] -= product.data
 
     def times_dense(self, V, D: np.ndarray):
         # (V D)[(g, a), J_g] = V[(g, a), J_g] D[J_g, J_g] (D symmetric: its memory order is immaterial)
@@ -394,6 +398,13 @@ class BlockedGram:
                                             minlength=Gk * G2).reshape(Gk, G2)
                         self.G22[np.ix_(ia, ib)] = block
                         self.G22[np.ix_(ib, ia)] = block.T
+        #: with scalar terms only beyond term 0, ``Lambda_2`` scales the columns: ``G22`` is also
+        #: held by its nonzero entries ``(i, j, values)`` (a tenth of it or less for crossed
+        #: factors: diagonal blocks and the terms' cross blocks), with the term of each column j
+        self.G22_entries = None
+        if all(k == 1 for k in self.blocks.q[1:]):
+            i, j = np.nonzero(self.G22)
+            self.G22_entries = (i, j, self.G22[i, j], self.column_terms[0][j])
 
     def factor(self, lambdas) -> BlockedGramFactor:
         return BlockedGramFactor(self, lambdas)
@@ -406,6 +417,14 @@ class BlockedGram:
         out1 = (self.G11 @ V1.reshape(G0, q0, -1)).reshape(V1.shape) + cp.matvec(self.G12, V2)
         out2 = cp.rmatvec(self.G12, V1) + self.G22 @ V2
         return np.concatenate([out1, out2])
+
+    @property
+    def column_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        """The term ``k >= 1`` and the component of every column of the dense part: two (m,) arrays."""
+        bl = self.blocks
+        term = np.repeat(np.arange(1, len(bl.q)), [g * q for g, q in zip(bl.n_levels[1:], bl.q[1:])])
+        component = np.concatenate([np.tile(np.arange(q), g) for g, q in zip(bl.n_levels[1:], bl.q[1:])])
+        return term, component
 
     def left2(self, lambdas, Y: np.ndarray) -> np.ndarray:
         """``blockdiag_{k >= 1}(Lambda_k)^T Y`` for a dense (m, m) Y."""
@@ -478,11 +497,19 @@ class BlockedGramFactor:
         self.R12 = cp.right2(lambdas, gram.G12)  # G12 Lambda_2
         self.H12 = cp.left0(lam0, gram.G12)  # Lambda_0^T G12
         self.A12 = cp.left0(lam0, self.R12)
-        self.H22 = gram.left2(lambdas, gram.G22)  # Lambda_2^T G22
-        A22 = gram.right2(lambdas, self.H22)
+        if gram.G22_entries is None:
+            self.H22 = gram.left2(lambdas, gram.G22)  # Lambda_2^T G22
+            A22 = gram.right2(lambdas, self.H22)
+        else:
+            # scalar terms: Lambda_2^T G22 on G22's entries, A22 from them
+            i, j, values, _ = gram.G22_entries
+            scale = _column_scale(gram.blocks, lambdas)
+            self.H22 = scale[i] * values
+            A22 = np.zeros((gram.m, gram.m))
+            A22[i, j] = self.H22 * scale[j]
         A22[np.diag_indices(gram.m)] += 1.0
         self.B = cp.block_apply(self.inv11, self.A12)  # A11^{-1} A12
-        A22 -= cp.cross(self.A12, self.B)
+        cp.subtract_cross(A22, self.A12, self.B)
         self.S_factor = (_cholesky_upper(A22), False)  # cho_solve's (factor, lower)
 
     def logdet(self) -> float:
@@ -535,8 +562,15 @@ class BlockedGramFactor:
             N0 = N0 - cp.row_block_dots(X, self.R12)
         out = [2.0 * np.sum(N0, axis=0).T]
         bl = gram.blocks
+        if gram.G22_entries is not None:
+            # scalar terms: sum_h (S^{-1} H22)[(k, h), (k, h)] over H22's entries (S^{-1} symmetric)
+            i, j, _, term = gram.G22_entries
+            sinv_h22 = np.bincount(term, weights=Sinv[i, j] * self.H22, minlength=len(bl.q))
         for k in range(1, len(bl.q)):
             qk = bl.q[k]
+            if gram.G22_entries is not None:
+                out.append(2.0 * np.array([[sinv_h22[k] - cp.component_dot(X, self.H12, k, 0, 0)]]))
+                continue
             Nk = np.empty((qk, qk))
             for a in range(qk):
                 ca = gram.column_slice(k, a)
