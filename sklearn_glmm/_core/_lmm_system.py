@@ -13,8 +13,9 @@ the others (the dense part, ``m`` effects). Two grams implement it:
   ``docs/theory.md``: ``G11`` block diagonal, the coupling ``G12`` of term 0 to
   the others on its sparsity pattern (:class:`SparseCoupling`; dense,
   :class:`DenseCoupling`, when more than a tenth of it is filled), ``G22``
-  dense. ``S = A22 - A12^T A11^{-1} A12`` is a sparse product and the only
-  dense factorisation.
+  dense (and by its nonzero entries when the other terms are scalar).
+  ``S = A22 - A12^T A11^{-1} A12`` is a sparse product and the only dense
+  factorisation (LAPACK ``potrf`` in place, ``potri`` for ``S^{-1}``).
 
 A factor (:class:`OneTermFactor`, :class:`BlockedGramFactor`) gives ``log|A|``,
 solves, the diagonal blocks of ``A^{-1}`` (lme4's ``condVar``) and the
