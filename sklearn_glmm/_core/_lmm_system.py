@@ -478,7 +478,9 @@ class BlockedGramFactor:
     """``A = I + Lambda^T G Lambda`` of a :class:`BlockedGram`, factorised by blocks (eq. 14).
 
     ``A11`` by :class:`~._linalg.BlockCholesky`, ``S = A22 - A12^T A11^{-1}
-    A12`` by a dense Cholesky; the selected inverse is formed on first use.
+    A12`` by a dense Cholesky; the selected inverse is formed on first use,
+    with ``S^{-1}`` in the memory of S's factor (no copy of either): solves
+    after it multiply by ``S^{-1}``.
     """
 
     def __init__(self, gram: BlockedGram, lambdas):
@@ -512,12 +514,13 @@ class BlockedGramFactor:
         self.B = cp.block_apply(self.inv11, self.A12)  # A11^{-1} A12
         cp.subtract_cross(A22, self.A12, self.B)
         self.S_factor = (_cholesky_upper(A22), False)  # cho_solve's (factor, lower)
+        self._logdet_S = 2.0 * float(np.sum(np.log(np.diag(self.S_factor[0]))))
 
     def logdet(self) -> float:
         """``log det A``."""
         out = self.chol11.logdet()
         if self.S_factor is not None:
-            out += 2.0 * float(np.sum(np.log(np.diag(self.S_factor[0]))))
+            out += self._logdet_S
         return out
 
     def solve(self, R: np.ndarray) -> np.ndarray:
@@ -526,7 +529,9 @@ class BlockedGramFactor:
         y1 = _block_apply(self.inv11, R[:nb].reshape(nb, -1), self.inv11.shape[1])
         if self.S_factor is None:
             return y1.reshape(R.shape)
-        x2 = cho_solve(self.S_factor, R[nb:].reshape(R.shape[0] - nb, -1) - cp.rmatvec(self.A12, y1))
+        rhs = R[nb:].reshape(R.shape[0] - nb, -1) - cp.rmatvec(self.A12, y1)
+        # S's factor holds S^{-1} once the selected inverse is formed
+        x2 = cho_solve(self.S_factor, rhs) if self._selected is None else self._selected[2] @ rhs
         return np.concatenate([y1 - cp.matvec(self.B, x2), x2]).reshape(R.shape)
 
     def selected_inverse(self):
