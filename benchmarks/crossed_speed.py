@@ -15,7 +15,10 @@ in the same run when ``Rscript`` and lme4 are installed, with ``lme4::lmer``
 
 Printed per workload: median seconds of ours and lme4's (``system.time``
 around ``lmer``, reading the CSV excluded), the ratio lme4 / ours, both
-log-likelihoods and our deviance evaluations. Not a unit test.
+log-likelihoods and our deviance evaluations, with the median seconds of our
+set-up (``LMMProblem`` construction: the theta-free cross-products) and per
+evaluation (``LMMProblem.evaluate``, with its gradient when asked). Not a
+unit test.
 
     python benchmarks/crossed_speed.py [--workloads insteval kb07] [--repeats 3] [--no-peers]
         [--package-path DIR] [--blas-threads N] [--json out.json]
@@ -105,20 +108,61 @@ def load_insteval(cache_dir: Path) -> tuple[pd.DataFrame | None, str]:
     return data, ""
 
 
+class _Stopwatch:
+    """Seconds spent in ``LMMProblem.__init__`` (the set-up) and ``LMMProblem.evaluate`` during a fit.
+
+    Wraps the two methods for the duration of a ``with`` block (nested calls
+    counted once); both exist in every version this script times.
+    """
+
+    def __init__(self):
+        from sklearn_glmm._core import _lmm
+
+        self.cls, self.setup, self.evaluations, self.n_evaluations, self._depth = _lmm.LMMProblem, 0.0, 0.0, 0, 0
+
+    def _wrap(self, method, field):
+        def timed(*args, **kwargs):
+            self._depth += 1
+            t0 = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    setattr(self, field, getattr(self, field) + time.perf_counter() - t0)
+                    if field == "evaluations":
+                        self.n_evaluations += 1
+
+        return timed
+
+    def __enter__(self):
+        self._saved = (self.cls.__init__, self.cls.evaluate)
+        self.cls.__init__ = self._wrap(self._saved[0], "setup")
+        self.cls.evaluate = self._wrap(self._saved[1], "evaluations")
+        return self
+
+    def __exit__(self, *exc):
+        self.cls.__init__, self.cls.evaluate = self._saved
+
+
 def fit_ours(formula: str, data: pd.DataFrame, repeats: int):
     from sklearn_glmm import GaussianLMMRegressor
 
-    times, model = [], None
+    times, setups, per_evaluation, model = [], [], [], None
     for _ in range(repeats):
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, _Stopwatch() as watch:
             warnings.simplefilter("always")
             t0 = time.perf_counter()
             model = GaussianLMMRegressor.from_formula(formula, data, reml=False)
             times.append(time.perf_counter() - t0)
+        setups.append(watch.setup)
+        per_evaluation.append(watch.evaluations / max(watch.n_evaluations, 1))
     summary = model.fit_summary_
     return {
         "seconds": statistics.median(times),
         "all_seconds": [round(t, 4) for t in times],
+        "setup_seconds": statistics.median(setups),
+        "seconds_per_evaluation": statistics.median(per_evaluation),
         "loglik": float(model.loglik_),
         "n_evals": int(summary.n_evals),
         "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
@@ -191,7 +235,8 @@ def main(argv=None) -> int:
             row["ratio"] = peer["seconds"] / ours["seconds"]
             row["loglik_gap_relative"] = (ours["loglik"] - peer["loglik"]) / abs(peer["loglik"])
         rows[name] = row
-        line = f"{name} ({len(data):,} rows): ours {ours['seconds']:.3f} s, {ours['n_evals']} evaluations, " \
+        line = f"{name} ({len(data):,} rows): ours {ours['seconds']:.3f} s, {ours['n_evals']} evaluations " \
+               f"({ours['seconds_per_evaluation']:.4f} s each), set-up {ours['setup_seconds']:.3f} s, " \
                f"logLik {ours['loglik']:.6f}"
         if "seconds" in peer:
             line += (f"; lme4 {peer['seconds']:.3f} s ({peer['n_evals']} evaluations), logLik {peer['loglik']:.6f};"

@@ -216,3 +216,16 @@ def test_partitioned_gradient_equals_the_whole(reml):
     ev_whole, ev_parts = whole.evaluate(theta), partitioned.evaluate(theta)
     assert ev_parts.deviance == pytest.approx(ev_whole.deviance, rel=1e-12)
     np.testing.assert_allclose(ev_parts.grad_theta, ev_whole.grad_theta, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("index", [4, 5, 6])
+def test_factor_solves_after_its_inverse(index):
+    """S^{-1} is formed over S's Cholesky factor (potri in place): log|A| and solves are unchanged after it."""
+    _, inputs, theta = CASES[index]
+    problem = _problem(inputs, False)
+    factor = problem._gram.factor(problem.theta_map.lambdas(theta))
+    r = np.random.default_rng(2).normal(size=(problem.blocks.size, 2))
+    before, logdet = factor.solve(r), factor.logdet()
+    factor.logdet_gradient()
+    assert factor.logdet() == logdet
+    np.testing.assert_allclose(factor.solve(r), before, rtol=1e-10, atol=1e-12)

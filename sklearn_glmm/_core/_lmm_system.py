@@ -13,8 +13,9 @@ the others (the dense part, ``m`` effects). Two grams implement it:
   ``docs/theory.md``: ``G11`` block diagonal, the coupling ``G12`` of term 0 to
   the others on its sparsity pattern (:class:`SparseCoupling`; dense,
   :class:`DenseCoupling`, when more than a tenth of it is filled), ``G22``
-  dense. ``S = A22 - A12^T A11^{-1} A12`` is a sparse product and the only
-  dense factorisation.
+  dense (and by its nonzero entries when the other terms are scalar).
+  ``S = A22 - A12^T A11^{-1} A12`` is a sparse product and the only dense
+  factorisation (LAPACK ``potrf`` in place, ``potri`` for ``S^{-1}``).
 
 A factor (:class:`OneTermFactor`, :class:`BlockedGramFactor`) gives ``log|A|``,
 solves, the diagonal blocks of ``A^{-1}`` (lme4's ``condVar``) and the
@@ -32,8 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
-from scipy.linalg import cho_factor, cho_solve
-from scipy.linalg.lapack import dpotri
+from scipy.linalg import cho_solve
+from scipy.linalg.lapack import dpotrf, dpotri
 
 from ._blocked import _block_apply
 from ._linalg import BlockCholesky, GroupIndex
@@ -43,8 +44,8 @@ __all__ = ["TermBlocks", "OneTermGram", "OneTermFactor", "BlockedGram", "Blocked
 
 #: the coupling G12 is held dense above this fraction of nonzero entries (BLAS wins)
 DENSE_COUPLING_FILL = 0.1
-#: ... or when its entries sharing a row form more pairs than this (the sparse products' index
-#: arrays would take more memory than the dense block)
+#: ... or when its entries sharing a row form more pairs than this (the sparse products, and the
+#: gathers of ``V D`` on the pattern, would cost about as much as dense ones)
 MAX_COUPLING_PAIRS = 10_000_000
 
 
@@ -144,6 +145,8 @@ class OneTermFactor:
 # -- several terms -------------------------------------------------------------------------
 def _right_dense(blocks: TermBlocks, offsets: list[int], lambdas, Y: np.ndarray) -> np.ndarray:
     """``Y blockdiag_{k >= 1}(Lambda_k)`` for a dense Y with the dense part's columns."""
+    if all(q == 1 for q in blocks.q[1:]):
+        return Y * _column_scale(blocks, lambdas)
     out = np.empty_like(Y)
     for k in range(1, len(blocks.q)):
         s, e = offsets[k], offsets[k] + blocks.n_levels[k] * blocks.q[k]
@@ -153,6 +156,11 @@ def _right_dense(blocks: TermBlocks, offsets: list[int], lambdas, Y: np.ndarray)
         part = Y[:, s:e].reshape(Y.shape[0], blocks.n_levels[k], blocks.q[k])
         out[:, s:e] = (part @ lambdas[k]).reshape(Y.shape[0], -1)
     return out
+
+
+def _column_scale(blocks: TermBlocks, lambdas) -> np.ndarray:
+    """``diag(blockdiag_{k >= 1}(Lambda_k))`` when every term beyond term 0 is scalar: (m,)."""
+    return np.repeat([float(lam[0, 0]) for lam in lambdas[1:]], blocks.n_levels[1:])
 
 
 class DenseCoupling:
@@ -184,9 +192,9 @@ class DenseCoupling:
     def rmatvec(self, V, y):
         return V.T @ y
 
-    def cross(self, V1, V2) -> np.ndarray:
-        """``V1^T V2``: (m, m)."""
-        return V1.T @ V2
+    def subtract_cross(self, out: np.ndarray, V1, V2) -> None:
+        """``out -= V1^T V2`` for a dense (m, m) ``out``."""
+        out -= V1.T @ V2
 
     def times_dense(self, V, D: np.ndarray):
         """``V D`` for a dense symmetric (m, m) ``D`` (only where the coupling's pattern is read)."""
@@ -210,9 +218,11 @@ class SparseCoupling:
     The pattern is a union of full ``q0 x q_k`` blocks (a level of term 0
     meets a level of term k in some row), so ``Lambda`` and ``A11^{-1}`` mix
     entries within the same block only, and every product is a gather on the
-    values. ``V D`` (on the pattern) runs over the pairs of entries that
-    share a row, precomputed once, and ``V1^T V2`` is a scipy sparse product:
-    ``sum_r nnz_r^2`` products instead of the dense ``n_block m^2``.
+    values. ``V D`` (on the pattern) is, for each level ``g`` of term 0 with
+    columns ``J_g``, the small dense product ``V[g, J_g] D[J_g, J_g]``
+    (levels with as many columns batched together), and ``V1^T V2`` a scipy
+    sparse product: ``sum_r nnz_r^2`` products each instead of the dense
+    ``n_block m^2``.
 
     Parameters
     ----------
@@ -231,7 +241,7 @@ class SparseCoupling:
         self.values = values[order]
         nnz = self.row.size
         counts = np.bincount(self.row, minlength=nb)
-        self.indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
+        self.indptr = _indptr(self.row, nb)
         level, a = self.row // q0, self.row % q0
         self.level, self.a = level, a
         # the same column in row (g, c) of the level (all rows of a level share their columns)
@@ -244,24 +254,24 @@ class SparseCoupling:
             idx = np.flatnonzero(term_of == k)
             self.component[idx] = (self.col[idx] - offsets[k]) % blocks.q[k]
             self.term_entries.append(idx)
-        # pairs (t1, t2) of entries sharing a row, with the position col(t1) m + col(t2) in an
-        # (m, m) array; sorted by it, so that gathers from a dense (m, m) array stream
-        length = counts[self.row]
-        first = np.concatenate([[0], np.cumsum(length)[:-1]])
-        p1 = np.repeat(np.arange(nnz, dtype=np.int32 if nnz < 2**31 else np.intp), length)
-        p2 = (self.indptr[self.row] - first)[p1] + np.arange(p1.size)
-        flat = self.col[p1] * m + self.col[p2]
-        order = np.argsort(flat)
-        self.p1, self.p2, flat = p1[order], p2[order], flat[order]
-        # many pairs share a position (two instructors met by several students): each
-        # position is read once and repeated over its (contiguous) pairs
-        starts = np.flatnonzero(np.concatenate([[True], flat[1:] != flat[:-1]]))
-        self.positions = flat[starts]
-        self.repeats = np.diff(np.append(starts, flat.size))
-
-    @property
-    def n_pairs(self) -> int:
-        return int(self.p2.size)
+        # V^T as CSR (m x n_block): the entries in column-major order, for V1^T V2
+        t_order = np.lexsort((self.row, self.col))
+        self._transposed = (t_order, self.row[t_order], _indptr(self.col, m))
+        # the levels of term 0 grouped by their number n of columns (every row of a level has the
+        # same columns J_g): the entries (L, q0, n) of their rows and the flat positions (L, n, n)
+        # of D[J_g, J_g] in an (m, m) array
+        per_level = counts.reshape(G0, q0)[:, 0]
+        by_size = np.argsort(per_level, kind="stable")
+        sizes, first = np.unique(per_level[by_size], return_index=True)
+        flat_type = np.int32 if m * m < 2**31 else np.intp
+        self._level_groups = []
+        for n, levels in zip(sizes, np.split(by_size, first[1:])):
+            if n == 0:
+                continue
+            entries = (self.indptr[levels * q0][:, None, None] + (np.arange(q0) * n)[:, None]
+                       + np.arange(n)).astype(np.intp)
+            cols = self.col[entries[:, 0, :]].astype(flat_type)
+            self._level_groups.append((entries, cols[:, :, None] * flat_type(m) + cols[:, None, :]))
 
     def left0(self, lam0, V):
         if self.q0 == 1:
@@ -293,15 +303,21 @@ class SparseCoupling:
     def rmatvec(self, V, y):
         return self._matrix(V).T @ y
 
-    def cross(self, V1, V2) -> np.ndarray:
-        return (self._matrix(V1).T @ self._matrix(V2)).toarray()
+    def subtract_cross(self, out: np.ndarray, V1, V2) -> None:
+        m = self.shape[1]
+        t_order, t_cols, t_indptr = self._transposed
+        product = sparse.csr_array((V1[t_order], t_cols, t_indptr), shape=(m, self.shape[0])) @ self._matrix(V2)
+        # a canonical product (no repeated entries): a flat scatter into the C-ordered out
+        flat = np.repeat(np.arange(0, m * m, m), np.diff(product.indptr)) + product.indices
+        out.ravel()[flat] -= product.data
 
     def times_dense(self, V, D: np.ndarray):
-        # (V D)[r, j] = sum_{j'} V[r, j'] D[j', j] on the pattern (D symmetric): a sum over
-        # the pairs of row r
-        gathered = np.repeat(D.ravel()[self.positions], self.repeats)
-        gathered *= V[self.p2]
-        return np.bincount(self.p1, weights=gathered, minlength=V.size)
+        # (V D)[(g, a), J_g] = V[(g, a), J_g] D[J_g, J_g] (D symmetric: its memory order is immaterial)
+        out = np.empty_like(V)
+        flat_D = D.ravel(order="K")
+        for entries, flat in self._level_groups:
+            out[entries] = V[entries] @ np.take(flat_D, flat)
+        return out
 
     def row_block_dots(self, X, Y) -> np.ndarray:
         out = np.empty((self.G0, self.q0, self.q0))
@@ -314,6 +330,11 @@ class SparseCoupling:
         idx = self.term_entries[k - 1]
         idx = idx[self.component[idx] == a]
         return float(np.dot(X[idx], Y[idx + b - a]))
+
+
+def _indptr(sorted_rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """CSR row pointers of entries in the order of their (sorted) rows."""
+    return np.concatenate([[0], np.cumsum(np.bincount(sorted_rows, minlength=n_rows))]).astype(np.intp)
 
 
 class BlockedGram:
@@ -378,6 +399,13 @@ class BlockedGram:
                                             minlength=Gk * G2).reshape(Gk, G2)
                         self.G22[np.ix_(ia, ib)] = block
                         self.G22[np.ix_(ib, ia)] = block.T
+        #: with scalar terms only beyond term 0, ``Lambda_2`` scales the columns: ``G22`` is also
+        #: held by its nonzero entries ``(i, j, values)`` (a tenth of it or less for crossed
+        #: factors: diagonal blocks and the terms' cross blocks), with the term of each column j
+        self.G22_entries = None
+        if all(k == 1 for k in self.blocks.q[1:]):
+            i, j = np.nonzero(self.G22)
+            self.G22_entries = (i, j, self.G22[i, j], self.column_terms[0][j])
 
     def factor(self, lambdas) -> BlockedGramFactor:
         return BlockedGramFactor(self, lambdas)
@@ -391,6 +419,14 @@ class BlockedGram:
         out2 = cp.rmatvec(self.G12, V1) + self.G22 @ V2
         return np.concatenate([out1, out2])
 
+    @property
+    def column_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        """The term ``k >= 1`` and the component of every column of the dense part: two (m,) arrays."""
+        bl = self.blocks
+        term = np.repeat(np.arange(1, len(bl.q)), [g * q for g, q in zip(bl.n_levels[1:], bl.q[1:])])
+        component = np.concatenate([np.tile(np.arange(q), g) for g, q in zip(bl.n_levels[1:], bl.q[1:])])
+        return term, component
+
     def left2(self, lambdas, Y: np.ndarray) -> np.ndarray:
         """``blockdiag_{k >= 1}(Lambda_k)^T Y`` for a dense (m, m) Y."""
         return self.right2(lambdas, Y.T).T
@@ -401,25 +437,50 @@ class BlockedGram:
 
     def columns(self, k: int, a: int) -> np.ndarray:
         """Positions in the dense part of component ``a`` of every level of term ``k >= 1``."""
-        return self.offsets[k] + np.arange(self.blocks.n_levels[k]) * self.blocks.q[k] + a
+        return np.arange(self.offsets[k] + a, self.offsets[k] + self.blocks.n_levels[k] * self.blocks.q[k],
+                         self.blocks.q[k])
+
+    def column_slice(self, k: int, a: int) -> slice:
+        """:meth:`columns` as a slice."""
+        return slice(self.offsets[k] + a, self.offsets[k] + self.blocks.n_levels[k] * self.blocks.q[k],
+                     self.blocks.q[k])
 
 
-def _cholesky_inverse(L: np.ndarray) -> np.ndarray:
-    """``S^{-1}`` from the lower Cholesky factor of ``S`` (LAPACK ``potri``: a third of two solves' flops)."""
-    inv, info = dpotri(L, lower=1)
+def _cholesky_inverse(U: np.ndarray) -> np.ndarray:
+    """``S^{-1}`` from the upper Cholesky factor ``U`` (``S = U^T U``, Fortran order), in U's memory.
+
+    LAPACK ``potri`` (a third of two solves' flops) fills the upper triangle;
+    the lower is mirrored from it.
+    """
+    inv, info = dpotri(U, lower=0, overwrite_c=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"potri failed (info {info})")
-    out = np.tril(inv)
-    out += out.T
-    out[np.diag_indices(out.shape[0])] *= 0.5
-    return out
+    lower = np.tril(inv.T, -1)  # inv.T's lower triangle is inv's upper
+    inv *= np.tri(*inv.shape, dtype=bool).T
+    inv += lower
+    return inv
+
+
+def _cholesky_upper(S: np.ndarray) -> np.ndarray:
+    """The upper Cholesky factor of a symmetric C-ordered ``S``, in S's memory (Fortran order, ``S.T``).
+
+    LAPACK ``potrf`` reads and writes one triangle; the other keeps S's entries.
+    """
+    if not np.isfinite(S).all():
+        raise ValueError("array must not contain infs or NaNs")
+    U, info = dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
+    if info > 0:
+        raise np.linalg.LinAlgError(f"{info}-th leading minor of the array is not positive definite")
+    return U
 
 
 class BlockedGramFactor:
     """``A = I + Lambda^T G Lambda`` of a :class:`BlockedGram`, factorised by blocks (eq. 14).
 
     ``A11`` by :class:`~._linalg.BlockCholesky`, ``S = A22 - A12^T A11^{-1}
-    A12`` by a dense Cholesky; the selected inverse is formed on first use.
+    A12`` by a dense Cholesky; the selected inverse is formed on first use,
+    with ``S^{-1}`` in the memory of S's factor (no copy of either): solves
+    after it multiply by ``S^{-1}``.
     """
 
     def __init__(self, gram: BlockedGram, lambdas):
@@ -439,18 +500,27 @@ class BlockedGramFactor:
         self.R12 = cp.right2(lambdas, gram.G12)  # G12 Lambda_2
         self.H12 = cp.left0(lam0, gram.G12)  # Lambda_0^T G12
         self.A12 = cp.left0(lam0, self.R12)
-        self.H22 = gram.left2(lambdas, gram.G22)  # Lambda_2^T G22
-        A22 = gram.right2(lambdas, self.H22)
+        if gram.G22_entries is None:
+            self.H22 = gram.left2(lambdas, gram.G22)  # Lambda_2^T G22
+            A22 = gram.right2(lambdas, self.H22)
+        else:
+            # scalar terms: Lambda_2^T G22 on G22's entries, A22 from them
+            i, j, values, _ = gram.G22_entries
+            scale = _column_scale(gram.blocks, lambdas)
+            self.H22 = scale[i] * values
+            A22 = np.zeros((gram.m, gram.m))
+            A22[i, j] = self.H22 * scale[j]
         A22[np.diag_indices(gram.m)] += 1.0
         self.B = cp.block_apply(self.inv11, self.A12)  # A11^{-1} A12
-        A22 -= cp.cross(self.A12, self.B)
-        self.S_factor = cho_factor(A22, lower=True, overwrite_a=True)
+        cp.subtract_cross(A22, self.A12, self.B)
+        self.S_factor = (_cholesky_upper(A22), False)  # cho_solve's (factor, lower)
+        self._logdet_S = 2.0 * float(np.sum(np.log(np.diag(self.S_factor[0]))))
 
     def logdet(self) -> float:
         """``log det A``."""
         out = self.chol11.logdet()
         if self.S_factor is not None:
-            out += 2.0 * float(np.sum(np.log(np.diag(self.S_factor[0]))))
+            out += self._logdet_S
         return out
 
     def solve(self, R: np.ndarray) -> np.ndarray:
@@ -459,7 +529,9 @@ class BlockedGramFactor:
         y1 = _block_apply(self.inv11, R[:nb].reshape(nb, -1), self.inv11.shape[1])
         if self.S_factor is None:
             return y1.reshape(R.shape)
-        x2 = cho_solve(self.S_factor, R[nb:].reshape(R.shape[0] - nb, -1) - cp.rmatvec(self.A12, y1))
+        rhs = R[nb:].reshape(R.shape[0] - nb, -1) - cp.rmatvec(self.A12, y1)
+        # S's factor holds S^{-1} once the selected inverse is formed
+        x2 = cho_solve(self.S_factor, rhs) if self._selected is None else self._selected[2] @ rhs
         return np.concatenate([y1 - cp.matvec(self.B, x2), x2]).reshape(R.shape)
 
     def selected_inverse(self):
@@ -496,14 +568,22 @@ class BlockedGramFactor:
             N0 = N0 - cp.row_block_dots(X, self.R12)
         out = [2.0 * np.sum(N0, axis=0).T]
         bl = gram.blocks
+        if gram.G22_entries is not None:
+            # scalar terms: sum_h (S^{-1} H22)[(k, h), (k, h)] over H22's entries (S^{-1} symmetric)
+            i, j, _, term = gram.G22_entries
+            sinv_h22 = np.bincount(term, weights=Sinv[i, j] * self.H22, minlength=len(bl.q))
         for k in range(1, len(bl.q)):
             qk = bl.q[k]
+            if gram.G22_entries is not None:
+                out.append(2.0 * np.array([[sinv_h22[k] - cp.component_dot(X, self.H12, k, 0, 0)]]))
+                continue
             Nk = np.empty((qk, qk))
             for a in range(qk):
-                ca = gram.columns(k, a)
+                ca = gram.column_slice(k, a)
                 for b in range(qk):
-                    cb = gram.columns(k, b)
-                    # N[(k,h,a),(k,h,b)] = -(X^T H12)[..] + (S^{-1} H22)[..], summed over h
-                    Nk[a, b] = np.sum(Sinv[ca, :] * self.H22[:, cb].T) - cp.component_dot(X, self.H12, k, a, b)
+                    cb = gram.column_slice(k, b)
+                    # N[(k,h,a),(k,h,b)] = -(X^T H12)[..] + (S^{-1} H22)[..], summed over h (S^{-1} symmetric)
+                    Nk[a, b] = (np.einsum("ji,ji->", Sinv[:, ca], self.H22[:, cb])
+                                - cp.component_dot(X, self.H12, k, a, b))
             out.append(2.0 * Nk.T)
         return out
