@@ -168,6 +168,7 @@ class _InferenceMixin:
                 profiles[names[k]] = pd.DataFrame(iv.path, columns=["value", "zeta"])
             table = pd.DataFrame(rows, index=[names[k] for k in selected], columns=conf_columns(level))
             table.attrs["profiles"] = profiles
+            _warn_about_open_limits(table, self.singular_)
             return table
         replicates, failed = self._bootstrap(problem, n_boot, random_state, n_jobs, progress)
         replicates = pd.DataFrame(replicates[:, engine], columns=names)
@@ -397,6 +398,23 @@ class _InferenceMixin:
             known[labels] = term.codes  # the fitted level of each distinct label (-1 = new)
             out.append((labels, known, lam, np.asarray(b_fit)))
         return out
+
+
+def _warn_about_open_limits(table: pd.DataFrame, singular: bool) -> None:
+    """Say which profile limits are NaN: the profile never reached the level's deviance there."""
+    open_rows = table.index[table.isna().any(axis=1)].tolist()
+    if not open_rows:
+        return
+    why = ("the fit is singular (a variance at 0 or a correlation at +-1), where the profile is flat "
+           "in some directions" if singular else "the likelihood is flat in that direction (a parameter "
+           "the data barely identify)")
+    warnings.warn(
+        f"The profile of {open_rows} does not reach the interval's deviance before the parameter's "
+        f"bound, so those limits are NaN (lme4 reports NA too): {why}. Consider a simpler "
+        "random_effects, or method='bootstrap'.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _progress_bar(i: int, total: int, width: int = 30) -> None:

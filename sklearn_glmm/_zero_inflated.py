@@ -19,7 +19,7 @@ from scipy import stats
 from scipy.special import expit
 from sklearn.base import RegressorMixin
 
-from ._base import _BaseGLMM, inverse_information
+from ._base import _BaseGLMM, inverse_information, scaled_inverse
 from ._core import ZIPLikelihood, fit_glm
 from ._regressors import (
     ATTRIBUTES_DOC,
@@ -203,6 +203,15 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         _check_counts(y)
         return y
 
+    def _check_weighted_y(self, y, w):
+        if not np.any(y[w > 0] == 0):
+            raise ValueError(
+                "ZeroInflatedPoissonGLMMRegressor: y has no zeros among the rows with positive "
+                "weight, so there is nothing for zero inflation to explain: the zero-inflation "
+                "probability's estimate is 0 (logit -infinity) and its standard errors are "
+                "meaningless. Fit PoissonGLMMRegressor instead."
+            )
+
     def _check_y(self, y, n_samples):
         y = super()._check_y(y, n_samples)
         _check_counts(y)
@@ -252,7 +261,7 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
     def _vcov_from_hessian(hessian, nt) -> np.ndarray:
         """Covariance of (beta, beta_zi): the (theta, beta, beta_zi) Hessian, as glmmTMB's sdreport."""
         try:
-            vcov = 2.0 * np.linalg.inv(hessian)[nt:, nt:]
+            vcov = 2.0 * scaled_inverse(hessian)[nt:, nt:]
         except np.linalg.LinAlgError:
             vcov = np.full((hessian.shape[0] - nt,) * 2, np.nan)
         if np.all(np.isfinite(vcov)) and np.all(np.diag(vcov) > 0):
@@ -270,6 +279,7 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         self._warn_dropped_zero_inflation_columns()
         likelihood = ZIPLikelihood(design.X, design.X_zi, y, w, off)
         glm = fit_glm(likelihood, controls)
+        self._warn_about_glm(glm)
         vcov = inverse_information(glm.information)
         vcov = 0.5 * (vcov + vcov.T)
         p = design.X.shape[1]
@@ -295,6 +305,11 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         # zero inflation has no random effects, so E[(1 - p) mu] = (1 - p) E[mu]
         # under every new_groups policy
         return (1.0 - self._zero_proba(design)) * super()._mean(design, offset)
+
+    def _fitted_probabilities(self, design, offset, w) -> np.ndarray:
+        # the means (1 - p) mu of the rows with positive weight: R's "fitted rates numerically
+        # 0" check then also sees rows whose zero-inflation probability runs to 1
+        return self._mean(design, offset)[w > 0]
 
     def _fitted_mu(self, design, offset):
         # base fit passes this straight to _pearson_residuals: both parts are needed
