@@ -152,6 +152,7 @@ class _InferenceMixin:
             return wald_intervals(self.fixef_, self.fixef_se_, n_theta, level, parm, lmm)
         what = f"confint(method={method!r})"
         self._check_inference_supported(what)
+        _check_has_maximum(self.fit_summary_, what)
         if method == "bootstrap" and (isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer))
                                       or n_boot < 2):
             raise ValueError(f"n_boot must be an integer >= 2; got {n_boot!r}.")
@@ -398,6 +399,22 @@ class _InferenceMixin:
             known[labels] = term.codes  # the fitted level of each distinct label (-1 = new)
             out.append((labels, known, lam, np.asarray(b_fit)))
         return out
+
+
+#: notes of fits whose likelihood has no maximum (``_base``: an SD at the optimiser's bound;
+#: ``GaussianLMMRegressor``: an exact fit)
+_NO_MAXIMUM_NOTES = ("exact fit", "a random-effect SD ran to the optimiser's bound")
+
+
+def _check_has_maximum(result, what: str) -> None:
+    """Refuse profile and bootstrap intervals of a fit whose likelihood has no maximum."""
+    notes = [] if result is None else [n for n in result.notes if n.startswith(_NO_MAXIMUM_NOTES)]
+    if notes:
+        raise ValueError(
+            f"{what} needs the maximum of the likelihood, and this fit has none ({notes[0]}): profiles "
+            "and refits around it mean nothing. Fix the model first (see the fit's warning); "
+            "method='wald' still gives the fixed effects' Wald intervals."
+        )
 
 
 def _warn_about_open_limits(table: pd.DataFrame, singular: bool) -> None:

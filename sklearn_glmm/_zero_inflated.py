@@ -33,6 +33,7 @@ from .design import INTERCEPT, Design, DesignBuilder, independent_columns
 from .families import PoissonFamily
 from .results import GLMMSummary, coefficient_table
 from .utils._param_validation import Interval
+from .utils._validation import SeparationWarning
 
 __all__ = ["ZeroInflatedPoissonGLMMRegressor", "ZeroInflationDesignBuilder"]
 
@@ -204,13 +205,23 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         return y
 
     def _check_weighted_y(self, y, w):
-        if not np.any(y[w > 0] == 0):
-            raise ValueError(
-                "ZeroInflatedPoissonGLMMRegressor: y has no zeros among the rows with positive "
-                "weight, so there is nothing for zero inflation to explain: the zero-inflation "
-                "probability's estimate is 0 (logit -infinity) and its standard errors are "
-                "meaningless. Fit PoissonGLMMRegressor instead."
-            )
+        # without a zero the zero-inflation probability's estimate is 0 (logit -infinity):
+        # said after the fit (_set_param_attributes)
+        self._without_zeros = not np.any(y[w > 0] == 0)
+
+    def _set_param_attributes(self, family) -> None:
+        if not getattr(self, "_without_zeros", False):
+            return
+        note = ("y has no zeros: the zero-inflation probability's estimate is 0 (logit -infinity); the "
+                "zero-inflation coefficients ran off and their standard errors mean nothing")
+        if self.fit_summary_ is not None:
+            self.fit_summary_.notes.append(note)
+        warnings.warn(
+            f"{type(self).__name__}: {note}. There is nothing for zero inflation to explain: fit "
+            "PoissonGLMMRegressor instead.",
+            SeparationWarning,
+            stacklevel=4,
+        )
 
     def _check_y(self, y, n_samples):
         y = super()._check_y(y, n_samples)

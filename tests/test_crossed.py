@@ -393,8 +393,9 @@ def test_calendar_day_simulator_adds_a_crossed_factor_and_leaves_the_default_unc
 
 
 def test_too_many_effects_in_the_dense_block_is_refused_before_any_work():
-    n = 9000
-    groups = pd.DataFrame({"a": np.arange(n), "b": np.arange(n) // 1})  # two 9,000-level factors
+    n = 18000
+    # two crossed 9,000-level factors (on 9,000 rows they would group the rows identically: refused first)
+    groups = pd.DataFrame({"a": np.arange(n) % 9000, "b": np.arange(n) // 2})
     y = np.random.default_rng(0).poisson(1.0, n)
     with pytest.raises(ValueError, match="random effects in total; their dense block supports up to 8000"):
         PoissonGLMMRegressor("(1 | a) + (1 | b)").fit(np.empty((n, 0)), y, groups=groups)

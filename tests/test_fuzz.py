@@ -70,7 +70,6 @@ DOCUMENTED_ERRORS = (
     "more random effects than observations",  # GLMM: glmer's check.nobs.vs.nRE
     "are 0 in every row",  # a random slope on a column that is 0 where the weights are positive
     "are linearly dependent",  # random-effect columns that are (near) collinear
-    "has no zeros",  # zero-inflated Poisson without a zero
 )
 
 FAMILIES = ["poisson", "negative_binomial", "gamma", "binomial", "classifier", "gaussian", "zip"]

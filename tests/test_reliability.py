@@ -570,6 +570,17 @@ def test_lmm_exact_fit_warns_and_records_it():
     np.testing.assert_allclose(model.predict(X0, groups=G0), y, atol=1e-6)
 
 
+def test_intervals_around_an_exact_fit_are_refused():
+    # the likelihood has no maximum: the profile used to fail with LinAlgError: Singular matrix
+    y = 1.0 + 2.0 * X0.x.to_numpy()
+    with pytest.warns(ConvergenceWarning, match="Exact fit"):
+        model = GaussianLMMRegressor().fit(X0, y, groups=G0)
+    for method in ("profile", "bootstrap"):
+        with pytest.raises(ValueError, match=rf"confint\(method='{method}'\) needs the maximum of the likelihood"):
+            model.confint(method, X=X0, y=y, groups=G0)
+    assert np.all(np.isfinite(model.confint().loc[["(Intercept)", "x"]].to_numpy()))  # Wald: the fixed effects
+
+
 def test_lmm_y_exactly_linear_in_x_warns():
     y = 1.0 + 2.0 * X0.x.to_numpy()
     with pytest.warns(ConvergenceWarning, match=r"Exact fit: the residual SD .* likelihood grows without bound"):
@@ -650,11 +661,15 @@ def test_binary_outcome_nearly_separated_by_group_warns():
     assert model.converged_ and model.fit_summary_.notes[-1].startswith("separation by group")
 
 
-def test_zero_inflated_poisson_without_zeros_is_refused():
+def test_zero_inflated_poisson_without_zeros_warns_and_records_it():
+    # the zero model's SE was 7.7e10 without a word
     from sklearn_glmm import ZeroInflatedPoissonGLMMRegressor
 
-    with pytest.raises(ValueError, match="y has no zeros.*PoissonGLMMRegressor"):
-        ZeroInflatedPoissonGLMMRegressor().fit(X0, Y0 + 1, groups=G0)
+    with pytest.warns(SeparationWarning, match="y has no zeros: the zero-inflation probability's estimate is 0.*"
+                                               "fit PoissonGLMMRegressor instead"):
+        model = ZeroInflatedPoissonGLMMRegressor().fit(X0, Y0 + 1, groups=G0)
+    assert model.fit_summary_.notes[-1].startswith("y has no zeros")
+    assert model.predict_zero_proba(X0, groups=G0).max() < 1e-6  # the estimate, 0
 
 
 def test_lmm_stopped_by_max_iter_warns():

@@ -546,10 +546,11 @@ def warn_unbounded_variance(at_bound: np.ndarray, report_bars, family_name: str,
     )
 
 
-#: what the notes of a numerical fallback say (``fit_summary_.notes``; a start that merely
-#: did not converge is not one: the optimiser goes on from it)
-_FALLBACK_NOTES = ("the step used the fallback information", "the step used least squares",
-                   "the line search failed", "the GLM start's information is singular")
+#: what the notes of a numerical fallback say (``fit_summary_.notes``). Not warned about: a
+#: start that merely did not converge (the optimiser goes on from it) and Fisher scoring
+#: where the observed information is not positive definite (the zero-inflated model's
+#: planned step, ``_core._zip``)
+_FALLBACK_NOTES = ("the step used least squares", "the line search failed", "the GLM start's information is singular")
 
 
 def warn_about_fallbacks(notes: list[str]) -> None:
