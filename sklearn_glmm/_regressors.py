@@ -6,6 +6,8 @@ once below) so that every estimator documents the same API the same way.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import warnings
 from typing import ClassVar
 
@@ -24,6 +26,7 @@ from .families import (
 )
 from .results import varcorr_table
 from .utils._param_validation import StrOptions
+from .utils._validation import theta_at_upper_bound
 
 __all__ = [
     "PoissonGLMMRegressor",
@@ -433,7 +436,7 @@ BinomialGLMMRegressor.__doc__ = _doc(
 #: a residual SD this small next to the SD of y - offset is an exact fit (rounding noise)
 EXACT_FIT_RTOL = 1e-7
 
-#: the LMM's bound on |rms * theta| (theta relative to sigma; the GLMMs' default is 50)
+#: the LMM's bound on |rms * theta| when a fit reaches the default (50): theta is relative to sigma
 LMM_MAX_SCALED_THETA = 1e4
 
 
@@ -482,14 +485,6 @@ class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
     def _engine_options(self, design) -> dict:
         return {"exact_gaussian": True, "reml": self.reml}
 
-    def _controls_overrides(self) -> dict:
-        overrides = {"max_iter": self.max_iter}
-        if "max_scaled_theta" not in (self.solver_options or {}):
-            # theta is relative to sigma here: a group SD 1000 times the residual SD
-            # is a legitimate estimate, not a runaway one
-            overrides["max_scaled_theta"] = LMM_MAX_SCALED_THETA
-        return overrides
-
     def _fit_mixed(self, design, y, w, off, controls) -> None:
         # Precision weights c * w describe the same data as w with sigma * sqrt(c)
         # and theta / sqrt(c) (the likelihood is equal): the fit runs on weights of
@@ -506,6 +501,14 @@ class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
         result = fit_lmm(problem, verbose=self.verbose)
         if not isinstance(problem, LMMProblem):  # data held in parts: no rows here to compare with
             return result
+        if "max_scaled_theta" not in (self.solver_options or {}) and np.any(theta_at_upper_bound(
+                result.theta, problem.theta_scale, problem.theta_diagonal, result.controls)):
+            # theta is relative to sigma: a group SD 100 times the residual SD is a legitimate
+            # estimate, beyond the solver's default bound of 50 (a wider bound from the start
+            # would slow every fit: L-BFGS-B sizes its first steps by the bounds)
+            wide = copy.copy(problem)
+            wide.controls = dataclasses.replace(problem.controls, max_scaled_theta=LMM_MAX_SCALED_THETA)
+            result = fit_lmm(wide, verbose=self.verbose)
         scale = _response_scale(problem.r, problem.w)
         if result.sigma <= EXACT_FIT_RTOL * scale:
             # y is (to rounding) a function of the fixed and random effects: the

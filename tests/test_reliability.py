@@ -605,6 +605,21 @@ def test_lmm_precision_weights_scaled_by_a_constant(c):
     assert scaled.varcorr_["sdcor"].iloc[0] == pytest.approx(base.varcorr_["sdcor"].iloc[0], rel=1e-4)
 
 
+def test_lmm_group_sd_beyond_the_default_theta_bound_matches_lmer():
+    # a group SD 95 times the residual SD: theta 94.9 is past the solver's default bound of 50
+    # (theta is relative to sigma); it stopped at sd 53.6 with converged_ True
+    from .conftest import load_reference, load_reference_data
+
+    data = load_reference_data("lmm_large_variance_ratio.csv")
+    ref = load_reference("lmm_large_variance_ratio")
+    model = GaussianLMMRegressor().fit(np.empty((len(data), 0)), data["y"].to_numpy(), groups=data["g"].to_numpy())
+    assert model.converged_
+    assert model.theta_[0] == pytest.approx(ref["theta"], rel=1e-4)
+    assert model.sigma_ == pytest.approx(ref["sigma"], rel=1e-5)
+    assert model.intercept_ == pytest.approx(ref["fixef"], rel=1e-6)
+    assert -2 * model.loglik_ == pytest.approx(ref["REMLcrit"], abs=1e-6)
+
+
 @pytest.mark.parametrize("value, match", [(0.0, "are 0 in every row"), (2.0, "linearly dependent")])
 @pytest.mark.parametrize("cls", [PoissonGLMMRegressor, GaussianLMMRegressor])
 def test_a_random_slope_on_a_zero_or_constant_column_is_refused(cls, value, match):
