@@ -315,71 +315,71 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         >>> model.fixef_.round(4).tolist()
         [0.7355, -0.0099]
         """
-        self._validate_params()
-        parse_random_effects(self.random_effects)  # fail early on a bad spec
-        if is_dask_collection(X):
-            return fit_dask(self, X, y, groups, sample_weight, offset)
-        self._clear_formula()  # a formula fit sets formula_ again after this fit
-        controls = self._controls()
-        X, groups = self._split_group_column(X, groups)
-        if groups is None:
-            warnings.warn(
-                f"{type(self).__name__} was fitted without groups, so its random effects "
-                f"({self.random_effects!r}) were dropped and it is a plain GLM. Pass "
-                "fit(X, y, groups=...); inside a Pipeline or a search, either set "
-                "group_column='<column of X>' or enable metadata routing "
-                "(sklearn.set_config(enable_metadata_routing=True)) and pass groups to "
-                "the meta-estimator's fit.",
-                NoGroupsWarning,
-                stacklevel=2,
-            )
-        self._family_ = self._get_family()
-        y_name = str(y.name) if isinstance(y, pd.Series) and y.name is not None else "y"
-        check_numeric_inputs(X, y, y_numeric=self._y_numeric)  # names the column; sklearn does not
-        X, y = validate_data(
-            self, _empty_frame_to_array(X), y, reset=True, dtype=np.float64, ensure_min_features=0,
-            y_numeric=self._y_numeric,
-        )
-        n = X.shape[0]
-        y = self._prepare_y(y)
-        w = self._check_sample_weight(sample_weight, n)
-        self._check_weighted_y(y, w)
-        off = self._check_offset(offset, n)
-
-        self._builder = self._design_builder()
-        design = self._builder.fit(X, self._feature_names(), groups, w)
-        del X  # the design holds its own column-major copy; free the validated one before the fit
-        check_fit_data(type(self).__name__, self._family_, self._uses_reml, design, y, w)
-        if self._builder.dropped_:
-            warnings.warn(
-                f"Fixed-effect column(s) {self._builder.dropped_} are linearly dependent on "
-                "earlier columns (constant, duplicated or collinear) and were dropped, as "
-                "lme4 does; their coefficients are reported as 0.",
-                UserWarning,
-                stacklevel=2,
-            )
-        self.n_obs_ = int(np.sum(w > 0))
-        self.response_summary_ = {
-            "name": y_name, "n_obs": self.n_obs_, "sum": float(np.dot(w, y)), "sum_sq": float(np.dot(w, y * y)),
-        }
         # The engine's BLAS calls are matrix-vector products over the rows, which
         # are memory-bound: extra BLAS threads only add synchronisation (10x
-        # slower dot products on a busy 2-core machine), so the fit runs them on
-        # one thread; the last fit running restores the process's setting
+        # slower dot products on a busy 2-core machine), so the whole fit runs
+        # them on one thread; the last fit running restores the process's setting
         # (utils._threads: concurrent fits in threads leave it as they found it).
         with single_blas_thread():
+            self._validate_params()
+            parse_random_effects(self.random_effects)  # fail early on a bad spec
+            if is_dask_collection(X):
+                return fit_dask(self, X, y, groups, sample_weight, offset)
+            self._clear_formula()  # a formula fit sets formula_ again after this fit
+            controls = self._controls()
+            X, groups = self._split_group_column(X, groups)
+            if groups is None:
+                warnings.warn(
+                    f"{type(self).__name__} was fitted without groups, so its random effects "
+                    f"({self.random_effects!r}) were dropped and it is a plain GLM. Pass "
+                    "fit(X, y, groups=...); inside a Pipeline or a search, either set "
+                    "group_column='<column of X>' or enable metadata routing "
+                    "(sklearn.set_config(enable_metadata_routing=True)) and pass groups to "
+                    "the meta-estimator's fit.",
+                    NoGroupsWarning,
+                    stacklevel=2,
+                )
+            self._family_ = self._get_family()
+            y_name = str(y.name) if isinstance(y, pd.Series) and y.name is not None else "y"
+            check_numeric_inputs(X, y, y_numeric=self._y_numeric)  # names the column; sklearn does not
+            X, y = validate_data(
+                self, _empty_frame_to_array(X), y, reset=True, dtype=np.float64, ensure_min_features=0,
+                y_numeric=self._y_numeric,
+            )
+            n = X.shape[0]
+            y = self._prepare_y(y)
+            w = self._check_sample_weight(sample_weight, n)
+            self._check_weighted_y(y, w)
+            off = self._check_offset(offset, n)
+
+            self._builder = self._design_builder()
+            design = self._builder.fit(X, self._feature_names(), groups, w)
+            del X  # the design holds its own column-major copy; free the validated one before the fit
+            check_fit_data(type(self).__name__, self._family_, self._uses_reml, design, y, w)
+            if self._builder.dropped_:
+                warnings.warn(
+                    f"Fixed-effect column(s) {self._builder.dropped_} are linearly dependent on "
+                    "earlier columns (constant, duplicated or collinear) and were dropped, as "
+                    "lme4 does; their coefficients are reported as 0.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            self.n_obs_ = int(np.sum(w > 0))
+            self.response_summary_ = {
+                "name": y_name, "n_obs": self.n_obs_, "sum": float(np.dot(w, y)), "sum_sq": float(np.dot(w, y * y)),
+            }
             if not design.terms:
                 self._fit_without_groups(design, y, w, off, controls)
             else:
                 self._fit_mixed(design, y, w, off, controls)
-        residuals = self._pearson_residuals(y, self._fitted_mu(design, off), w)
-        self._finish_fit(bool(design.terms), self._fitted_probabilities(design, off, w),
-                         np.quantile(residuals, RESIDUAL_QUANTILES))
-        if design.terms and _UNBOUNDED_NOTE not in self.fit_summary_.notes:  # at the bound: warned already
-            note = separated_groups_note(self._family_.name, design.terms, y, w, self._re_cov)
-            if note is not None:
-                self.fit_summary_.notes.append(note)
-        return self
+            residuals = self._pearson_residuals(y, self._fitted_mu(design, off), w)
+            self._finish_fit(bool(design.terms), self._fitted_probabilities(design, off, w),
+                             np.quantile(residuals, RESIDUAL_QUANTILES))
+            if design.terms and _UNBOUNDED_NOTE not in self.fit_summary_.notes:  # at the bound: warned already
+                note = separated_groups_note(self._family_.name, design.terms, y, w, self._re_cov)
+                if note is not None:
+                    self.fit_summary_.notes.append(note)
+            return self
 
     def _finish_fit(self, mixed: bool, fitted_means: np.ndarray, residual_quantiles: np.ndarray) -> None:
         """The last steps of every fit: the family's attributes, lme4's warnings, criteria.
