@@ -30,7 +30,7 @@ from ._version import __version__
 from ._zero_inflated import ZeroInflatedPoissonGLMMRegressor
 from .results._compare import compare_models
 from .results._diagnostics import overdispersion, simulate
-from .utils._validation import SingularFitWarning
+from .utils._validation import FallbackWarning, SeparationWarning, SingularFitWarning
 
 __all__ = [
     "PoissonGLMMRegressor",
@@ -53,6 +53,8 @@ __all__ = [
     "update",
     "NoGroupsWarning",
     "SingularFitWarning",
+    "SeparationWarning",
+    "FallbackWarning",
     "__version__",
 ]
 

@@ -25,7 +25,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
 from ._core import CoreTerm, FitResult, ShardRunner, build_problem, fit, fit_glm_ml, make_controls
 from ._core._agq import MAX_AGQ
@@ -39,16 +38,28 @@ from .results import GLMMSummary, coefficient_table
 from .results._summary import RESIDUAL_QUANTILES
 from .results._varcorr import VARCORR_COLUMNS, varcorr_table_bars
 from .utils._param_validation import Interval, StrOptions, validate_data
+from .utils._threads import single_blas_thread
 from .utils._validation import (
     check_finite_information,
     check_fit_data,
     check_numeric_inputs,
     effective_threads,
+    separated_groups_note,
+    theta_at_upper_bound,
+    warn_about_fallbacks,
     warn_about_fit,
     warn_if_singular,
+    warn_unbounded_variance,
 )
 
-__all__ = ["_BaseGLMM", "_LaplaceGLMM", "NoGroupsWarning"]
+#: the note of a linear mixed model whose residual SD is 0 to rounding (``GaussianLMMRegressor``)
+EXACT_FIT_NOTE = "exact fit"
+
+_UNBOUNDED_NOTE = ("a random-effect SD ran to the optimiser's bound (max_scaled_theta): the likelihood "
+                   "still rises there (groups without variation in y: separation by group, or y constant "
+                   "within groups); the fit did not converge")
+
+__all__ = ["_BaseGLMM", "_LaplaceGLMM", "NoGroupsWarning", "EXACT_FIT_NOTE"]
 
 
 def _check_vector(name: str, value, n_samples: int) -> np.ndarray:
@@ -101,6 +112,19 @@ def inverse_information(info: np.ndarray, stacklevel: int = 4) -> np.ndarray:
         stacklevel=stacklevel,
     )
     return np.linalg.pinv(info)
+
+
+def scaled_inverse(H: np.ndarray) -> np.ndarray:
+    """``H^{-1}`` computed on ``D^{-1} H D^{-1}`` with ``D = sqrt|diag H|``.
+
+    The deviance's Hessian in (theta, beta) mixes scales (an intercept of
+    counts near 1e7 has a curvature 1e7 times a variance's): equilibrating
+    first keeps the inverse's rounding error at the level of the
+    correlations, so a positive definite Hessian gives positive variances.
+    """
+    d = np.sqrt(np.abs(np.diag(H)))
+    d = np.where(d > 0, d, 1.0)
+    return np.linalg.inv(H / np.outer(d, d)) / np.outer(d, d)
 
 
 def core_terms(terms) -> list[CoreTerm]:
@@ -291,67 +315,72 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         >>> model.fixef_.round(4).tolist()
         [0.7355, -0.0099]
         """
-        self._validate_params()
-        parse_random_effects(self.random_effects)  # fail early on a bad spec
-        if is_dask_collection(X):
-            return fit_dask(self, X, y, groups, sample_weight, offset)
-        self._clear_formula()  # a formula fit sets formula_ again after this fit
-        controls = self._controls()
-        X, groups = self._split_group_column(X, groups)
-        if groups is None:
-            warnings.warn(
-                f"{type(self).__name__} was fitted without groups, so its random effects "
-                f"({self.random_effects!r}) were dropped and it is a plain GLM. Pass "
-                "fit(X, y, groups=...); inside a Pipeline or a search, either set "
-                "group_column='<column of X>' or enable metadata routing "
-                "(sklearn.set_config(enable_metadata_routing=True)) and pass groups to "
-                "the meta-estimator's fit.",
-                NoGroupsWarning,
-                stacklevel=2,
-            )
-        self._family_ = self._get_family()
-        y_name = str(y.name) if isinstance(y, pd.Series) and y.name is not None else "y"
-        check_numeric_inputs(X, y, y_numeric=self._y_numeric)  # names the column; sklearn does not
-        X, y = validate_data(
-            self, _empty_frame_to_array(X), y, reset=True, dtype=np.float64, ensure_min_features=0,
-            y_numeric=self._y_numeric,
-        )
-        n = X.shape[0]
-        y = self._prepare_y(y)
-        w = self._check_sample_weight(sample_weight, n)
-        self._check_weighted_y(y, w)
-        off = self._check_offset(offset, n)
-
-        self._builder = self._design_builder()
-        design = self._builder.fit(X, self._feature_names(), groups, w)
-        del X  # the design holds its own column-major copy; free the validated one before the fit
-        check_fit_data(type(self).__name__, self._family_, self._uses_reml, design, y, w)
-        if self._builder.dropped_:
-            warnings.warn(
-                f"Fixed-effect column(s) {self._builder.dropped_} are linearly dependent on "
-                "earlier columns (constant, duplicated or collinear) and were dropped, as "
-                "lme4 does; their coefficients are reported as 0.",
-                UserWarning,
-                stacklevel=2,
-            )
-        self.n_obs_ = int(np.sum(w > 0))
-        self.response_summary_ = {
-            "name": y_name, "n_obs": self.n_obs_, "sum": float(np.dot(w, y)), "sum_sq": float(np.dot(w, y * y)),
-        }
         # The engine's BLAS calls are matrix-vector products over the rows, which
         # are memory-bound: extra BLAS threads only add synchronisation (10x
-        # slower dot products on a busy 2-core machine), so the fit runs them on
-        # one thread; the setting is restored afterwards.
-        with threadpool_limits(limits=1, user_api="blas"):
+        # slower dot products on a busy 2-core machine), so the whole fit runs
+        # them on one thread; the last fit running restores the process's setting
+        # (utils._threads: concurrent fits in threads leave it as they found it).
+        with single_blas_thread():
+            self._validate_params()
+            parse_random_effects(self.random_effects)  # fail early on a bad spec
+            if is_dask_collection(X):
+                return fit_dask(self, X, y, groups, sample_weight, offset)
+            self._clear_formula()  # a formula fit sets formula_ again after this fit
+            controls = self._controls()
+            X, groups = self._split_group_column(X, groups)
+            if groups is None:
+                warnings.warn(
+                    f"{type(self).__name__} was fitted without groups, so its random effects "
+                    f"({self.random_effects!r}) were dropped and it is a plain GLM. Pass "
+                    "fit(X, y, groups=...); inside a Pipeline or a search, either set "
+                    "group_column='<column of X>' or enable metadata routing "
+                    "(sklearn.set_config(enable_metadata_routing=True)) and pass groups to "
+                    "the meta-estimator's fit.",
+                    NoGroupsWarning,
+                    stacklevel=2,
+                )
+            self._family_ = self._get_family()
+            y_name = str(y.name) if isinstance(y, pd.Series) and y.name is not None else "y"
+            check_numeric_inputs(X, y, y_numeric=self._y_numeric)  # names the column; sklearn does not
+            X, y = validate_data(
+                self, _empty_frame_to_array(X), y, reset=True, dtype=np.float64, ensure_min_features=0,
+                y_numeric=self._y_numeric,
+            )
+            n = X.shape[0]
+            y = self._prepare_y(y)
+            w = self._check_sample_weight(sample_weight, n)
+            self._check_weighted_y(y, w)
+            off = self._check_offset(offset, n)
+
+            self._builder = self._design_builder()
+            design = self._builder.fit(X, self._feature_names(), groups, w)
+            del X  # the design holds its own column-major copy; free the validated one before the fit
+            check_fit_data(type(self).__name__, self._family_, self._uses_reml, design, y, w)
+            if self._builder.dropped_:
+                warnings.warn(
+                    f"Fixed-effect column(s) {self._builder.dropped_} are linearly dependent on "
+                    "earlier columns (constant, duplicated or collinear) and were dropped, as "
+                    "lme4 does; their coefficients are reported as 0.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            self.n_obs_ = int(np.sum(w > 0))
+            self.response_summary_ = {
+                "name": y_name, "n_obs": self.n_obs_, "sum": float(np.dot(w, y)), "sum_sq": float(np.dot(w, y * y)),
+            }
             if not design.terms:
                 self._fit_without_groups(design, y, w, off, controls)
             else:
                 self._fit_mixed(design, y, w, off, controls)
-        fitted = self._fitted_mu(design, off)
-        residuals = self._pearson_residuals(y, fitted, w)
-        self._finish_fit(bool(design.terms), self._fitted_means(fitted, w),
-                         np.quantile(residuals, RESIDUAL_QUANTILES))
-        return self
+            fitted = self._fitted_mu(design, off)
+            residuals = self._pearson_residuals(y, fitted, w)
+            self._finish_fit(bool(design.terms), self._fitted_means(fitted, w),
+                             np.quantile(residuals, RESIDUAL_QUANTILES))
+            if design.terms and _UNBOUNDED_NOTE not in self.fit_summary_.notes:  # at the bound: warned already
+                note = separated_groups_note(self._family_.name, design.terms, y, w, self._re_cov)
+                if note is not None:
+                    self.fit_summary_.notes.append(note)
+            return self
 
     def _finish_fit(self, mixed: bool, fitted_means: np.ndarray, residual_quantiles: np.ndarray) -> None:
         """The last steps of every fit: the family's attributes, lme4's warnings, criteria.
@@ -380,15 +409,26 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
     def _solve_and_adopt(self, problem, terms) -> None:
         """Solve ``problem`` and set the fitted attributes (``terms``: the design's, rows not needed)."""
         result = self._solve(problem)
+        unbounded = theta_at_upper_bound(result.theta, problem.theta_scale, problem.theta_diagonal,
+                                         result.controls)
+        if np.any(unbounded):
+            # the optimiser stopped at its own bound on theta, not at a maximum
+            result.converged = False
+            result.notes.append(_UNBOUNDED_NOTE)
         self._set_result_attributes(problem, result, terms)
         self.fit_summary_ = result
+        exact = any(note.startswith(EXACT_FIT_NOTE) for note in result.notes)  # warned about by the LMM
+        if np.any(unbounded) and not exact:
+            warn_unbounded_variance(unbounded[self._builder.theta_order_], self._builder.report_bars_,
+                                    self._family_.name, ConvergenceWarning)
+        warn_about_fallbacks(result.notes)
         covs = result.conditional_covariances
         self.ranef_condsd_ = {
             factor: pd.DataFrame(np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0)),
                                  index=frame.index, columns=frame.columns)
             for (factor, frame), cov in zip(self.ranef_.items(), covs)
         }
-        if not result.converged:
+        if not result.converged and not np.any(unbounded) and not exact:
             warnings.warn(
                 f"The fit did not converge ({result.message}). Try rescaling "
                 "the covariates, simplifying random_effects (e.g. '1' instead of a "
@@ -408,6 +448,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         """The model without random effects (the plain GLM)."""
         Xd = design.X
         glm, self._family_ = fit_glm_ml(self._family_, Xd, y, w, off, controls)
+        self._warn_about_glm(glm)
         eta = off + Xd @ glm.coef
         irls = self._family_.irls_quantities(y, eta, w)
         vcov = inverse_information(Xd.T @ (Xd * irls.weights[:, None]))
@@ -417,6 +458,19 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         self.n_iter_ = glm.n_iter
         self.converged_ = bool(glm.converged)
         self._se_method_used = "GLM Fisher information"
+
+    @staticmethod
+    def _warn_about_glm(glm) -> None:
+        """The plain GLM's fallbacks and failures, as warnings (``converged_`` records the latter)."""
+        if glm.converged:
+            warn_about_fallbacks([f"GLM: {note}" for note in glm.notes])
+            return
+        warnings.warn(
+            f"The GLM fit (no groups) did not converge ({'; '.join(glm.notes) or 'no reason recorded'}). "
+            "Try rescaling the covariates or dropping collinear ones.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
     def _set_no_random_effects(self) -> None:
         self.theta_ = np.empty(0)
@@ -496,6 +550,13 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         columns = self.group_column if several else [self.group_column]
         if not columns:
             raise ValueError("group_column is an empty list; name at least one grouping column.")
+        flags = [c for c in columns if isinstance(c, (bool, np.bool_))]
+        if flags:
+            # True == 1 in Python: a flag would silently pick the column at position (or named) 1
+            raise TypeError(
+                f"group_column={self.group_column!r} holds a boolean; give the grouping column's name "
+                "(a DataFrame column) or its integer position, e.g. group_column='user_id'."
+            )
         if isinstance(X, pd.DataFrame):
             missing = [c for c in columns if c not in X.columns]
             if missing:
@@ -641,7 +702,9 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         Returns
         -------
         float
-            D^2 (NaN when the null deviance is 0: a constant ``y``).
+            D^2. For a constant ``y`` (null deviance 0) 1.0 when the
+            predictions are exact and 0.0 otherwise, as scikit-learn's
+            ``r2_score``.
 
         See Also
         --------
@@ -688,7 +751,12 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         """D^2 from the parts' :meth:`_score_sums` (``null_deviances(mean)``: the parts' null deviances)."""
         dev = sum(s[0] for s in sums)
         null = sum(null_deviances(sum(s[2] for s in sums) / sum(s[1] for s in sums)))
-        return float(1.0 - dev / null) if null > 0 else float("nan")
+        if null > 1e-12 * dev and null > 0:
+            return float(1.0 - dev / null)
+        # a constant y (its null deviance 0, or rounding next to the model's):
+        # scikit-learn's convention (r2_score with force_finite=True): 1 for a
+        # perfect prediction, 0 otherwise
+        return 1.0 if dev <= 0 else 0.0
 
     # -- report ---------------------------------------------------------------
     def _pearson_residuals(self, y, mu, w) -> np.ndarray:
@@ -896,7 +964,7 @@ class _LaplaceGLMM(_BaseGLMM):
         nt, nb = result.theta.size, result.coef.size
         if self.se_method == "hessian" and result.hessian is not None:
             try:
-                vcov = 2.0 * np.linalg.inv(result.hessian)[nt : nt + nb, nt : nt + nb]
+                vcov = 2.0 * scaled_inverse(result.hessian)[nt : nt + nb, nt : nt + nb]
             except np.linalg.LinAlgError:  # singular Hessian: use the PIRLS information below
                 vcov = np.full((nb, nb), np.nan)
             if np.all(np.diag(vcov) > 0) and np.all(np.isfinite(vcov)):

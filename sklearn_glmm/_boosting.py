@@ -29,7 +29,6 @@ from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
 from ._base import NoGroupsWarning, _BaseGLMM, _check_vector, _empty_frame_to_array, core_terms
 from ._core import CoreTerm, ShardRunner, make_controls
@@ -40,6 +39,7 @@ from .families import BinomialFamily, GammaFamily, GaussianFamily, NegativeBinom
 from .results._varcorr import VARCORR_COLUMNS
 from .utils._hist_trees import make_tree_learner
 from .utils._param_validation import Interval, StrOptions, validate_data
+from .utils._threads import single_blas_thread
 from .utils._validation import check_fit_data, check_numeric_inputs, effective_threads
 
 __all__ = ["GLMMBoostingClassifier", "GLMMBoostingRegressor"]
@@ -364,7 +364,7 @@ class _BaseGLMMBoosting(BaseEstimator):
 
         # BLAS on one thread (the passes over the rows are memory-bound, as in
         # the GLMM estimators); the shards and the trees on n_jobs threads
-        with threadpool_limits(limits=1, user_api="blas"), ShardRunner(n_threads) as runner:
+        with single_blas_thread(), ShardRunner(n_threads) as runner:
             learner = make_tree_learner(
                 X if train is None else X[train], None if valid is None else X[valid], exact=self._exact_trees,
                 max_leaf_nodes=self.max_leaf_nodes, max_depth=self.max_depth,

@@ -152,6 +152,7 @@ class _InferenceMixin:
             return wald_intervals(self.fixef_, self.fixef_se_, n_theta, level, parm, lmm)
         what = f"confint(method={method!r})"
         self._check_inference_supported(what)
+        _check_has_maximum(self.fit_summary_, what)
         if method == "bootstrap" and (isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer))
                                       or n_boot < 2):
             raise ValueError(f"n_boot must be an integer >= 2; got {n_boot!r}.")
@@ -168,6 +169,7 @@ class _InferenceMixin:
                 profiles[names[k]] = pd.DataFrame(iv.path, columns=["value", "zeta"])
             table = pd.DataFrame(rows, index=[names[k] for k in selected], columns=conf_columns(level))
             table.attrs["profiles"] = profiles
+            _warn_about_open_limits(table, self.singular_)
             return table
         replicates, failed = self._bootstrap(problem, n_boot, random_state, n_jobs, progress)
         replicates = pd.DataFrame(replicates[:, engine], columns=names)
@@ -397,6 +399,39 @@ class _InferenceMixin:
             known[labels] = term.codes  # the fitted level of each distinct label (-1 = new)
             out.append((labels, known, lam, np.asarray(b_fit)))
         return out
+
+
+#: notes of fits whose likelihood has no maximum (``_base``: an SD at the optimiser's bound;
+#: ``GaussianLMMRegressor``: an exact fit)
+_NO_MAXIMUM_NOTES = ("exact fit", "a random-effect SD ran to the optimiser's bound")
+
+
+def _check_has_maximum(result, what: str) -> None:
+    """Refuse profile and bootstrap intervals of a fit whose likelihood has no maximum."""
+    notes = [] if result is None else [n for n in result.notes if n.startswith(_NO_MAXIMUM_NOTES)]
+    if notes:
+        raise ValueError(
+            f"{what} needs the maximum of the likelihood, and this fit has none ({notes[0]}): profiles "
+            "and refits around it mean nothing. Fix the model first (see the fit's warning); "
+            "method='wald' still gives the fixed effects' Wald intervals."
+        )
+
+
+def _warn_about_open_limits(table: pd.DataFrame, singular: bool) -> None:
+    """Say which profile limits are NaN: the profile never reached the level's deviance there."""
+    open_rows = table.index[table.isna().any(axis=1)].tolist()
+    if not open_rows:
+        return
+    why = ("the fit is singular (a variance at 0 or a correlation at +-1), where the profile is flat "
+           "in some directions" if singular else "the likelihood is flat in that direction (a parameter "
+           "the data barely identify)")
+    warnings.warn(
+        f"The profile of {open_rows} does not reach the interval's deviance before the parameter's "
+        f"bound, so those limits are NaN (lme4 reports NA too): {why}. Consider a simpler "
+        "random_effects, or method='bootstrap'.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _progress_bar(i: int, total: int, width: int = 30) -> None:

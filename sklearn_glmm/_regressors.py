@@ -6,13 +6,16 @@ once below) so that every estimator documents the same API the same way.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import warnings
 from typing import ClassVar
 
 import numpy as np
 from sklearn.base import RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 
-from ._base import _BaseGLMM, _LaplaceGLMM
+from ._base import EXACT_FIT_NOTE, _BaseGLMM, _LaplaceGLMM
 from ._core import CoreTerm, LMMProblem, fit_lmm
 from .families import (
     BinomialFamily,
@@ -23,6 +26,7 @@ from .families import (
 )
 from .results import varcorr_table
 from .utils._param_validation import StrOptions
+from .utils._validation import theta_at_upper_bound
 
 __all__ = [
     "PoissonGLMMRegressor",
@@ -429,6 +433,21 @@ BinomialGLMMRegressor.__doc__ = _doc(
 )
 
 
+#: a residual SD this small next to the SD of y - offset is an exact fit (rounding noise)
+EXACT_FIT_RTOL = 1e-7
+
+#: the LMM's bound on |rms * theta| when a fit reaches the default (50): theta is relative to sigma
+LMM_MAX_SCALED_THETA = 1e4
+
+
+def _response_scale(r: np.ndarray, w: np.ndarray) -> float:
+    """The weighted SD of ``r`` over the rows with positive weight (two passes, no cancellation)."""
+    positive = w > 0
+    r, w = r[positive], w[positive]
+    mean = np.average(r, weights=w)
+    return float(np.sqrt(np.average((r - mean) ** 2, weights=w)))
+
+
 class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
     _parameter_constraints: ClassVar[dict] = {**_BaseGLMM._parameter_constraints, "reml": ["boolean"]}
     _wald_statistic = "t"
@@ -466,10 +485,58 @@ class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
     def _engine_options(self, design) -> dict:
         return {"exact_gaussian": True, "reml": self.reml}
 
+    def _fit_mixed(self, design, y, w, off, controls) -> None:
+        # Precision weights c * w describe the same data as w with sigma * sqrt(c)
+        # and theta / sqrt(c) (the likelihood is equal): the fit runs on weights of
+        # mean 1, where theta is of order 1 whatever the weights' unit, and
+        # _set_result_attributes maps the estimates back
+        scale = float(np.mean(w[w > 0]))
+        self._weight_scale = scale
+        try:
+            super()._fit_mixed(design, y, w if scale == 1.0 else w / scale, off, controls)
+        finally:
+            del self._weight_scale
+
     def _solve(self, problem):
-        return fit_lmm(problem, verbose=self.verbose)
+        result = fit_lmm(problem, verbose=self.verbose)
+        if not isinstance(problem, LMMProblem):  # data held in parts: no rows here to compare with
+            return result
+        if "max_scaled_theta" not in (self.solver_options or {}) and np.any(theta_at_upper_bound(
+                result.theta, problem.theta_scale, problem.theta_diagonal, result.controls)):
+            # theta is relative to sigma: a group SD 100 times the residual SD is a legitimate
+            # estimate, beyond the solver's default bound of 50 (a wider bound from the start
+            # would slow every fit: L-BFGS-B sizes its first steps by the bounds)
+            wide = copy.copy(problem)
+            wide.controls = dataclasses.replace(problem.controls, max_scaled_theta=LMM_MAX_SCALED_THETA)
+            result = fit_lmm(wide, verbose=self.verbose)
+        scale = _response_scale(problem.r, problem.w)
+        if result.sigma <= EXACT_FIT_RTOL * scale:
+            # y is (to rounding) a function of the fixed and random effects: the
+            # likelihood grows without bound as sigma -> 0, so no estimate is final
+            result.converged = False
+            result.notes.append(
+                f"{EXACT_FIT_NOTE}: the residual SD {result.sigma:.3g} is 0 to rounding next to the "
+                f"SD {scale:.3g} of y - offset; the likelihood is unbounded"
+            )
+            warnings.warn(
+                f"Exact fit: the residual SD ({result.sigma:.3g}) is 0 to rounding next to the SD of "
+                f"y ({scale:.3g}), so y is a function of X and the groups without noise. The fixed "
+                "effects and predictions are exact, but the likelihood grows without bound as sigma -> 0: "
+                "loglik_, AIC, the random-effect SDs and the standard errors mean nothing (converged_ is "
+                "False). Check that y is not computed from X or from the groups.",
+                ConvergenceWarning,
+                stacklevel=5,
+            )
+        return result
 
     def _set_result_attributes(self, problem, result, terms) -> None:
+        scale = getattr(self, "_weight_scale", 1.0)
+        if scale != 1.0:
+            # from the weights of mean 1 back to the caller's (see _fit_mixed); b = Lambda u,
+            # the deviance, vcov and the conditional covariances do not change
+            result.theta = result.theta / np.sqrt(scale)
+            result.u = result.u * np.sqrt(scale)
+            result.sigma = result.sigma * np.sqrt(scale)
         self._family_ = GaussianFamily(sigma2=result.sigma**2)
         self._set_fixed(result.coef, result.vcov_beta)
         # b = Lambda u is on the response scale already (u ~ N(0, sigma^2 I))

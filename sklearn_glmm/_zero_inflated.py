@@ -19,7 +19,7 @@ from scipy import stats
 from scipy.special import expit
 from sklearn.base import RegressorMixin
 
-from ._base import _BaseGLMM, inverse_information
+from ._base import _BaseGLMM, inverse_information, scaled_inverse
 from ._core import ZIPLikelihood, fit_glm
 from ._regressors import (
     ATTRIBUTES_DOC,
@@ -33,6 +33,7 @@ from .design import INTERCEPT, Design, DesignBuilder, independent_columns
 from .families import PoissonFamily
 from .results import GLMMSummary, coefficient_table
 from .utils._param_validation import Interval
+from .utils._validation import SeparationWarning
 
 __all__ = ["ZeroInflatedPoissonGLMMRegressor", "ZeroInflationDesignBuilder"]
 
@@ -203,6 +204,25 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         _check_counts(y)
         return y
 
+    def _check_weighted_y(self, y, w):
+        # without a zero the zero-inflation probability's estimate is 0 (logit -infinity):
+        # said after the fit (_set_param_attributes)
+        self._without_zeros = not np.any(y[w > 0] == 0)
+
+    def _set_param_attributes(self, family) -> None:
+        if not getattr(self, "_without_zeros", False):
+            return
+        note = ("y has no zeros: the zero-inflation probability's estimate is 0 (logit -infinity); the "
+                "zero-inflation coefficients ran off and their standard errors mean nothing")
+        if self.fit_summary_ is not None:
+            self.fit_summary_.notes.append(note)
+        warnings.warn(
+            f"{type(self).__name__}: {note}. There is nothing for zero inflation to explain: fit "
+            "PoissonGLMMRegressor instead.",
+            SeparationWarning,
+            stacklevel=4,
+        )
+
     def _check_y(self, y, n_samples):
         y = super()._check_y(y, n_samples)
         _check_counts(y)
@@ -252,7 +272,7 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
     def _vcov_from_hessian(hessian, nt) -> np.ndarray:
         """Covariance of (beta, beta_zi): the (theta, beta, beta_zi) Hessian, as glmmTMB's sdreport."""
         try:
-            vcov = 2.0 * np.linalg.inv(hessian)[nt:, nt:]
+            vcov = 2.0 * scaled_inverse(hessian)[nt:, nt:]
         except np.linalg.LinAlgError:
             vcov = np.full((hessian.shape[0] - nt,) * 2, np.nan)
         if np.all(np.isfinite(vcov)) and np.all(np.diag(vcov) > 0):
@@ -270,6 +290,7 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         self._warn_dropped_zero_inflation_columns()
         likelihood = ZIPLikelihood(design.X, design.X_zi, y, w, off)
         glm = fit_glm(likelihood, controls)
+        self._warn_about_glm(glm)
         vcov = inverse_information(glm.information)
         vcov = 0.5 * (vcov + vcov.T)
         p = design.X.shape[1]
@@ -302,8 +323,10 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         return np.column_stack([mu, self._zero_proba(design)])
 
     def _fitted_means(self, fitted: np.ndarray, w: np.ndarray) -> np.ndarray:
-        # the count model's means decide lme4's warnings
-        return fitted[w > 0, 0]
+        # the means (1 - p) mu of the rows with positive weight: R's "fitted rates numerically
+        # 0" check then also sees rows whose zero-inflation probability runs to 1
+        mu, p = fitted[w > 0, 0], fitted[w > 0, 1]
+        return (1.0 - p) * mu
 
     def _pearson_residuals(self, y, fitted, w) -> np.ndarray:
         mu, p = fitted[:, 0], fitted[:, 1]

@@ -393,17 +393,18 @@ def test_calendar_day_simulator_adds_a_crossed_factor_and_leaves_the_default_unc
 
 
 def test_a_dense_block_beyond_the_limit_is_refused_before_any_work(monkeypatch):
-    # two 9,000-level factors (beyond the dense path's 8,000) take the sparse path; its dense
-    # remainder is refused when above the limit (for the test: no eliminations, so all 9,000
-    # rows remain, and a limit of 100)
+    # two crossed 9,000-level factors (beyond the dense path's 8,000) take the sparse path; its
+    # dense remainder is refused when above the limit (for the test: no eliminations, so all
+    # 9,000 rows remain, and a limit of 100); on 9,000 rows they would group the rows
+    # identically, which is refused first, hence 18,000 rows
     from sklearn_glmm._core import _sparse_system
 
     monkeypatch.setattr(_sparse_system, "MAX_DENSE_ROWS", 100)
     monkeypatch.setattr(_sparse_system, "DENSE_ROWS", 10**6)
-    n = 9000
-    groups = pd.DataFrame({"a": np.arange(n), "b": np.arange(n) // 1})
+    n = 18000
+    groups = pd.DataFrame({"a": np.arange(n) % 9000, "b": np.arange(n) // 2})
     y = np.random.default_rng(0).poisson(1.0, n)
-    with pytest.raises(ValueError, match=r"9000 random effects, and 9000 pairs .* dense 9000 x 9000 block"):
+    with pytest.raises(ValueError, match=r"9000 random effects, and \d+ pairs .* dense 9000 x 9000 block"):
         PoissonGLMMRegressor("(1 | a) + (1 | b)").fit(np.empty((n, 0)), y, groups=groups)
 
 

@@ -1,17 +1,24 @@
 """Property-based tests (hypothesis): random data sets through every estimator.
 
-Each example draws a structure (family, link, number and sizes of groups,
-number of covariates, random slope or not, weights, offset) and a seed; the
-data are then simulated from that family with numpy. The properties, for one
-grouping factor:
+Each example draws a structure (estimator and link, number and sizes of
+groups, the type of the group labels, number of covariates, random slope or
+not, weights and their scale, offset, a near-degenerate twist of the design or
+the response) and a seed; the data are then simulated from that family with
+numpy. The property is "a finite answer with the right warning, or a clear
+error", for one grouping factor:
 
 * ``fit`` either succeeds or raises one of the documented ``ValueError`` s for
   degenerate data (``docs/bad_inputs.md``); no other exception;
 * every reported number is finite; predictions lie in the family's range
-  (Poisson/NB/Gamma means > 0, probabilities in [0, 1]);
-* ``loglik_`` is at least the plain GLM's (the same estimator without
-  groups): ``theta = 0`` is inside the parameter space and the Laplace
-  likelihood there equals the GLM's, so the maximum can only be higher.
+  (Poisson/NB/ZIP/Gamma means > 0, probabilities in [0, 1]);
+* what the fit records it has said: ``converged_ = False`` comes with a
+  ``ConvergenceWarning`` (or a ``SeparationWarning``), ``singular_`` with a
+  ``SingularFitWarning``, a numerical fallback in ``fit_summary_.notes`` with a
+  ``FallbackWarning``; the levels are the distinct labels, whatever their type;
+* a converged fit's ``loglik_`` is at least the plain GLM's (the same
+  estimator without groups): ``theta = 0`` is inside the parameter space and
+  the Laplace likelihood there equals the GLM's, so the maximum can only be
+  higher. A fit that did not converge is not let off: it must have warned.
 
 Two settings profiles: ``glmm-quick`` (30 examples, derandomised so the default
 run is reproducible) for the default test run, ``glmm-slow`` (500 examples)
@@ -24,18 +31,25 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_glmm import (
     BinomialGLMMClassifier,
     BinomialGLMMRegressor,
+    FallbackWarning,
     GammaGLMMRegressor,
     GaussianLMMRegressor,
     NegativeBinomialGLMMRegressor,
     PoissonGLMMRegressor,
+    SeparationWarning,
+    SingularFitWarning,
+    ZeroInflatedPoissonGLMMRegressor,
 )
+from sklearn_glmm.utils._validation import _FALLBACK_NOTES as FALLBACK_NOTES
 
 _COMMON = {
     "deadline": None,
@@ -53,9 +67,26 @@ DOCUMENTED_ERRORS = (
     "no residual degrees of freedom",
     "needs two classes",  # classifier with one class (left after zero weights)
     "left the family's domain",  # Gamma identity link: a negative mean (R's glm stops too)
+    "more random effects than observations",  # GLMM: glmer's check.nobs.vs.nRE
+    "are 0 in every row",  # a random slope on a column that is 0 where the weights are positive
+    "are linearly dependent",  # random-effect columns that are (near) collinear
 )
 
-FAMILIES = ["poisson", "negative_binomial", "gamma", "binomial", "classifier", "gaussian"]
+FAMILIES = ["poisson", "negative_binomial", "gamma", "binomial", "classifier", "gaussian", "zip"]
+
+#: how the group codes 0..G-1 are turned into labels (the labels users really have)
+LABELS = {
+    "int": lambda g: g,
+    "str": lambda g: np.array([f"user-{i}" for i in g]),
+    "colon": lambda g: np.array([f"site:{i % 2}:{i}" for i in g]),  # ':' inside labels
+    "tuple": lambda g: pd.Series([(i % 3, f"u{i}") for i in g]),
+    "mixed": lambda g: np.array([i if i % 2 else f"s{i}" for i in g], dtype=object),
+    "category": lambda g: pd.Series(pd.Categorical([f"c{i}" for i in g], categories=[f"c{i}" for i in range(12)])),
+    "named-0": lambda g: pd.Series(g, name=0),  # the column 0 of a numpy-built frame
+}
+
+#: near-degenerate twists of the design or the response
+TWISTS = [None, "collinear", "near_constant", "big_scale", "separated_group", "const_within"]
 
 
 @dataclass
@@ -68,6 +99,9 @@ class Case:
     weights: str
     offset: bool
     seed: int
+    labels: str = "int"
+    weight_scale: float = 1.0
+    twist: str | None = None
 
     def estimator(self, random_effects: str):
         cls = {
@@ -77,15 +111,25 @@ class Case:
             "binomial": BinomialGLMMRegressor,
             "classifier": BinomialGLMMClassifier,
             "gaussian": GaussianLMMRegressor,
+            "zip": ZeroInflatedPoissonGLMMRegressor,
         }[self.family]
         return cls(random_effects) if self.link is None else cls(random_effects, link=self.link)
 
+    def group_labels(self, codes: np.ndarray):
+        """The group codes as the labels of ``self.labels``."""
+        return LABELS[self.labels](codes)
+
     def data(self):
-        """X, y, groups, sample_weight, offset simulated from the family."""
+        """X, y, groups, sample_weight, offset simulated from the family (codes as groups)."""
         rng = np.random.default_rng(self.seed)
         groups = np.repeat(np.arange(len(self.sizes)), self.sizes)
         n = groups.size
         X = rng.normal(size=(n, self.n_features)) * rng.choice([0.5, 1.0, 3.0], size=self.n_features)
+        if self.n_features and self.twist == "collinear":
+            X[:, -1] = X[:, 0] + 1e-9 * rng.normal(size=n)  # dropped as collinear, or kept: either is fine
+        if self.n_features and self.twist == "near_constant":
+            X[:, 0] = 1.0 + 1e-6 * rng.normal(size=n)
+
         b0 = rng.normal(0.0, rng.choice([0.0, 0.3, 1.0]), len(self.sizes))
         b1 = rng.normal(0.0, 0.3, len(self.sizes))
         eta = 0.5 + b0[groups]
@@ -104,12 +148,23 @@ class Case:
         else:
             w = rng.uniform(0.2, 3.0, n)
         y = self._response(rng, eta, n, w)
+        if self.n_features and self.twist == "big_scale":
+            X[:, 0] *= 1e6  # after the response: its coefficient is 1e-6 times the simulated one
+        if self.twist == "separated_group" and self.family in ("binomial", "classifier", "poisson", "zip"):
+            # the first group's responses all 0: its random effect runs towards -infinity
+            y[groups == 0] = "no" if self.family == "classifier" else 0.0
+        if self.twist == "const_within" and self.family == "gaussian":
+            y = rng.normal(size=len(self.sizes))[groups] + (0.0 if self.offset is False else offset)
+        if w is not None and self.family not in ("binomial",):  # binomial weights are numbers of trials
+            w = w * self.weight_scale
         return X, y, groups, w, offset
 
     def _response(self, rng, eta, n, w):
         family, link = self.family, self.link
-        if family in ("poisson", "negative_binomial"):
+        if family in ("poisson", "negative_binomial", "zip"):
             mu = np.exp(np.clip(eta, -10, 6))
+            if family == "zip":
+                return np.where(rng.uniform(size=n) < 0.3, 0.0, rng.poisson(mu)).astype(float)
             if family == "poisson":
                 return rng.poisson(mu).astype(float)
             return rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(float)
@@ -145,6 +200,9 @@ def cases(draw) -> Case:
         weights=draw(st.sampled_from(["ones", "integers", "with_zeros", "floats"])),
         offset=draw(st.booleans()),
         seed=draw(st.integers(0, 2**32 - 1)),
+        labels=draw(st.sampled_from(list(LABELS))),
+        weight_scale=draw(st.sampled_from([1.0, 1e-6, 1e6])),
+        twist=draw(st.sampled_from(TWISTS)),
     )
 
 
@@ -154,7 +212,12 @@ def _fit(estimator, X, y, **kwargs):
         warnings.simplefilter("always")
         estimator.fit(X, y, **kwargs)
     estimator.caught_warnings = " ".join(str(w.message) for w in caught)
+    estimator.caught_categories = {w.category for w in caught}
     return estimator
+
+
+def _warned(model, *categories) -> bool:
+    return any(issubclass(c, categories) for c in model.caught_categories)
 
 
 def _documented(exc: ValueError) -> bool:
@@ -162,7 +225,8 @@ def _documented(exc: ValueError) -> bool:
 
 
 def check_case(case: Case) -> None:
-    X, y, groups, w, offset = case.data()
+    X, y, codes, w, offset = case.data()
+    groups = case.group_labels(codes)
     random_effects = "1 + x0" if case.slope else "1"
     try:
         model = _fit(case.estimator(random_effects), X, y, groups=groups, sample_weight=w, offset=offset)
@@ -174,10 +238,20 @@ def check_case(case: Case) -> None:
     assert np.all(np.isfinite(model.fixef_)), model.fixef_
     assert np.isfinite(model.loglik_) and np.isfinite(model.aic_) and np.isfinite(model.bic_)
     assert np.all(np.isfinite(model.theta_)) and np.all(np.isfinite(model.varcorr_["vcov"]))
-    assert np.all(np.isfinite(model.ranef_["group"].to_numpy()))
+    (ranef,) = model.ranef_.values()
+    assert np.all(np.isfinite(ranef.to_numpy()))
     assert isinstance(model.converged_, bool) and isinstance(model.singular_, bool)
+    # the levels are the distinct labels, whatever their type
+    assert len(ranef) == len(set(np.unique(codes)))
+    # what the fit records, it has said
+    if not model.converged_:
+        assert _warned(model, ConvergenceWarning, SeparationWarning), model.caught_warnings
+    if model.singular_:
+        assert _warned(model, SingularFitWarning), model.caught_warnings
+    if any(marker in note for note in model.fit_summary_.notes for marker in FALLBACK_NOTES):
+        assert _warned(model, FallbackWarning), model.fit_summary_.notes
     # predictions in the family's range, for known and new groups
-    new_groups = np.where(np.arange(groups.size) % 2 == 0, groups, -1)
+    new_groups = case.group_labels(np.where(np.arange(codes.size) % 2 == 0, codes, 11))  # 11: never a level
     for g in (groups, new_groups, None):
         if case.family == "classifier":
             proba = model.predict_proba(X, groups=g, offset=offset)
@@ -186,7 +260,7 @@ def check_case(case: Case) -> None:
             continue
         mu = model.predict(X, groups=g, offset=offset)
         assert np.all(np.isfinite(mu)), mu
-        if case.family in ("poisson", "negative_binomial"):
+        if case.family in ("poisson", "negative_binomial", "zip"):
             # a mean that underflows to 0 (an exactly fitted zero) has been warned about
             assert np.all(mu > 0) or "numerically 0" in model.caught_warnings
         if case.family == "gamma" and case.link == "log":
@@ -194,9 +268,9 @@ def check_case(case: Case) -> None:
         if case.family == "binomial":
             assert np.all((mu >= 0) & (mu <= 1))
     # the GLMM likelihood is at least the GLM's: theta = 0 is in the parameter space.
-    # A fit that did not converge has said so (ConvergenceWarning, converged_ False),
-    # which is the documented outcome; known case: Gamma identity link with a random
-    # slope, where means near 0 make the deviance surface ragged.
+    # A fit that did not converge has said so above (converged_ False and its
+    # warning), which is the documented outcome; known case: Gamma identity link
+    # with a random slope, where means near 0 make the deviance surface ragged.
     if model.converged_:
         glm = _fit(case.estimator(random_effects), X, y, sample_weight=w, offset=offset)
         # slack: 1e-6 relative, plus the rounding of gammaln(shape) terms (~shape log shape

@@ -22,10 +22,13 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn_glmm import (
     BinomialGLMMClassifier,
     BinomialGLMMRegressor,
+    FallbackWarning,
     GammaGLMMRegressor,
     GaussianLMMRegressor,
     NegativeBinomialGLMMRegressor,
+    NoGroupsWarning,
     PoissonGLMMRegressor,
+    SeparationWarning,
 )
 from sklearn_glmm.families import PoissonFamily
 from sklearn_glmm.utils._validation import SingularFitWarning
@@ -277,7 +280,7 @@ def test_users_who_never_log_in_are_fitted():
 
 def test_complete_separation_warns_and_stays_finite():
     y = (X0.x > 0).to_numpy().astype(int)
-    with pytest.warns(UserWarning, match="fitted probabilities numerically 0 or 1"), pytest.warns(
+    with pytest.warns(SeparationWarning, match="fitted probabilities numerically 0 or 1"), pytest.warns(
         UserWarning, match="Hessian of the deviance is not positive definite"
     ):
         model = BinomialGLMMClassifier().fit(X0, y, groups=G0)
@@ -476,3 +479,366 @@ def test_pirls_never_accepts_a_trial_point_outside_the_domain():
     assert model.converged_
     # the value before the regression, from the earlier engine
     assert model.loglik_ == pytest.approx(-27.91010614376836, abs=1e-8)
+
+
+# -- issue 16: the classes of an adversarial probe -----------------------------------
+# (input shapes and labels users really have; degenerate data whose answer was
+# silently wrong; more random effects than rows; BLAS threads; inference on
+# hard fits; fallbacks that must be seen)
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [pd.Series(G0, name=0), pd.DataFrame({0: G0}), pd.Series(G0, name="site:a"), pd.Series(G0, name="a\\b")],
+    ids=["series-named-0", "frame-column-0", "name-with-colon", "name-with-backslash"],
+)
+def test_group_names_that_are_integers_or_hold_a_colon_give_the_same_fit(fitted, groups):
+    model = _quiet_fit(PoissonGLMMRegressor("1 + x"), X0, Y0, groups=groups)
+    assert model.loglik_ == pytest.approx(fitted.loglik_, abs=1e-8)
+    assert list(model.n_groups_.values()) == [N_GROUPS]
+    np.testing.assert_allclose(model.predict(X0, groups=groups), fitted.predict(X0, groups=G0), rtol=1e-7)
+
+
+def test_group_column_by_position_on_a_numpy_built_frame(fitted):
+    # a frame built from an array has the integer column labels 0, 1: group_column=1 is the label
+    frame = pd.DataFrame(np.column_stack([X0.x, G0]))
+    model = _quiet_fit(PoissonGLMMRegressor("1 + x0", group_column=1), frame, Y0)  # unnamed columns: x0, ...
+    assert model.loglik_ == pytest.approx(fitted.loglik_, abs=1e-8)
+    np.testing.assert_allclose(model.predict(frame), fitted.predict(X0, groups=G0), rtol=1e-7)
+
+
+@pytest.mark.parametrize("X", [X0.assign(g=G0), pd.DataFrame(np.column_stack([X0.x, G0]))], ids=["names", "ints"])
+def test_a_boolean_group_column_is_refused(X):
+    # True == 1: it used to pick the column labelled 1 without a word
+    with pytest.raises(TypeError, match="group_column=True holds a boolean.*name.*or its integer position"):
+        PoissonGLMMRegressor(group_column=True).fit(X, Y0)
+
+
+@pytest.mark.parametrize(
+    "groups", [pd.Series([[int(i)] for i in G0]), np.array([{"id": int(i)} for i in G0], dtype=object)],
+    ids=["lists", "dicts"],
+)
+def test_unhashable_group_labels_are_refused(groups):
+    with pytest.raises(TypeError, match=r"groups holds unhashable labels such as .* must be hashable"):
+        PoissonGLMMRegressor().fit(X0, Y0, groups=groups)
+
+
+def test_an_x_column_named_like_the_intercept_is_refused():
+    with pytest.raises(ValueError, match=r"X has a column named '\(Intercept\)'.*rename it"):
+        PoissonGLMMRegressor().fit(X0.assign(**{"(Intercept)": X0.x ** 2}), Y0, groups=G0)
+
+
+def test_nested_labels_that_collide_when_joined_stay_distinct():
+    # (a='q:r', b='p') and (a='r', b='p:q') used to be one level 'p:q:r' of b:a
+    rng = np.random.default_rng(16)
+    pair = np.tile(np.arange(6), 20)
+    a = np.array(["q:r", "r", "q:r", "r", "q:r", "r"])[pair]
+    b = np.array(["p", "p:q", "x", "y", "z", "w"])[pair]
+    y = rng.poisson(np.exp(0.3 + 0.3 * pair)).astype(float)
+    X = pd.DataFrame({"x": rng.normal(size=pair.size)})
+    model = _quiet_fit(PoissonGLMMRegressor("(1 | a/b)"), X, y, groups=pd.DataFrame({"a": a, "b": b}))
+    assert model.n_groups_ == {"b:a": 6, "a": 2}
+    # the same fit as with labels that need no escaping
+    plain = _quiet_fit(PoissonGLMMRegressor("(1 | a/b)"), X, y,
+                       groups=pd.DataFrame({"a": np.where(pair % 2, "A1", "A0"), "b": [f"B{i}" for i in pair]}))
+    assert model.loglik_ == pytest.approx(plain.loglik_, abs=1e-8)
+    assert {"p:q\\:r", "p\\:q:r"} <= set(model.group_levels_["b:a"])
+
+
+@pytest.mark.parametrize("cls", [PoissonGLMMRegressor, GaussianLMMRegressor, BinomialGLMMClassifier])
+def test_y_given_as_a_list_with_none_is_refused(cls):
+    y = list(np.log1p(Y0) if cls is GaussianLMMRegressor else (Y0 > 1) if cls is BinomialGLMMClassifier else Y0)
+    y[3] = None
+    with pytest.raises(ValueError, match="y"):
+        cls().fit(X0, y, groups=G0)
+
+
+# degenerate data: a correct answer with a specific warning, or a clear error
+
+
+def test_lmm_exact_fit_warns_and_records_it():
+    # y is a function of x and the groups without noise: the likelihood is unbounded
+    # as sigma -> 0 (it was sigma 1e-151, logLik +24204, converged_ False, no warning)
+    b = np.random.default_rng(1).normal(size=N_GROUPS)
+    y = 1.0 + 2.0 * X0.x.to_numpy() + b[G0]
+    # theta (relative to sigma) runs to the solver's bound of 1e4: sigma is 1e-4 of the groups' SD
+    with pytest.warns(ConvergenceWarning, match=r"ran to the optimiser's bound .* the random effects explain y"):
+        model = GaussianLMMRegressor().fit(X0, y, groups=G0)
+    assert model.converged_ is False and model.sigma_ < 1e-3 * np.std(b)
+    assert "optimiser's bound" in model.fit_summary_.notes[-1]
+    np.testing.assert_allclose(model.fixef_["x"], 2.0, atol=1e-8)
+    np.testing.assert_allclose(model.predict(X0, groups=G0), y, atol=1e-6)
+
+
+def test_intervals_around_an_exact_fit_are_refused():
+    # the likelihood has no maximum: the profile used to fail with LinAlgError: Singular matrix
+    y = 1.0 + 2.0 * X0.x.to_numpy()
+    # no variation between groups either: the group SD is 0 (singular) as well
+    with pytest.warns(ConvergenceWarning, match="Exact fit"), pytest.warns(SingularFitWarning):
+        model = GaussianLMMRegressor().fit(X0, y, groups=G0)
+    for method in ("profile", "bootstrap"):
+        with pytest.raises(ValueError, match=rf"confint\(method='{method}'\) needs the maximum of the likelihood"):
+            model.confint(method, X=X0, y=y, groups=G0)
+    assert np.all(np.isfinite(model.confint().loc[["(Intercept)", "x"]].to_numpy()))  # Wald: the fixed effects
+
+
+def test_lmm_y_exactly_linear_in_x_warns():
+    y = 1.0 + 2.0 * X0.x.to_numpy()
+    with (pytest.warns(ConvergenceWarning, match=r"Exact fit: the residual SD .* likelihood grows without bound"),
+          pytest.warns(SingularFitWarning)):
+        model = GaussianLMMRegressor().fit(X0, y, groups=G0)
+    assert model.converged_ is False and model.sigma_ < 1e-7
+    assert model.fit_summary_.notes[-1].startswith("exact fit")
+    np.testing.assert_allclose(model.fixef_, [1.0, 2.0], atol=1e-8)
+
+
+@pytest.mark.parametrize("c", [1e6, 1e-10])
+def test_lmm_precision_weights_scaled_by_a_constant(c):
+    # Var(e_i) = sigma^2 / w_i and b ~ N(0, sigma^2 Lambda Lambda^T), as lmer: weights c w
+    # describe the same data with sigma * sqrt(c) and theta / sqrt(c); the fixed
+    # effects and the random effects' SD do not move
+    y = np.log1p(Y0) + 0.3 * np.random.default_rng(3).normal(size=N)
+    w = np.random.default_rng(4).uniform(0.5, 2.0, N)
+    base = GaussianLMMRegressor().fit(X0, y, groups=G0, sample_weight=w)
+    scaled = GaussianLMMRegressor().fit(X0, y, groups=G0, sample_weight=c * w)
+    np.testing.assert_allclose(scaled.fixef_, base.fixef_, rtol=1e-6)
+    assert scaled.sigma_ == pytest.approx(base.sigma_ * np.sqrt(c), rel=1e-5)
+    np.testing.assert_allclose(scaled.theta_ * np.sqrt(c), base.theta_, rtol=1e-4)
+    assert scaled.varcorr_["sdcor"].iloc[0] == pytest.approx(base.varcorr_["sdcor"].iloc[0], rel=1e-4)
+
+
+def test_lmm_group_sd_beyond_the_default_theta_bound_matches_lmer():
+    # a group SD 95 times the residual SD: theta 94.9 is past the solver's default bound of 50
+    # (theta is relative to sigma); it stopped at sd 53.6 with converged_ True
+    from .conftest import load_reference, load_reference_data
+
+    data = load_reference_data("lmm_large_variance_ratio.csv")
+    ref = load_reference("lmm_large_variance_ratio")
+    model = GaussianLMMRegressor().fit(np.empty((len(data), 0)), data["y"].to_numpy(), groups=data["g"].to_numpy())
+    assert model.converged_
+    assert model.theta_[0] == pytest.approx(ref["theta"], rel=1e-4)
+    assert model.sigma_ == pytest.approx(ref["sigma"], rel=1e-5)
+    assert model.intercept_ == pytest.approx(ref["fixef"], rel=1e-6)
+    assert -2 * model.loglik_ == pytest.approx(ref["REMLcrit"], abs=1e-6)
+
+
+@pytest.mark.parametrize("value, match", [(0.0, "are 0 in every row"), (2.0, "linearly dependent")])
+@pytest.mark.parametrize("cls", [PoissonGLMMRegressor, GaussianLMMRegressor])
+def test_a_random_slope_on_a_zero_or_constant_column_is_refused(cls, value, match):
+    # its SD was reported as identified (it stayed at the optimiser's start)
+    y = np.log1p(Y0) if cls is GaussianLMMRegressor else Y0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the constant fixed-effect column is dropped
+        with pytest.raises(ValueError, match=rf"random-effect column.*'z'.*{match}"):
+            cls("1 + z").fit(X0.assign(z=value), y, groups=G0)
+
+
+def test_a_random_slope_on_a_column_zero_where_the_weights_are_positive_is_refused():
+    w = np.where(np.arange(N) % 2 == 0, 1.0, 0.0)
+    z = np.where(w > 0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="are 0 in every row with positive weight"):
+        PoissonGLMMRegressor("0 + z").fit(X0.assign(z=z), Y0, groups=G0, sample_weight=w)
+
+
+@pytest.mark.parametrize("spec", ["(1 | g/g)", "(1 | g) + (1 | g:g)"])
+def test_two_factors_on_one_partition_are_refused(spec):
+    with pytest.raises(ValueError, match="'g:g' and 'g'.*group the rows identically|'g' and 'g:g'.*identically"):
+        GaussianLMMRegressor(spec).fit(X0, np.log1p(Y0), groups=pd.Series(G0, name="g"))
+
+
+def test_more_random_effects_than_observations_is_refused_for_glmms():
+    # glmer's check.nobs.vs.nRE (one per observation is allowed: an observation-level effect)
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame(rng.normal(size=(N, 20)) * 0.05, columns=[f"x{j}" for j in range(20)])
+    spec = "(1 + " + " + ".join(X.columns) + " | g)"
+    with pytest.raises(ValueError, match=r"12 levels x 21 random effect\(s\) = 252 random effects for "
+                                         r"n_samples=72.*more random effects than observations"):
+        PoissonGLMMRegressor(spec, max_iter=1).fit(X, Y0, groups=pd.Series(G0, name="g"))
+
+
+def test_binary_outcome_separated_by_group_warns_and_does_not_claim_convergence():
+    # half the groups all 0, half all 1: the random-intercept SD's estimate is infinite;
+    # it stopped at the optimiser's bound with converged_ True
+    y = (G0 % 2 == 0).astype(int)
+    with pytest.warns(SeparationWarning, match="ran to the optimiser's bound.*separated by group"):
+        model = BinomialGLMMClassifier().fit(X0, y, groups=G0)
+    assert model.converged_ is False
+    assert any("optimiser's bound" in note for note in model.fit_summary_.notes)
+    assert model.varcorr_["sdcor"].iloc[0] == pytest.approx(50.0, rel=1e-5)
+
+
+def test_binary_outcome_nearly_separated_by_group_warns():
+    # one exception: the Laplace optimum is finite (SD 29 on the logit scale), reached and
+    # converged, but it measures the separation, not variation between groups
+    y = (G0 % 2 == 0).astype(int)
+    y[0] = 0
+    with pytest.warns(SeparationWarning, match=r"separation by group: 11 of 12 levels of 'group' have responses all "
+                                               r"0 or all 1, and the random-intercept SD is 29"):
+        model = BinomialGLMMClassifier().fit(X0, y, groups=G0)
+    assert model.converged_ and model.fit_summary_.notes[-1].startswith("separation by group")
+
+
+def test_zero_inflated_poisson_without_zeros_warns_and_records_it():
+    # the zero model's SE was 7.7e10 without a word
+    from sklearn_glmm import ZeroInflatedPoissonGLMMRegressor
+
+    with pytest.warns(SeparationWarning, match="y has no zeros: the zero-inflation probability's estimate is 0.*"
+                                               "fit PoissonGLMMRegressor instead"):
+        model = ZeroInflatedPoissonGLMMRegressor().fit(X0, Y0 + 1, groups=G0)
+    assert model.fit_summary_.notes[-1].startswith("y has no zeros")
+    assert model.predict_zero_proba(X0, groups=G0).max() < 1e-6  # the estimate, 0
+
+
+def test_lmm_stopped_by_max_iter_warns():
+    rng = np.random.default_rng(0)
+    y = 1 + rng.normal(0, 1, N_GROUPS)[G0] + rng.normal(0, 0.8, N_GROUPS)[G0] * X0.x.to_numpy() + rng.normal(0, 0.3, N)
+    # (with its default stage 1, one stage-2 iteration is enough here: converged)
+    with pytest.warns(ConvergenceWarning, match=r"did not converge \(.*max\|gradient\| \d"):
+        model = GaussianLMMRegressor("1 + x", max_iter=1, solver_options={"stage1_max_iter": 1}).fit(X0, y, groups=G0)
+    assert model.converged_ is False
+
+
+@pytest.mark.parametrize("cls", [GaussianLMMRegressor, PoissonGLMMRegressor])
+def test_score_on_a_constant_y_is_finite_as_scikit_learn(cls):
+    from sklearn.metrics import r2_score
+
+    y = np.log1p(Y0) if cls is GaussianLMMRegressor else Y0
+    model = _quiet_fit(cls(), X0, y, groups=G0)
+    constant = np.full(N, 2.0)
+    assert model.score(X0, constant, groups=G0) == 0.0  # imperfect predictions of a constant
+    if cls is GaussianLMMRegressor:
+        assert model.score(X0, constant, groups=G0) == r2_score(constant, model.predict(X0, groups=G0))
+
+
+def test_separation_without_groups_is_a_separation_warning():
+    y = (X0.x > 0).to_numpy().astype(int)
+    # as R's glm: "algorithm did not converge" and "fitted probabilities numerically 0 or 1"
+    with pytest.warns(SeparationWarning, match="fitted probabilities numerically 0 or 1"), pytest.warns(
+        ConvergenceWarning, match=r"The GLM fit \(no groups\) did not converge \(no convergence in 100 Newton"
+    ):
+        model = _quiet_fit_no_groups(BinomialGLMMClassifier(), X0, y)
+    assert model.coef_[0] > 5 and model.converged_ is False
+
+
+def _quiet_fit_no_groups(model, X, y):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=NoGroupsWarning)
+        warnings.filterwarnings("ignore", category=FallbackWarning)
+        warnings.filterwarnings("ignore", message="The information matrix")
+        return model.fit(X, y)
+
+
+def test_a_glm_that_does_not_converge_warns():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoGroupsWarning)
+        with pytest.warns(ConvergenceWarning, match=r"The GLM fit \(no groups\) did not converge"):
+            model = PoissonGLMMRegressor(solver_options={"glm_max_iter": 1}).fit(X0, Y0)
+    assert model.converged_ is False
+
+
+def test_fallback_notes_warn_once_listing_them():
+    from sklearn_glmm.utils._validation import warn_about_fallbacks
+
+    notes = [
+        "quasi-Newton stalled; L-BFGS-B took over",
+        "GLM start: the information was singular; the step used least squares",
+        "the GLM start's information is singular; the coefficients are scaled",
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_about_fallbacks(notes)
+    assert len(caught) == 1 and issubclass(caught[0].category, FallbackWarning)
+    assert "took 2 numerical fallback(s)" in str(caught[0].message) and "least squares" in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_about_fallbacks(notes[:1])  # an algorithmic switch, not a fallback: silent
+
+
+# threads: the BLAS limit is scoped to the fits that run
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas")
+
+
+def test_overlapping_limits_restore_the_setting_found_by_the_first():
+    from threadpoolctl import threadpool_limits
+
+    from sklearn_glmm.utils._threads import BlasLimiter
+
+    limiter = BlasLimiter(1)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        first, second = limiter(), limiter()
+        first.__enter__()
+        second.__enter__()
+        assert limiter.active == 2 and all(n == 1 for _, n in _blas_threads())
+        first.__exit__(None, None, None)  # the first out: the second still runs on one thread
+        assert limiter.active == 1 and all(n == 1 for _, n in _blas_threads())
+        second.__exit__(None, None, None)  # the last out restores what the first one found
+        assert limiter.active == 0 and _blas_threads() == before
+
+
+def test_concurrent_fits_in_threads_leave_the_blas_limit_as_found():
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        barrier = threading.Barrier(4)
+        errors = []
+
+        def work(k):
+            try:
+                barrier.wait()
+                for _ in range(2):
+                    _quiet_fit(PoissonGLMMRegressor() if k % 2 else GaussianLMMRegressor(), X0,
+                               Y0 if k % 2 else np.log1p(Y0), groups=G0)
+            except Exception as exc:  # noqa: BLE001 - any failure in a thread is reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert _blas_threads() == before
+
+
+# inference on hard fits
+
+
+def test_profile_of_a_singular_slope_fit_gives_limits_not_a_type_error():
+    # the slope's SD at 0 and the correlation at +-1: theta_from_sdcor used to fail there
+    # (TypeError: unsupported operand type(s) for -: 'NoneType' and 'NoneType')
+    X, y, g = _poisson_data(seed=5, sd=0.8, slope_sd=0.0)
+    model = _quiet_fit(PoissonGLMMRegressor("1 + x"), X, y, groups=g)
+    assert model.singular_
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = model.confint("profile", X=X, y=y, groups=g)
+    # (lme4 1.1.31's profile stops on these data with "Profiling over both the residual variance
+    # and fixed effects is not numerically consistent ...")
+    # the fixed effects' limits bracket the estimates, where the profile's zeta is -+1.96
+    for name in ("(Intercept)", "x"):
+        lo, hi = table.loc[name]
+        assert lo < model.fixef_[name] < hi
+        path = table.attrs["profiles"][name]
+        assert np.interp(lo, path["value"], path["zeta"]) == pytest.approx(-1.959964, abs=1e-3)
+        assert np.interp(hi, path["value"], path["zeta"]) == pytest.approx(1.959964, abs=1e-3)
+    # the theta of lme4 (0.7041, -0.2637, 0): the correlation at -1, its lower limit the bound
+    np.testing.assert_allclose(model.theta_, [0.7041030, -0.2637226, 0.0], atol=5e-5)
+    assert table.loc[".sig02"].iloc[0] == -1.0 and -1.0 < table.loc[".sig02"].iloc[1] < 0.0
+    assert np.all(np.isfinite(table.to_numpy())) and not caught
+
+
+def test_semidefinite_correlations_map_to_theta():
+    from sklearn_glmm._core._profile import sdcor_from_theta, theta_from_sdcor
+
+    theta = theta_from_sdcor(np.array([1.0, 1.0, 2.0]), 2)  # SDs 1 and 2, correlation exactly 1
+    lam = np.array([[theta[0], 0.0], [theta[1], theta[2]]])
+    np.testing.assert_allclose(lam @ lam.T, [[1.0, 2.0], [2.0, 4.0]], atol=1e-12)
+    np.testing.assert_allclose(sdcor_from_theta(theta, 2), [1.0, 1.0, 2.0], atol=1e-12)
+    assert theta_from_sdcor(np.array([1.0, 1.0 + 1e-6, 2.0]), 2) is None  # a correlation above 1

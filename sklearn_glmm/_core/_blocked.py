@@ -59,9 +59,13 @@ class RandomEffectsLayout:
         by the first term's codes (see :class:`~._linalg.GroupIndex`).
     n_levels, q : list of int
         Levels and effects per level of each term.
+    factorised : bool, default=True
+        Whether :meth:`factor` will be called: False keeps only the positions
+        (term sums, row effects) and skips the factorisation's index maps and
+        sparse structure.
     """
 
-    def __init__(self, codes: list[np.ndarray], n_levels: list[int], q: list[int]):
+    def __init__(self, codes: list[np.ndarray], n_levels: list[int], q: list[int], *, factorised: bool = True):
         self.n_terms = len(codes)
         self.codes = [np.asarray(c, dtype=np.intp) for c in codes]
         self.n_levels = list(n_levels)
@@ -74,8 +78,8 @@ class RandomEffectsLayout:
         # the dense-block effects: (term k >= 1, component j), in u's order
         self.dense_components = [(k, j) for k in range(1, self.n_terms) for j in range(self.q[k])]
         #: the sparse structure of large, sparsely coupled factors (:mod:`._sparse_system`), or None
-        self.sparse = sparse_coupling(self, MAX_DENSE_EFFECTS) if self.n_terms > 1 else None
-        if self.sparse is not None:
+        self.sparse = sparse_coupling(self, MAX_DENSE_EFFECTS) if self.n_terms > 1 and factorised else None
+        if self.sparse is not None or not factorised:
             return
         # flat positions in A12 (G0 q0 x m) and A22 (m x m) of every row's
         # entries: fixed by the codes, so computed once (not per factorisation)

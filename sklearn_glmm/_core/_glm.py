@@ -146,6 +146,10 @@ def fit_glm(likelihood: GLMLikelihood, controls: SolverControls, start: np.ndarr
             converged = decrement < controls.converged_decrement
             if not converged:
                 notes.append(f"the line search failed with Newton decrement {decrement:.2e}")
+            else:
+                # recorded, not warned about: the predicted gain is below rounding
+                notes.append(f"the line search stalled at Newton decrement {decrement:.2e}, below "
+                             "converged_decrement: at the maximum to rounding precision")
             break
         coef = coef + t * direction
         ll = ll_new

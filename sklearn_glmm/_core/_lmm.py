@@ -188,7 +188,8 @@ class LMMProblem(TermsBookkeeping):
             self._gram = OneTermGram(self._rows.outer(self.w))  # Z^T W Z per level, Z coordinates
         else:
             self._rows = None
-            self._layout = RandomEffectsLayout(self.codes, self.level_counts, self.theta_map.q)
+            # the rows' layout only (term sums, row effects): BlockedGram factorises
+            self._layout = RandomEffectsLayout(self.codes, self.level_counts, self.theta_map.q, factorised=False)
             self._gram = BlockedGram(self.codes, self.level_counts, self.theta_map.q, self.ZT, self.w)
         self._set_response_sums()
 
@@ -219,8 +220,8 @@ class LMMProblem(TermsBookkeeping):
     # -- what the solver reads ---------------------------------------------------
     @property
     def linear_algebra(self) -> str:
-        """How ``A`` is factorised (see :meth:`~._blocked.RandomEffectsLayout.describe`)."""
-        return ONE_TERM if self._layout is None else self._layout.describe()
+        """How ``A`` is factorised (see :meth:`~._lmm_system.BlockedGram.describe`)."""
+        return ONE_TERM if self._layout is None else self._gram.describe()
 
     def zero_modes(self) -> np.ndarray:
         return np.zeros(0)

@@ -407,6 +407,12 @@ class BlockedGram:
             i, j = np.nonzero(self.G22)
             self.G22_entries = (i, j, self.G22[i, j], self.column_terms[0][j])
 
+    def describe(self) -> str:
+        """How ``A`` is factorised, in one line (``FitResult.linear_algebra``)."""
+        coupling = "dense" if self.dense_coupling else "sparse"
+        return (f"{coupling} coupling: {self.blocks.n_levels[0]} levels block diagonal, "
+                f"dense {self.m} x {self.m} Schur complement")
+
     def factor(self, lambdas) -> BlockedGramFactor:
         return BlockedGramFactor(self, lambdas)
 

@@ -97,12 +97,40 @@ def _block_theta(s: np.ndarray, q: int, rows: np.ndarray, cols: np.ndarray) -> n
             R[r, c] = R[c, r] = s[k]
     if np.any(sd < 0):
         return None
-    try:
-        L = np.linalg.cholesky(R) if q > 1 else np.ones((1, 1))
-    except np.linalg.LinAlgError:
+    L = _semidefinite_cholesky(R) if q > 1 else np.ones((1, 1))
+    if L is None:
         return None
     lam = sd[:, None] * L
     return lam[rows, cols]
+
+
+def _semidefinite_cholesky(R: np.ndarray, tol: float = 1e-12) -> np.ndarray | None:
+    """Lower-triangular ``L`` with ``L L^T = R`` for a positive *semi*-definite correlation matrix.
+
+    LAPACK's Cholesky refuses a correlation of exactly +-1 (a singular fit's
+    estimate, where profiles start); a zero pivot here gets a zero column
+    instead, as the limit of the positive definite case. None when ``R`` is
+    not positive semi-definite (a correlation outside [-1, 1]).
+    """
+    try:
+        return np.linalg.cholesky(R)
+    except np.linalg.LinAlgError:
+        pass
+    q = R.shape[0]
+    L = np.zeros((q, q))
+    for j in range(q):
+        pivot = R[j, j] - float(L[j, :j] @ L[j, :j])
+        if pivot < -tol:
+            return None
+        if pivot <= tol:
+            # a zero pivot: the rest of column j must vanish too, or R is indefinite
+            rest = R[j + 1 :, j] - L[j + 1 :, :j] @ L[j, :j]
+            if np.any(np.abs(rest) > 1e-8):
+                return None
+            continue
+        L[j, j] = np.sqrt(pivot)
+        L[j + 1 :, j] = (R[j + 1 :, j] - L[j + 1 :, :j] @ L[j, :j]) / L[j, j]
+    return L
 
 
 def _scale_and_se(hessian_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -238,9 +266,10 @@ class ProfileProblem:
             tu, td = theta_from_sdcor(up, self.blocks), theta_from_sdcor(down, self.blocks)
             if tu is None or td is None:  # at a correlation of +-1: one-sided
                 t0 = theta_from_sdcor(s, self.blocks)
+                if t0 is None or (tu is None and td is None):
+                    continue  # no valid neighbour: this column of the Jacobian stays 0
                 tu = t0 if tu is None else tu
                 td = t0 if td is None else td
-                h = h if (tu is t0) != (td is t0) else 2 * h
                 J[:nt, k] = (tu - td) / h
             else:
                 J[:nt, k] = (tu - td) / (2 * h)

@@ -137,7 +137,9 @@ def groups_to_frame(groups: object, n_samples: int, factor_columns: list[str]) -
                 f"random_effects groups by {name!r} but groups is named "
                 f"{str(series.name)!r}; rename one of them so they agree."
             )
-        return series.to_frame(name if name is not None else (series.name if series.name is not None else DEFAULT_GROUP_NAME))
+        # column names are text: a factor named 0 (a numpy-built frame's column) is "0"
+        return series.to_frame(str(name if name is not None else (series.name if series.name is not None
+                                                                   else DEFAULT_GROUP_NAME)))
     frame = frame.reset_index(drop=True)
     frame.columns = [str(c) for c in frame.columns]
     for column in frame.columns:
@@ -146,14 +148,29 @@ def groups_to_frame(groups: object, n_samples: int, factor_columns: list[str]) -
 
 
 def factor_labels(frame: pd.DataFrame, factor: str) -> pd.Series:
-    """The labels of one factor; ``a:b`` joins the columns' labels as text, as R's ``a:b``."""
+    """The labels of one factor; ``a:b`` joins the columns' labels as text, as R's ``a:b``.
+
+    A column named ``factor`` itself (a grouping column whose name contains
+    ``:``) is taken as it is. In a joined label a ``:`` (or ``\\``) inside a
+    column's label is escaped with a backslash, so that distinct pairs never
+    share a label: ``('q:r', 'p')`` gives ``q\\:r:p`` and ``('q', 'r:p')``
+    gives ``q:r\\:p``. Labels without ``:`` read as R's.
+    """
+    if factor in frame.columns:
+        return frame[factor]
     columns = factor.split(":")
-    if len(columns) == 1:
-        return frame[columns[0]]
-    labels = frame[columns[0]].astype(str)
+    labels = _escaped_text(frame[columns[0]])
     for column in columns[1:]:
-        labels = labels + ":" + frame[column].astype(str)
+        labels = labels + ":" + _escaped_text(frame[column])
     return labels.rename(factor)
+
+
+def _escaped_text(values: pd.Series) -> pd.Series:
+    """Labels as text with ``\\`` and ``:`` escaped; labels holding neither are left as they are."""
+    text = values.astype(str)
+    if text.str.contains(":", regex=False).any() or text.str.contains("\\", regex=False).any():
+        text = text.str.replace("\\", "\\\\", regex=False).str.replace(":", "\\:", regex=False)
+    return text
 
 
 def encode_labels(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -312,6 +329,12 @@ class DesignBuilder:
     def begin_fit(self, feature_names: list[str]) -> None:
         """Fix the column names and the candidate fixed-effect columns (``keep_``, before dependence)."""
         self.feature_names_ = list(feature_names)
+        if INTERCEPT in self.feature_names_:
+            raise ValueError(
+                f"X has a column named {INTERCEPT!r}, the name of the intercept the model always "
+                "adds; the two would share one name in fixef_ and random_effects. Drop the column "
+                "(a column of ones is the intercept already) or rename it."
+            )
         self.keep_ = self._fixed_candidates([INTERCEPT] + self.feature_names_)
         missing = sorted({c for bar in self.bars for c in bar.columns if c not in self.feature_names_})
         if missing:
@@ -322,8 +345,9 @@ class DesignBuilder:
 
     def name_factors(self, group_columns: list[str]) -> list[str]:
         """The grouping factors in order of first appearance (the short form takes the one column's name)."""
-        if self.bars[0].factor is None:  # short form: the factor is groups' one column
-            self.bars = (RandomEffectSpec(self.bars[0].columns, self.bars[0].intercept, str(group_columns[0])),)
+        if self.bars[0].factor is None:  # short form: the factor is groups' one column, whatever its name
+            self.bars = (RandomEffectSpec(self.bars[0].columns, self.bars[0].intercept, str(group_columns[0]),
+                                          whole_name=True),)
         factors: list[str] = []
         for bar in self.bars:
             if bar.factor not in factors:

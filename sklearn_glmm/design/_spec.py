@@ -51,17 +51,27 @@ class RandomEffectSpec:
     correlated : bool
         False for the bars that ``||`` expands into (only changes how the
         model is written back as a formula).
+    whole_name : bool
+        The factor is one grouping column whose name may contain ``:`` (the
+        short form takes it from ``groups``), not an interaction.
     """
 
     columns: tuple[str, ...]
     intercept: bool
     factor: str | None
     correlated: bool = True
+    whole_name: bool = False
 
     @property
     def factor_columns(self) -> tuple[str, ...]:
-        """The grouping columns the factor is made of (``"a:b"`` -> ``("a", "b")``)."""
-        return () if self.factor is None else tuple(self.factor.split(":"))
+        """The grouping columns the factor is made of (``"a:b"`` -> ``("a", "b")``).
+
+        A factor named after the one column of ``groups`` (the short form,
+        ``whole_name``) is that column, even when its name contains ``:``.
+        """
+        if self.factor is None:
+            return ()
+        return (self.factor,) if self.whole_name else tuple(self.factor.split(":"))
 
     @property
     def term_names(self) -> list[str]:
