@@ -17,6 +17,7 @@ ran -- scipy's OpenBLAS on first use -- shifted the pairs.)
 
 from __future__ import annotations
 
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -39,15 +40,22 @@ class BlasLimiter:
         self._lock = threading.Lock()
         self._active = 0
         self._found: list = []
+        self._scanned: tuple[int, list] | None = None
 
     @property
     def active(self) -> int:
         """Number of fits inside the limit now."""
         return self._active
 
-    @staticmethod
-    def _blas_libraries():
-        return [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+    def _blas_libraries(self):
+        # Finding the loaded libraries walks every shared object of the process
+        # (milliseconds, as long as a small fit); a BLAS library arrives with an
+        # extension module, so the last scan holds while no module was imported.
+        n_modules = len(sys.modules)
+        if self._scanned is None or self._scanned[0] != n_modules:
+            libraries = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+            self._scanned = (n_modules, libraries)
+        return self._scanned[1]
 
     @contextmanager
     def __call__(self):
