@@ -88,8 +88,14 @@ def fit_predict(model: str, data, train, test, args):
         from sklearn_glmm import GLMMBoostingRegressor
 
         est = GLMMBoostingRegressor(
-            "poisson", n_estimators=args.rounds, learning_rate=args.learning_rate, max_leaf_nodes=args.leaves,
-            min_samples_leaf=args.min_leaf, early_stopping=False, new_groups="marginal", random_state=args.seed,
+            "poisson",
+            n_estimators=args.rounds,
+            learning_rate=args.learning_rate,
+            max_leaf_nodes=args.leaves,
+            min_samples_leaf=args.min_leaf,
+            early_stopping=False,
+            new_groups="marginal",
+            random_state=args.seed,
         )
         t = time.perf_counter()
         est.fit(X[train], y[train], groups=g[train])
@@ -102,9 +108,17 @@ def fit_predict(model: str, data, train, test, args):
         t = time.perf_counter()
         gp_model = gpb.GPModel(group_data=g[train], likelihood="poisson", num_parallel_threads=1)
         booster = gpb.train(
-            params={"learning_rate": args.learning_rate, "num_leaves": args.leaves, "min_data_in_leaf": args.min_leaf,
-                    "max_bin": 255, "num_threads": 1, "verbose": -1},
-            train_set=gpb.Dataset(X[train], y[train]), gp_model=gp_model, num_boost_round=args.rounds,
+            params={
+                "learning_rate": args.learning_rate,
+                "num_leaves": args.leaves,
+                "min_data_in_leaf": args.min_leaf,
+                "max_bin": 255,
+                "num_threads": 1,
+                "verbose": -1,
+            },
+            train_set=gpb.Dataset(X[train], y[train]),
+            gp_model=gp_model,
+            num_boost_round=args.rounds,
         )
         seconds = time.perf_counter() - t
         pred = booster.predict(data=X[test], group_data_pred=g[test], predict_var=True, pred_latent=False)
@@ -122,8 +136,13 @@ def fit_predict(model: str, data, train, test, args):
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     hgb = HistGradientBoostingRegressor(
-        loss="poisson", max_iter=args.rounds, learning_rate=args.learning_rate, max_leaf_nodes=args.leaves,
-        min_samples_leaf=args.min_leaf, early_stopping=False, random_state=args.seed,
+        loss="poisson",
+        max_iter=args.rounds,
+        learning_rate=args.learning_rate,
+        max_leaf_nodes=args.leaves,
+        min_samples_leaf=args.min_leaf,
+        early_stopping=False,
+        random_state=args.seed,
     )
     if model == "hgb":
         t = time.perf_counter()
@@ -135,8 +154,10 @@ def fit_predict(model: str, data, train, test, args):
     from sklearn.preprocessing import TargetEncoder
 
     Xu = np.column_stack([X, g]).astype(object)
-    encode = ColumnTransformer([("user", TargetEncoder(target_type="continuous", random_state=args.seed), [len(FEATURES)])],
-                               remainder="passthrough")
+    encode = ColumnTransformer(
+        [("user", TargetEncoder(target_type="continuous", random_state=args.seed), [len(FEATURES)])],
+        remainder="passthrough",
+    )
     pipe = make_pipeline(encode, hgb)
     t = time.perf_counter()
     pipe.fit(Xu[train], y[train])
@@ -158,7 +179,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write every number to this file")
     args = parser.parse_args(argv)
     if args.days <= args.last_days:
-        parser.error(f"--days ({args.days}) must exceed --last-days ({args.last_days}): known users need earlier days")
+        parser.error(
+            f"--days ({args.days}) must exceed --last-days ({args.last_days}): known users need earlier days"
+        )
 
     from sklearn.metrics import mean_poisson_deviance
 
@@ -174,9 +197,11 @@ def main(argv=None) -> int:
             models.remove("gpboost")
     data, truth = make_engagement_nonlinear(args.users, args.days, random_state=args.seed, return_truth=True)
     y = data["logins"].to_numpy(dtype=float)
-    print(f"panel: {args.users} users x {args.days} days = {len(data):,} rows, seed {args.seed}; "
-          f"{args.rounds} rounds, learning rate {args.learning_rate}, {args.leaves} leaves, "
-          f"min leaf {args.min_leaf}; one thread")
+    print(
+        f"panel: {args.users} users x {args.days} days = {len(data):,} rows, seed {args.seed}; "
+        f"{args.rounds} rounds, learning rate {args.learning_rate}, {args.leaves} leaves, "
+        f"min leaf {args.min_leaf}; one thread"
+    )
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
     oracle = {}
@@ -205,17 +230,28 @@ def main(argv=None) -> int:
                     info["cpu_s"] = time.process_time() - cpu
                     for store, value in zip(results[model], (p, s, info)):
                         store.append(value)
-                    print(f"  {split:12s} fold {k + 1}  {model:9s} fit {s:7.2f}s  (fit + predict CPU "
-                          f"{info['cpu_s']:.2f}s)", flush=True)
+                    print(
+                        f"  {split:12s} fold {k + 1}  {model:9s} fit {s:7.2f}s  (fit + predict CPU "
+                        f"{info['cpu_s']:.2f}s)",
+                        flush=True,
+                    )
             for model in models:
                 preds, times, infos = results[model]
                 deviance = float(mean_poisson_deviance(y[test_all], np.concatenate(preds)))
                 variance = [i["variance"] for i in infos if "variance" in i]
-                rows.append({"split": split, "model": model, "deviance": deviance, "median_fit_s": float(np.median(times)),
-                             "fit_s": times, "median_cpu_s": float(np.median([i["cpu_s"] for i in infos])),
-                             "cpu_s": [i["cpu_s"] for i in infos],
-                             "variance": float(np.mean(variance)) if variance else None,
-                             "timings": [i.get("timings") for i in infos]})
+                rows.append(
+                    {
+                        "split": split,
+                        "model": model,
+                        "deviance": deviance,
+                        "median_fit_s": float(np.median(times)),
+                        "fit_s": times,
+                        "median_cpu_s": float(np.median([i["cpu_s"] for i in infos])),
+                        "cpu_s": [i["cpu_s"] for i in infos],
+                        "variance": float(np.mean(variance)) if variance else None,
+                        "timings": [i.get("timings") for i in infos],
+                    }
+                )
 
     def ref(split, key):
         for r in rows:
@@ -224,8 +260,10 @@ def main(argv=None) -> int:
         return None
 
     print()
-    print("| split | model | mean Poisson deviance | vs GPBoost | median fit (s) | time vs GPBoost "
-          "| median CPU (s) | CPU vs GPBoost | user variance |")
+    print(
+        "| split | model | mean Poisson deviance | vs GPBoost | median fit (s) | time vs GPBoost "
+        "| median CPU (s) | CPU vs GPBoost | user variance |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         d0, t0, c0 = (ref(r["split"], key) for key in ("deviance", "median_fit_s", "median_cpu_s"))
@@ -233,8 +271,10 @@ def main(argv=None) -> int:
         tr = f"{r['median_fit_s'] / t0:.2f}x" if t0 else ""
         cr = f"{r['median_cpu_s'] / c0:.2f}x" if c0 else ""
         var = f"{r['variance']:.4f}" if r["variance"] is not None else ""
-        print(f"| {r['split']} | {LABELS[r['model']]} | {r['deviance']:.5f} | {dr} | {r['median_fit_s']:.2f} | {tr} "
-              f"| {r['median_cpu_s']:.2f} | {cr} | {var} |")
+        print(
+            f"| {r['split']} | {LABELS[r['model']]} | {r['deviance']:.5f} | {dr} | {r['median_fit_s']:.2f} | {tr} "
+            f"| {r['median_cpu_s']:.2f} | {cr} | {var} |"
+        )
     for split, value in oracle.items():
         print(f"| {split} | true model (oracle) | {value:.5f} | | | | | | {truth['user_sd'] ** 2:.4f} |")
     checks = []
@@ -253,9 +293,15 @@ def main(argv=None) -> int:
 
         import sklearn_glmm
 
-        meta = {"args": vars(args), "python": sys.version.split()[0], "machine": platform.machine(),
-                "numpy": np.__version__, "sklearn": sklearn.__version__, "sklearn_glmm": sklearn_glmm.__version__,
-                "skipped": skipped}
+        meta = {
+            "args": vars(args),
+            "python": sys.version.split()[0],
+            "machine": platform.machine(),
+            "numpy": np.__version__,
+            "sklearn": sklearn.__version__,
+            "sklearn_glmm": sklearn_glmm.__version__,
+            "skipped": skipped,
+        }
         try:
             import gpboost
 
@@ -263,8 +309,16 @@ def main(argv=None) -> int:
         except ImportError:
             pass
         with open(args.json, "w") as fh:
-            json.dump({"meta": meta, "rows": rows, "oracle": oracle,
-                       "checks": [{"check": t, "pass": bool(ok)} for t, ok in checks]}, fh, indent=2)
+            json.dump(
+                {
+                    "meta": meta,
+                    "rows": rows,
+                    "oracle": oracle,
+                    "checks": [{"check": t, "pass": bool(ok)} for t, ok in checks],
+                },
+                fh,
+                indent=2,
+            )
     return 0
 
 

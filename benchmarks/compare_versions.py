@@ -57,8 +57,13 @@ print(json.dumps({{"seconds": seconds, "loglik": float(est.loglik_)}}))
 
 def _fit_once(package: str, npz: str, model: str) -> dict:
     code = _CHILD.format(package=os.path.abspath(package), here=HERE, npz=npz, model=model)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -87,8 +92,12 @@ def main(argv=None) -> int:
                         logliks[version] = result["loglik"]
                 a, b = statistics.median(times["A"]), statistics.median(times["B"])
                 rows.append((size, model, a, b, b / a, logliks["A"], logliks["B"]))
-                print(f"[compare] {size} {model}: A {a:.3f} s, B {b:.3f} s, B/A {b / a:.3f}; "
-                      f"logLik A {logliks['A']:.4f}, B {logliks['B']:.4f}", file=sys.stderr, flush=True)
+                print(
+                    f"[compare] {size} {model}: A {a:.3f} s, B {b:.3f} s, B/A {b / a:.3f}; "
+                    f"logLik A {logliks['A']:.4f}, B {logliks['B']:.4f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     print(f"\nA = {args.a}, B = {args.b}; median of {args.rounds} interleaved fresh-process fits each\n")
     print(f"{'size':4}  {'model':11}  {'A s':>7}  {'B s':>7}  {'B/A':>5}  {'logLik A':>14}  {'logLik B':>14}")
     for size, model, a, b, ratio, la, lb in rows:

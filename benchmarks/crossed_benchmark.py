@@ -99,17 +99,21 @@ def main(argv=None) -> int:
     print(f"{y.size:,} rows, {args.users} users x {args.days} days; input arrays {input_mb:.1f} MB")
     results = {"rows": int(y.size), "input_mb": input_mb, "truth": {"sd_user": 0.5, "sd_day": 0.3}}
     results["sklearn_glmm"] = ours = fit_ours(X, y, groups, args.verbose)
-    print(f"sklearn_glmm: {ours['seconds']:.1f} s, peak {ours['peak_mb']:.0f} MB ({ours['peak_mb'] / input_mb:.1f}x input), "
-          f"logLik {ours['loglik']:.4f}, SD user {ours['sd_user']:.4f} (true 0.5), SD day {ours['sd_day']:.4f} (true 0.3), "
-          f"{ours['n_evals']} evaluations")
+    print(
+        f"sklearn_glmm: {ours['seconds']:.1f} s, peak {ours['peak_mb']:.0f} MB ({ours['peak_mb'] / input_mb:.1f}x input), "
+        f"logLik {ours['loglik']:.4f}, SD user {ours['sd_user']:.4f} (true 0.5), SD day {ours['sd_day']:.4f} (true 0.3), "
+        f"{ours['n_evals']} evaluations"
+    )
     peers = (["glmmTMB"] if args.peers else []) + (["lme4"] if args.lme4 else [])
     for engine in peers:
         res = results[engine] = fit_peer(engine, X, y, groups)
         if "skipped" in res:
             print(f"{engine}: skipped ({res['skipped']})")
         else:
-            print(f"{engine}: {res['seconds']:.1f} s ({res['seconds'] / ours['seconds']:.1f}x ours), logLik {res['loglik']:.4f} "
-                  f"(ours - theirs {ours['loglik'] - res['loglik']:+.4f}), SD user {res['sd_user']:.4f}, SD day {res['sd_day']:.4f}")
+            print(
+                f"{engine}: {res['seconds']:.1f} s ({res['seconds'] / ours['seconds']:.1f}x ours), logLik {res['loglik']:.4f} "
+                f"(ours - theirs {ours['loglik'] - res['loglik']:+.4f}), SD user {res['sd_user']:.4f}, SD day {res['sd_day']:.4f}"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -83,9 +83,13 @@ cat(sprintf('{"seconds": %.3f, "loglik": %.6f, "sd_a": %.6f, "sd_b": %.6f, "vers
 
 def fit_ours(name: str, path: str, timeout: float) -> dict:
     n_a, n_b, n_rows = WORKLOADS[name]
-    code = CHILD.format(bench=str(Path(__file__).resolve().parent), n_a=n_a, n_b=n_b, n_rows=n_rows, path=path)
+    code = CHILD.format(
+        bench=str(Path(__file__).resolve().parent), n_a=n_a, n_b=n_b, n_rows=n_rows, path=path
+    )
     try:
-        run = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=timeout)
+        run = subprocess.run(
+            [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return {"skipped": f"timed out after {timeout:.0f} s"}
     if run.returncode != 0:
@@ -102,8 +106,13 @@ def fit_glmmtmb(name: str, timeout: float) -> dict:
         pd.concat([X, groups], axis=1).assign(y=y).to_csv(csv, index=False, float_format="%.17g")
         script.write_text(R_SCRIPT)
         try:
-            run = subprocess.run(["Rscript", str(script), str(csv)], check=False, capture_output=True, text=True,
-                                 timeout=timeout)
+            run = subprocess.run(
+                ["Rscript", str(script), str(csv)],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
             return {"skipped": f"timed out after {timeout:.0f} s"}
         if run.returncode != 0:
@@ -115,8 +124,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), default=["2k", "8k", "2m"])
     parser.add_argument("--peers", action="store_true", help="also fit with glmmTMB (Rscript)")
-    parser.add_argument("--path", choices=["auto", "dense"], default="auto",
-                        help="dense: force the dense Schur complement (the previous engine) where it applies")
+    parser.add_argument(
+        "--path",
+        choices=["auto", "dense"],
+        default="auto",
+        help="dense: force the dense Schur complement (the previous engine) where it applies",
+    )
     parser.add_argument("--no-ours", action="store_true", help="run only the peer (with --peers)")
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--json", type=Path, default=None)
@@ -126,25 +139,33 @@ def main(argv=None) -> int:
         n_a, n_b, n_rows = WORKLOADS[name]
         print(f"[{name}] {n_a:,} x {n_b:,} levels, {n_rows:,} rows (truth: SD a 0.5, SD b 0.3)", flush=True)
         row = results[name] = {"levels": [n_a, n_b], "rows": n_rows}
-        ours = row["sklearn_glmm"] = {"skipped": "--no-ours"} if args.no_ours else fit_ours(name, args.path,
-                                                                                              args.timeout)
+        ours = row["sklearn_glmm"] = (
+            {"skipped": "--no-ours"} if args.no_ours else fit_ours(name, args.path, args.timeout)
+        )
         if "skipped" in ours:
             print(f"  sklearn_glmm: skipped ({ours['skipped']})", flush=True)
         else:
-            print(f"  sklearn_glmm: {ours['seconds']:.2f} s (CPU {ours['cpu_seconds']:.2f} s), peak RSS {ours['peak_rss_mb']:.0f} MB "
-                  f"({ours['rss_before_fit_mb']:.0f} MB before the fit), logLik {ours['loglik']:.4f}, "
-                  f"SD a {ours['sd_a']:.4f}, SD b {ours['sd_b']:.4f}, {ours['n_evals']} evaluations, "
-                  f"converged {ours['converged']}\n  linear algebra: {ours['linear_algebra']}", flush=True)
+            print(
+                f"  sklearn_glmm: {ours['seconds']:.2f} s (CPU {ours['cpu_seconds']:.2f} s), peak RSS {ours['peak_rss_mb']:.0f} MB "
+                f"({ours['rss_before_fit_mb']:.0f} MB before the fit), logLik {ours['loglik']:.4f}, "
+                f"SD a {ours['sd_a']:.4f}, SD b {ours['sd_b']:.4f}, {ours['n_evals']} evaluations, "
+                f"converged {ours['converged']}\n  linear algebra: {ours['linear_algebra']}",
+                flush=True,
+            )
         if args.peers:
             peer = row["glmmTMB"] = fit_glmmtmb(name, args.timeout)
             if "skipped" in peer:
                 print(f"  glmmTMB: skipped ({peer['skipped']})", flush=True)
             else:
-                text = (f"  glmmTMB {peer['version']}: {peer['seconds']:.2f} s, logLik {peer['loglik']:.4f}, "
-                        f"SD a {peer['sd_a']:.4f}, SD b {peer['sd_b']:.4f}")
+                text = (
+                    f"  glmmTMB {peer['version']}: {peer['seconds']:.2f} s, logLik {peer['loglik']:.4f}, "
+                    f"SD a {peer['sd_a']:.4f}, SD b {peer['sd_b']:.4f}"
+                )
                 if "skipped" not in ours:
-                    text += (f"; glmmTMB / ours time {peer['seconds'] / ours['seconds']:.1f}x, "
-                             f"logLik ours - glmmTMB {ours['loglik'] - peer['loglik']:+.6f}")
+                    text += (
+                        f"; glmmTMB / ours time {peer['seconds'] / ours['seconds']:.1f}x, "
+                        f"logLik ours - glmmTMB {ours['loglik'] - peer['loglik']:+.6f}"
+                    )
                 print(text, flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

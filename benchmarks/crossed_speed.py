@@ -84,10 +84,25 @@ def simulate_kb07(seed: int = 20261202) -> pd.DataFrame:
 
     b_subj = effects(n_subj, np.array([300.0, 60.0, 40.0, 30.0]), 0.3)
     b_item = effects(n_item, np.array([350.0, 80.0, 200.0, 20.0]), -0.2)
-    rt = (2180 + 70 * spkr - 330 * prec + 80 * load + np.sum(Z * b_subj[subj], axis=1)
-          + np.sum(Z * b_item[item], axis=1) + rng.normal(0, 600, subj.size))
-    return pd.DataFrame({"subj": "S" + pd.Series(subj).astype(str), "item": "I" + pd.Series(item).astype(str),
-                         "spkr": spkr, "prec": prec, "load": load, "rt": rt})
+    rt = (
+        2180
+        + 70 * spkr
+        - 330 * prec
+        + 80 * load
+        + np.sum(Z * b_subj[subj], axis=1)
+        + np.sum(Z * b_item[item], axis=1)
+        + rng.normal(0, 600, subj.size)
+    )
+    return pd.DataFrame(
+        {
+            "subj": "S" + pd.Series(subj).astype(str),
+            "item": "I" + pd.Series(item).astype(str),
+            "spkr": spkr,
+            "prec": prec,
+            "load": load,
+            "rt": rt,
+        }
+    )
 
 
 def load_insteval(cache_dir: Path) -> tuple[pd.DataFrame | None, str]:
@@ -99,7 +114,9 @@ def load_insteval(cache_dir: Path) -> tuple[pd.DataFrame | None, str]:
         cache_dir.mkdir(parents=True, exist_ok=True)
         script = cache_dir / "export_insteval.R"
         script.write_text(EXPORT_INSTEVAL)
-        done = subprocess.run(["Rscript", str(script), str(path)], check=False, capture_output=True, text=True)
+        done = subprocess.run(
+            ["Rscript", str(script), str(path)], check=False, capture_output=True, text=True
+        )
         if done.returncode != 0 or not path.exists():
             return None, f"exporting lme4::InstEval failed: {done.stderr.strip()[-300:]}"
     data = pd.read_csv(path)
@@ -118,7 +135,13 @@ class _Stopwatch:
     def __init__(self):
         from sklearn_glmm._core import _lmm
 
-        self.cls, self.setup, self.evaluations, self.n_evaluations, self._depth = _lmm.LMMProblem, 0.0, 0.0, 0, 0
+        self.cls, self.setup, self.evaluations, self.n_evaluations, self._depth = (
+            _lmm.LMMProblem,
+            0.0,
+            0.0,
+            0,
+            0,
+        )
 
     def _wrap(self, method, field):
         def timed(*args, **kwargs):
@@ -178,8 +201,12 @@ def fit_lme4(formula: str, data: pd.DataFrame, factors: list[str], repeats: int)
         script.write_text(R_FIT)
         runs = []
         for _ in range(repeats):
-            done = subprocess.run(["Rscript", str(script), str(csv), formula, ",".join(factors)],
-                                  check=False, capture_output=True, text=True)
+            done = subprocess.run(
+                ["Rscript", str(script), str(csv), formula, ",".join(factors)],
+                check=False,
+                capture_output=True,
+                text=True,
+            )
             if done.returncode != 0:
                 return {"skipped": f"lme4 failed: {done.stderr.strip()[-300:]}"}
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -198,8 +225,12 @@ def main(argv=None) -> int:
     parser.add_argument("--package-path", help="import sklearn_glmm from this directory")
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "sklearn_glmm_bench"))
     parser.add_argument("--json", help="write the rows as JSON")
-    parser.add_argument("--blas-threads", type=int, help="limit BLAS threads for our fits (threadpoolctl) and R's "
-                        "(OMP/OPENBLAS/MKL_NUM_THREADS); on a busy 2-core machine 1 is often faster")
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        help="limit BLAS threads for our fits (threadpoolctl) and R's "
+        "(OMP/OPENBLAS/MKL_NUM_THREADS); on a busy 2-core machine 1 is often faster",
+    )
     args = parser.parse_args(argv)
     if args.blas_threads:
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -228,20 +259,27 @@ def main(argv=None) -> int:
         # one untimed warm-up fit (lazy imports, first-call overheads)
         fit_ours(FORMULAS[name], data.iloc[: min(len(data), 2000)], 1)
         ours = fit_ours(FORMULAS[name], data, args.repeats)
-        peer = {"skipped": "--no-peers"} if args.no_peers else fit_lme4(FORMULAS[name], data, factors,
-                                                                         args.peer_repeats)
+        peer = (
+            {"skipped": "--no-peers"}
+            if args.no_peers
+            else fit_lme4(FORMULAS[name], data, factors, args.peer_repeats)
+        )
         row = {"rows": len(data), "formula": FORMULAS[name], "ours": ours, "lme4": peer}
         if "seconds" in peer:
             row["ratio"] = peer["seconds"] / ours["seconds"]
             row["loglik_gap_relative"] = (ours["loglik"] - peer["loglik"]) / abs(peer["loglik"])
         rows[name] = row
-        line = f"{name} ({len(data):,} rows): ours {ours['seconds']:.3f} s, {ours['n_evals']} evaluations " \
-               f"({ours['seconds_per_evaluation']:.4f} s each), set-up {ours['setup_seconds']:.3f} s, " \
-               f"logLik {ours['loglik']:.6f}"
+        line = (
+            f"{name} ({len(data):,} rows): ours {ours['seconds']:.3f} s, {ours['n_evals']} evaluations "
+            f"({ours['seconds_per_evaluation']:.4f} s each), set-up {ours['setup_seconds']:.3f} s, "
+            f"logLik {ours['loglik']:.6f}"
+        )
         if "seconds" in peer:
-            line += (f"; lme4 {peer['seconds']:.3f} s ({peer['n_evals']} evaluations), logLik {peer['loglik']:.6f};"
-                     f" ratio lme4/ours {row['ratio']:.1f}x; (ours - lme4)/|lme4| logLik "
-                     f"{row['loglik_gap_relative']:.2e}")
+            line += (
+                f"; lme4 {peer['seconds']:.3f} s ({peer['n_evals']} evaluations), logLik {peer['loglik']:.6f};"
+                f" ratio lme4/ours {row['ratio']:.1f}x; (ours - lme4)/|lme4| logLik "
+                f"{row['loglik_gap_relative']:.2e}"
+            )
         else:
             line += f"; lme4 skipped ({peer['skipped']})"
         print(line)

@@ -29,7 +29,9 @@ def import_times(module: str) -> dict[str, tuple[int, int]]:
     """(own, cumulative) import time in microseconds of every module ``import module`` loads."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     times = {}
     for line in result.stderr.splitlines():
@@ -66,14 +68,24 @@ def main(argv: list[str] | None = None) -> int:
         added.append(sum(own for name, (own, _) in last.items() if name not in sklearn_modules) / 1e6)
         cpu_base.append(import_cpu_seconds("sklearn"))
         cpu_ours.append(import_cpu_seconds("sklearn_glmm"))
-    print(f"import sklearn                        median {statistics.median(base):.3f} s, min {min(base):.3f} s")
-    print(f"import sklearn_glmm                   median {statistics.median(ours):.3f} s, min {min(ours):.3f} s")
-    print(f"difference of the two                 median {statistics.median(ours) - statistics.median(base):+.3f} s, "
-          f"min {min(ours) - min(base):+.3f} s")
-    print(f"own time of the modules sklearn does not import (one process): "
-          f"median {statistics.median(added):.3f} s, min {min(added):.3f} s")
-    print(f"CPU time: import sklearn median {statistics.median(cpu_base):.3f} s, import sklearn_glmm median "
-          f"{statistics.median(cpu_ours):.3f} s, added {statistics.median(cpu_ours) - statistics.median(cpu_base):+.3f} s")
+    print(
+        f"import sklearn                        median {statistics.median(base):.3f} s, min {min(base):.3f} s"
+    )
+    print(
+        f"import sklearn_glmm                   median {statistics.median(ours):.3f} s, min {min(ours):.3f} s"
+    )
+    print(
+        f"difference of the two                 median {statistics.median(ours) - statistics.median(base):+.3f} s, "
+        f"min {min(ours) - min(base):+.3f} s"
+    )
+    print(
+        f"own time of the modules sklearn does not import (one process): "
+        f"median {statistics.median(added):.3f} s, min {min(added):.3f} s"
+    )
+    print(
+        f"CPU time: import sklearn median {statistics.median(cpu_base):.3f} s, import sklearn_glmm median "
+        f"{statistics.median(cpu_ours):.3f} s, added {statistics.median(cpu_ours) - statistics.median(cpu_base):+.3f} s"
+    )
     by_package: dict[str, int] = {}
     for name, (own, _) in last.items():
         if name not in sklearn_modules:

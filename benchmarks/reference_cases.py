@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_test_helpers():
-    spec = importlib.util.spec_from_file_location("reference_fits", ROOT / "tests" / "test_families_reference.py")
+    spec = importlib.util.spec_from_file_location(
+        "reference_fits", ROOT / "tests" / "test_families_reference.py"
+    )
     package = type(sys)("tests")
     package.__path__ = [str(ROOT / "tests")]
     sys.modules.setdefault("tests", package)
@@ -45,11 +47,31 @@ def _seed_case(case):
 
 #: several grouping factors: estimator, random_effects, X columns, y, factor columns, kwargs
 MULTI_FACTOR_CASES = {
-    "crossed_binary_sim": ("BinomialGLMMClassifier", "(1 | subject) + (1 | item)", ["x"], "y", ["subject", "item"], {}),
-    "penicillin_crossed": ("GaussianLMMRegressor", "(1 | plate) + (1 | sample)", [], "diameter", ["plate", "sample"],
-                           {"reml": False}),
+    "crossed_binary_sim": (
+        "BinomialGLMMClassifier",
+        "(1 | subject) + (1 | item)",
+        ["x"],
+        "y",
+        ["subject", "item"],
+        {},
+    ),
+    "penicillin_crossed": (
+        "GaussianLMMRegressor",
+        "(1 | plate) + (1 | sample)",
+        [],
+        "diameter",
+        ["plate", "sample"],
+        {"reml": False},
+    ),
     "nested_poisson_sim": ("PoissonGLMMRegressor", "(1 | clinic/user)", ["x"], "y", ["clinic", "user"], {}),
-    "sleepstudy_uncorrelated": ("GaussianLMMRegressor", "(1 + Days || Subject)", ["Days"], "Reaction", ["Subject"], {}),
+    "sleepstudy_uncorrelated": (
+        "GaussianLMMRegressor",
+        "(1 + Days || Subject)",
+        ["Days"],
+        "Reaction",
+        ["Subject"],
+        {},
+    ),
 }
 
 
@@ -92,9 +114,14 @@ def main() -> None:
                 "engine": ref["engine"],
                 "max |fixef diff|": float(np.max(np.abs(model.fixef_.to_numpy() - fixef.to_numpy()))),
                 "max |fixef diff| / SE": float(
-                    np.max(np.abs(model.fixef_.to_numpy() - fixef.to_numpy()) / np.array(list(ref["fixef_se"].values())))
+                    np.max(
+                        np.abs(model.fixef_.to_numpy() - fixef.to_numpy())
+                        / np.array(list(ref["fixef_se"].values()))
+                    )
                 ),
-                "max rel SD/corr diff": float(np.max(np.abs(model.varcorr_["sdcor"].to_numpy() - sd) / np.abs(sd))),
+                "max rel SD/corr diff": float(
+                    np.max(np.abs(model.varcorr_["sdcor"].to_numpy() - sd) / np.abs(sd))
+                ),
                 "logLik ours": model.loglik_,
                 "logLik ref": reference_loglik,
                 "ours - ref": model.loglik_ - reference_loglik,

@@ -47,15 +47,27 @@ SIZES = {"S": 50, "M": 2_000, "L": 20_000}
 FEATURES = ["day_centered", "notifications", "weekend", "mood"]
 _RHS = "day_centered + notifications + weekend + mood"
 MODELS = {
-    "ri": {"family": "poisson", "random_effects": "(1 | user_id)",
-           "formula": f"logins ~ {_RHS} + (1 | user_id)"},
-    "rs": {"family": "poisson", "random_effects": "(1 + day_centered | user_id)",
-           "formula": f"logins ~ {_RHS} + (1 + day_centered | user_id)"},
-    "binomial_ri": {"family": "binomial", "random_effects": "(1 | user_id)",
-                    "formula": f"I(logins > 0) ~ {_RHS} + (1 | user_id)"},
+    "ri": {
+        "family": "poisson",
+        "random_effects": "(1 | user_id)",
+        "formula": f"logins ~ {_RHS} + (1 | user_id)",
+    },
+    "rs": {
+        "family": "poisson",
+        "random_effects": "(1 + day_centered | user_id)",
+        "formula": f"logins ~ {_RHS} + (1 + day_centered | user_id)",
+    },
+    "binomial_ri": {
+        "family": "binomial",
+        "random_effects": "(1 | user_id)",
+        "formula": f"I(logins > 0) ~ {_RHS} + (1 | user_id)",
+    },
     # negative binomial (NB2) random intercept: glmmTMB nbinom2, lme4 glmer.nb; not in the default set
-    "nb_ri": {"family": "negative_binomial", "random_effects": "(1 | user_id)",
-              "formula": f"logins ~ {_RHS} + (1 | user_id), NB2"},
+    "nb_ri": {
+        "family": "negative_binomial",
+        "random_effects": "(1 | user_id)",
+        "formula": f"logins ~ {_RHS} + (1 | user_id), NB2",
+    },
 }
 DEFAULT_MODELS = ("ri", "rs", "binomial_ri")
 R_PEERS = ("lme4", "lme4_nagq0", "glmmtmb")
@@ -64,8 +76,11 @@ ALL_PEERS = R_PEERS + PY_PEERS
 DEFAULT_PEERS = ("lme4", "lme4_nagq0", "glmmtmb", "gpboost")
 #: GPBoost with tight tolerances (its default stopping rule stops short of the optimum)
 GPBOOST_TIGHT = {"delta_rel_conv": 1e-12, "maxit": 10_000}
-OUR_ESTIMATOR = {"poisson": "PoissonGLMMRegressor", "binomial": "BinomialGLMMClassifier",
-                 "negative_binomial": "NegativeBinomialGLMMRegressor"}
+OUR_ESTIMATOR = {
+    "poisson": "PoissonGLMMRegressor",
+    "binomial": "BinomialGLMMClassifier",
+    "negative_binomial": "NegativeBinomialGLMMRegressor",
+}
 #: rows of the warm-up fit run before the memory baseline (triggers lazy imports and caches)
 WARMUP_USERS = 10
 
@@ -92,8 +107,13 @@ def input_nbytes(n_rows: int) -> int:
 
 def save_npz(data: pd.DataFrame, path: str) -> None:
     codes, labels = pd.factorize(data["user_id"], sort=False)
-    np.savez(path, X=data[FEATURES].to_numpy(np.float64), logins=data["logins"].to_numpy(np.int64),
-             codes=codes.astype(np.int64), labels=np.asarray(labels, dtype=str))
+    np.savez(
+        path,
+        X=data[FEATURES].to_numpy(np.float64),
+        logins=data["logins"].to_numpy(np.int64),
+        codes=codes.astype(np.int64),
+        labels=np.asarray(labels, dtype=str),
+    )
 
 
 def load_npz(path: str) -> pd.DataFrame:
@@ -186,8 +206,9 @@ def child_ours_memory(npz: str, model: str) -> dict:
     X, y, groups = data[FEATURES], response(data, model), data["user_id"]
     cls = our_estimator_class(model)
     warm = data.iloc[: WARMUP_USERS * N_DAYS]
-    cls(random_effects=MODELS[model]["random_effects"]).fit(warm[FEATURES], response(warm, model),
-                                                             groups=warm["user_id"])
+    cls(random_effects=MODELS[model]["random_effects"]).fit(
+        warm[FEATURES], response(warm, model), groups=warm["user_id"]
+    )
     del warm
     est = cls(random_effects=MODELS[model]["random_effects"])
     gc.collect()
@@ -207,8 +228,13 @@ def child_ours_memory(npz: str, model: str) -> dict:
     peak_kb = _proc_status_kb("VmHWM") if method == "VmHWM" else None
     if peak_kb is None:
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"method": method, "baseline_mb": baseline_kb / 1024, "fit_peak_process_mb": peak_kb / 1024,
-            "fit_increment_mb": (peak_kb - baseline_kb) / 1024, "time_s": elapsed}
+    return {
+        "method": method,
+        "baseline_mb": baseline_kb / 1024,
+        "fit_peak_process_mb": peak_kb / 1024,
+        "fit_increment_mb": (peak_kb - baseline_kb) / 1024,
+        "time_s": elapsed,
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -232,9 +258,13 @@ def child_gpboost(npz: str, model: str, repeats: int, tight: bool) -> dict:
         times.append(time.perf_counter() - t0)
     coef = np.ravel(m.get_coef())
     names = ["(Intercept)"] + FEATURES
-    return {"times": times, "loglik": -float(m.get_current_neg_log_likelihood()),
-            "fixef": dict(zip(names, map(float, coef))), "params": params,
-            "cov_pars": [float(c) for c in np.ravel(m.get_cov_pars())]}
+    return {
+        "times": times,
+        "loglik": -float(m.get_current_neg_log_likelihood()),
+        "fixef": dict(zip(names, map(float, coef))),
+        "params": params,
+        "cov_pars": [float(c) for c in np.ravel(m.get_cov_pars())],
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -257,14 +287,24 @@ def run_child(cmd, env=None, timeout=None):
 
 
 def _child_cmd(kind: str, npz: str, model: str, repeats: int = 1) -> list[str]:
-    return [sys.executable, os.path.abspath(__file__), "--_child", kind, "--_npz", npz,
-            "--_model", model, "--_repeats", str(repeats)]
+    return [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--_child",
+        kind,
+        "--_npz",
+        npz,
+        "--_model",
+        model,
+        "--_repeats",
+        str(repeats),
+    ]
 
 
 def _parse_json_result(stdout: str) -> dict | None:
     for line in stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     return None
 
 
@@ -309,8 +349,14 @@ def run_r_peer(csv: str, model: str, tool: str, repeats: int, timeout) -> dict:
             warns.append(parts[2])
     if rc != 0 or not times or loglik is None:
         return {"error": f"exit {rc}: {(err or out).strip()[-400:]}"}
-    return {"times": times, "median_s": statistics.median(times), "loglik": loglik, "fixef": fixef,
-            "warnings": warns, "peak_mb": maxrss}
+    return {
+        "times": times,
+        "median_s": statistics.median(times),
+        "loglik": loglik,
+        "fixef": fixef,
+        "warnings": warns,
+        "peak_mb": maxrss,
+    }
 
 
 def available_peers() -> tuple[dict, dict]:
@@ -333,8 +379,9 @@ def available_peers() -> tuple[dict, dict]:
         return ok, why
     probe = 'cat(requireNamespace("lme4", quietly=TRUE), requireNamespace("glmmTMB", quietly=TRUE))'
     try:
-        out = subprocess.run(["Rscript", "--vanilla", "-e", probe], capture_output=True, text=True,
-                             timeout=120).stdout.split()
+        out = subprocess.run(
+            ["Rscript", "--vanilla", "-e", probe], capture_output=True, text=True, timeout=120
+        ).stdout.split()
         has_lme4, has_tmb = (out + ["FALSE", "FALSE"])[:2]
     except Exception as exc:  # pragma: no cover
         has_lme4 = has_tmb = "FALSE"
@@ -375,8 +422,12 @@ def run_workload(data: pd.DataFrame, n_splits: int = 5) -> dict:
             dev.append(float(mean_poisson_deviance(y.iloc[te], mu)))
             pred_s.append(time.perf_counter() - t1)
             fit_s.append(t1 - t0)
-        out["models"][model] = {"fit_s": fit_s, "predict_s": pred_s, "total_s": sum(fit_s) + sum(pred_s),
-                                "mean_poisson_deviance": dev}
+        out["models"][model] = {
+            "fit_s": fit_s,
+            "predict_s": pred_s,
+            "total_s": sum(fit_s) + sum(pred_s),
+            "mean_poisson_deviance": dev,
+        }
     out["total_s"] = time.perf_counter() - t_all
     out["total_cpu_s"] = time.process_time() - c_all
     return out
@@ -411,14 +462,25 @@ def format_table(rows: list[dict]) -> str:
     head = ["size", "model", "tool", "median s", "ratio", "logLik", "logLik-ours", "peak MB", "notes"]
     lines = []
     for r in rows:
-        lines.append([r["size"], r["model"], r["tool"], _fmt(r.get("median_s"), ".3f"),
-                      _fmt(r.get("ratio"), ".2f"), _fmt(r.get("loglik"), ".4f"),
-                      _fmt(r.get("loglik_minus_ours"), "+.2e"), _fmt(r.get("peak_mb"), ".0f"),
-                      r.get("note", "")])
+        lines.append(
+            [
+                r["size"],
+                r["model"],
+                r["tool"],
+                _fmt(r.get("median_s"), ".3f"),
+                _fmt(r.get("ratio"), ".2f"),
+                _fmt(r.get("loglik"), ".4f"),
+                _fmt(r.get("loglik_minus_ours"), "+.2e"),
+                _fmt(r.get("peak_mb"), ".0f"),
+                r.get("note", ""),
+            ]
+        )
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)] if lines else [len(h) for h in head]
     widths[-1] = 0
-    fmt_row = lambda cells: "  ".join(str(c).rjust(w) if 3 <= i <= 7 else str(c).ljust(w)  # noqa: E731
-                                      for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    fmt_row = lambda cells: "  ".join(
+        str(c).rjust(w) if 3 <= i <= 7 else str(c).ljust(w)  # noqa: E731
+        for i, (c, w) in enumerate(zip(cells, widths))
+    ).rstrip()
     sep = "  ".join("-" * w for w in widths[:-1]) + "  -----"
     return "\n".join([fmt_row(head), sep] + [fmt_row(c) for c in lines])
 
@@ -434,44 +496,80 @@ def target_checks(rows: list[dict], workload: dict | None) -> list[dict]:
     def add(name, value, limit, ok):
         checks.append({"target": name, "value": value, "limit": limit, "pass": ok})
 
-    for size, model, limit in (("M", "ri", 0.9), ("M", "binomial_ri", 0.9), ("L", "ri", 10.0),
-                               ("L", "rs", 40.0), ("M", "rs", 3.8)):
+    for size, model, limit in (
+        ("M", "ri", 0.9),
+        ("M", "binomial_ri", 0.9),
+        ("L", "ri", 10.0),
+        ("L", "rs", 40.0),
+        ("M", "rs", 3.8),
+    ):
         o = ours(size, model)
         if o:
             add(f"{model} at {size}: seconds <= {limit}", o["median_s"], limit, o["median_s"] <= limit)
     o, g = ours("S", "ri"), by.get(("S", "ri", "gpboost"))
     if o and g:
-        add("ri at S: seconds <= GPBoost (tight)", o["median_s"], g["median_s"],
-            o["median_s"] <= g["median_s"])
+        add(
+            "ri at S: seconds <= GPBoost (tight)",
+            o["median_s"],
+            g["median_s"],
+            o["median_s"] <= g["median_s"],
+        )
     o, t = ours("M", "rs"), by.get(("M", "rs", "glmmtmb"))
     if o and t:
-        add("rs at M: >= 10x faster than glmmTMB", t["median_s"] / o["median_s"], 10.0,
-            t["median_s"] / o["median_s"] >= 10.0)
+        add(
+            "rs at M: >= 10x faster than glmmTMB",
+            t["median_s"] / o["median_s"],
+            10.0,
+            t["median_s"] / o["median_s"] >= 10.0,
+        )
     for size in SIZES:
         o, t = ours(size, "nb_ri"), by.get((size, "nb_ri", "glmmtmb"))
         if o and t:
-            add(f"nb_ri at {size}: >= 5x faster than glmmTMB", t["median_s"] / o["median_s"], 5.0,
-                t["median_s"] / o["median_s"] >= 5.0)
+            add(
+                f"nb_ri at {size}: >= 5x faster than glmmTMB",
+                t["median_s"] / o["median_s"],
+                5.0,
+                t["median_s"] / o["median_s"] >= 5.0,
+            )
     for (size, model, tool), r in by.items():
         if tool != "ours":
             continue
-        peers = [p for (s, m, tl), p in by.items() if s == size and m == model and tl != "ours"
-                 and p.get("loglik") is not None]
+        peers = [
+            p
+            for (s, m, tl), p in by.items()
+            if s == size and m == model and tl != "ours" and p.get("loglik") is not None
+        ]
         if peers:
             best = max(p["loglik"] for p in peers)
-            add(f"{model} at {size}: logLik >= best peer - 1e-3", r["loglik"] - best, -1e-3,
-                r["loglik"] - best >= -1e-3)
+            add(
+                f"{model} at {size}: logLik >= best peer - 1e-3",
+                r["loglik"] - best,
+                -1e-3,
+                r["loglik"] - best >= -1e-3,
+            )
         if r.get("mem_ratio") is not None:
-            add(f"{model} at {size}: fit memory <= 3x input arrays", r["mem_ratio"], 3.0,
-                r["mem_ratio"] <= 3.0)
+            add(
+                f"{model} at {size}: fit memory <= 3x input arrays",
+                r["mem_ratio"],
+                3.0,
+                r["mem_ratio"] <= 3.0,
+            )
     for model in MODELS:
         m, l = ours("M", model), ours("L", model)
         if m and l:
-            add(f"{model}: L/M time ratio (rows x10; linear = 10)", l["median_s"] / m["median_s"], 10.0,
-                l["median_s"] / m["median_s"] <= 12.0)
+            add(
+                f"{model}: L/M time ratio (rows x10; linear = 10)",
+                l["median_s"] / m["median_s"],
+                10.0,
+                l["median_s"] / m["median_s"] <= 12.0,
+            )
     if workload:
-        add("GroupKFold workload at M (10 fits + predict): seconds <= 10", workload["total_s"], 10.0,
-            workload["total_s"] <= 10.0)
+        add(
+            "GroupKFold workload at M (10 fits + predict): seconds <= 10",
+            workload["total_s"],
+            10.0,
+            workload["total_s"] <= 10.0,
+        )
     return checks
 
 
@@ -482,33 +580,49 @@ def meta(args) -> dict:
     import sklearn_glmm
 
     try:
-        commit = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "sklearn_glmm"],
-                                    capture_output=True, text=True).stdout.strip())
+        commit = subprocess.run(
+            ["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", REPO, "status", "--porcelain", "--", "sklearn_glmm"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
     except Exception:  # pragma: no cover
         commit = dirty = None
     if args.package_path:  # an exported copy: the repo's HEAD/dirty state says nothing about it
         dirty = None
         commit = f"(package from {os.path.abspath(args.package_path)}; repo HEAD {commit})"
-    info = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
-            "platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "scipy": scipy.__version__, "sklearn": sklearn.__version__,
-            "sklearn_glmm": getattr(sklearn_glmm, "__version__", None),
-            "sklearn_glmm_path": os.path.dirname(os.path.abspath(sklearn_glmm.__file__)),
-            "git_commit": commit,
-            "sklearn_glmm_uncommitted_changes": dirty,
-            "seed": args.seed, "n_days": N_DAYS,
-            "memory_method": "ours: peak RSS (VmHWM after /proc/self/clear_refs reset) minus RSS after "
-                             "loading "
-                             "data, in a fresh process; peers and 'peak MB': whole-process max RSS (wait4)",
-            "env_threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                            "MKL_NUM_THREADS")}}
+    info = {
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "sklearn": sklearn.__version__,
+        "sklearn_glmm": getattr(sklearn_glmm, "__version__", None),
+        "sklearn_glmm_path": os.path.dirname(os.path.abspath(sklearn_glmm.__file__)),
+        "git_commit": commit,
+        "sklearn_glmm_uncommitted_changes": dirty,
+        "seed": args.seed,
+        "n_days": N_DAYS,
+        "memory_method": "ours: peak RSS (VmHWM after /proc/self/clear_refs reset) minus RSS after "
+        "loading "
+        "data, in a fresh process; peers and 'peak MB': whole-process max RSS (wait4)",
+        "env_threads": {
+            k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        },
+    }
     try:
         from threadpoolctl import threadpool_info
 
-        info["blas"] = [{k: d.get(k) for k in ("internal_api", "num_threads", "version")}
-                        for d in threadpool_info()]
+        info["blas"] = [
+            {k: d.get(k) for k in ("internal_api", "num_threads", "version")} for d in threadpool_info()
+        ]
     except Exception:  # pragma: no cover
         pass
     try:
@@ -518,11 +632,14 @@ def meta(args) -> dict:
     except Exception:
         pass
     if shutil.which("Rscript"):
-        expr = ('v <- function(p) tryCatch(format(packageVersion(p)), error = function(e) "-"); '
-                'cat(R.version.string, "| lme4", v("lme4"), "| glmmTMB", v("glmmTMB"))')
+        expr = (
+            'v <- function(p) tryCatch(format(packageVersion(p)), error = function(e) "-"); '
+            'cat(R.version.string, "| lme4", v("lme4"), "| glmmTMB", v("glmmTMB"))'
+        )
         try:
-            info["R"] = subprocess.run(["Rscript", "--vanilla", "-e", expr], capture_output=True, text=True,
-                                       timeout=120).stdout.strip()
+            info["R"] = subprocess.run(
+                ["Rscript", "--vanilla", "-e", expr], capture_output=True, text=True, timeout=120
+            ).stdout.strip()
         except Exception:  # pragma: no cover
             pass
     return info
@@ -532,37 +649,72 @@ def meta(args) -> dict:
 # main
 # --------------------------------------------------------------------------------------
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["S", "M"],
-                    help="panel sizes: S=50, M=2000, L=20000 users x 180 days (default: S M)")
-    ap.add_argument("--models", nargs="+", choices=list(MODELS), default=list(DEFAULT_MODELS),
-                    help="ri, rs (correlated random slope), binomial_ri (default: these three), "
-                         "nb_ri (negative binomial random intercept; lme4 = glmer.nb)")
-    ap.add_argument("--repeats", type=int, default=None,
-                    help="fits per measurement, median reported (default: 3 at S/M, 1 at L)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--sizes",
+        nargs="+",
+        choices=list(SIZES),
+        default=["S", "M"],
+        help="panel sizes: S=50, M=2000, L=20000 users x 180 days (default: S M)",
+    )
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        choices=list(MODELS),
+        default=list(DEFAULT_MODELS),
+        help="ri, rs (correlated random slope), binomial_ri (default: these three), "
+        "nb_ri (negative binomial random intercept; lme4 = glmer.nb)",
+    )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="fits per measurement, median reported (default: 3 at S/M, 1 at L)",
+    )
     ap.add_argument("--peer-repeats", type=int, default=None, help="repeats for peers (default: --repeats)")
-    ap.add_argument("--peers", nargs="*", choices=list(ALL_PEERS), default=None,
-                    help="peers to run (default: lme4 lme4_nagq0 glmmtmb gpboost, those installed; "
-                         "'--peers' with no name runs none; gpboost_default = GPBoost's default tolerances)")
+    ap.add_argument(
+        "--peers",
+        nargs="*",
+        choices=list(ALL_PEERS),
+        default=None,
+        help="peers to run (default: lme4 lme4_nagq0 glmmtmb gpboost, those installed; "
+        "'--peers' with no name runs none; gpboost_default = GPBoost's default tolerances)",
+    )
     ap.add_argument("--peers-at-L", action="store_true", help="also run peers at size L (5-15 min per R fit)")
-    ap.add_argument("--no-memory", action="store_true",
-                    help="skip the subprocess memory measurement of our fit")
-    ap.add_argument("--timeout", type=float, default=3600.0,
-                    help="seconds per subprocess before it is killed")
-    ap.add_argument("--workload", action="store_true",
-                    help="also run the 5-fold GroupKFold workload at M (ri and rs: 10 fits + predict)")
-    ap.add_argument("--profile", action="store_true",
-                    help="only cProfile our fit for each --sizes x --models; print top 25 by tottime")
+    ap.add_argument(
+        "--no-memory", action="store_true", help="skip the subprocess memory measurement of our fit"
+    )
+    ap.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds per subprocess before it is killed"
+    )
+    ap.add_argument(
+        "--workload",
+        action="store_true",
+        help="also run the 5-fold GroupKFold workload at M (ri and rs: 10 fits + predict)",
+    )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="only cProfile our fit for each --sizes x --models; print top 25 by tottime",
+    )
     ap.add_argument("--profile-dump", default=None, help="directory for .prof files of --profile")
     ap.add_argument("--json", default=None, help="write all results as JSON to this path")
     ap.add_argument("--seed", type=int, default=0, help="random_state of make_app_engagement (default 0)")
-    ap.add_argument("--package-path", default=None,
-                    help="import sklearn_glmm from this directory (e.g. an exported commit: "
-                         "git archive HEAD sklearn_glmm | tar -x -C DIR) instead of the installed one")
-    ap.add_argument("--blas-threads", type=int, default=None,
-                    help="limit numpy's BLAS/OpenMP threads for our fits (threadpoolctl; default: "
-                         "library default). On a loaded 2-core machine 1 thread can be much faster")
+    ap.add_argument(
+        "--package-path",
+        default=None,
+        help="import sklearn_glmm from this directory (e.g. an exported commit: "
+        "git archive HEAD sklearn_glmm | tar -x -C DIR) instead of the installed one",
+    )
+    ap.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="limit numpy's BLAS/OpenMP threads for our fits (threadpoolctl; default: "
+        "library default). On a loaded 2-core machine 1 thread can be much faster",
+    )
     ap.add_argument("--keep-data", default=None, help="write the panels (npz/csv) here and keep them")
     # internal: child processes
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
@@ -612,8 +764,9 @@ def main(argv=None) -> int:
                 if args.profile_dump:
                     os.makedirs(args.profile_dump, exist_ok=True)
                     dump = os.path.join(args.profile_dump, f"{size}_{model}.prof")
-                print(f"\n=== cProfile: size {size} ({len(data):,} rows), model {model}, "
-                      "top 25 by tottime ===")
+                print(
+                    f"\n=== cProfile: size {size} ({len(data):,} rows), model {model}, top 25 by tottime ==="
+                )
                 print(run_profile(data, model, dump=dump))
         return 0
 
@@ -631,9 +784,11 @@ def main(argv=None) -> int:
     os.makedirs(workdir, exist_ok=True)
     info = meta(args)
     dirty = " + uncommitted changes" if info.get("sklearn_glmm_uncommitted_changes") else ""
-    say(f"sklearn_glmm {info.get('sklearn_glmm')} from {info.get('sklearn_glmm_path')} "
+    say(
+        f"sklearn_glmm {info.get('sklearn_glmm')} from {info.get('sklearn_glmm_path')} "
         f"@ {info.get('git_commit')}{dirty}, python {info['python']}, "
-        f"{info['cpu_count']} CPUs; peers: {', '.join(peers) or 'none'}; data in {workdir}")
+        f"{info['cpu_count']} CPUs; peers: {', '.join(peers) or 'none'}; data in {workdir}"
+    )
 
     rows, panels_rows = [], {}
     workload = None
@@ -653,22 +808,32 @@ def main(argv=None) -> int:
             if any(p in R_PEERS for p in size_peers):
                 csv = os.path.join(workdir, f"panel_{size}_seed{args.seed}.csv")
                 save_csv(data, csv)
-            say(f"size {size}: {SIZES[size]} users x {N_DAYS} days = {len(data):,} rows "
+            say(
+                f"size {size}: {SIZES[size]} users x {N_DAYS} days = {len(data):,} rows "
                 f"(generated and written in {time.perf_counter() - t0:.1f} s); input arrays "
-                f"{input_nbytes(len(data)) / 2**20:.1f} MB")
+                f"{input_nbytes(len(data)) / 2**20:.1f} MB"
+            )
             for model in args.models:
-                base = {"size": size, "model": model, "n_rows": len(data),
-                        "formula": MODELS[model]["formula"]}
+                base = {
+                    "size": size,
+                    "model": model,
+                    "n_rows": len(data),
+                    "formula": MODELS[model]["formula"],
+                }
                 ours = None
                 if our_estimator_class(model) is None:
                     name = OUR_ESTIMATOR[MODELS[model]["family"]]
-                    say(f"{size} {model}: ours skipped: sklearn_glmm has no {name} yet "
-                        f"(hasattr(sklearn_glmm, {name!r}) is False)")
+                    say(
+                        f"{size} {model}: ours skipped: sklearn_glmm has no {name} yet "
+                        f"(hasattr(sklearn_glmm, {name!r}) is False)"
+                    )
                     rows.append(dict(base, tool="ours", note=f"skipped: no {name}"))
                 else:
                     ours = time_ours(data, model, repeats)
                     row = dict(base, tool="ours", repeats=repeats, ratio=1.0, loglik_minus_ours=0.0, **ours)
-                    notes = [f"CPU {ours['median_cpu_s']:.3f} s"] + ([] if ours["converged"] else ["NOT converged"])
+                    notes = [f"CPU {ours['median_cpu_s']:.3f} s"] + (
+                        [] if ours["converged"] else ["NOT converged"]
+                    )
                     if ours["warnings"]:
                         notes.append(f"{len(ours['warnings'])} warning type(s), see JSON")
                     if not args.no_memory:
@@ -683,13 +848,16 @@ def main(argv=None) -> int:
                             notes.append("memory child failed")
                     row["note"] = "; ".join(notes)
                     rows.append(row)
-                    say(f"{size} {model} ours: median {ours['median_s']:.3f} s (CPU {ours['median_cpu_s']:.3f} s) "
+                    say(
+                        f"{size} {model} ours: median {ours['median_s']:.3f} s (CPU {ours['median_cpu_s']:.3f} s) "
                         f"of {[round(t, 3) for t in ours['times']]}, "
-                        f"logLik {ours['loglik']:.4f}, {row['note']}")
+                        f"logLik {ours['loglik']:.4f}, {row['note']}"
+                    )
                 for peer in size_peers:
                     if peer.startswith("gpboost") and model == "rs":
-                        rows.append(dict(base, tool=peer,
-                                         note="skipped: GPBoost cannot fit correlated random slopes"))
+                        rows.append(
+                            dict(base, tool=peer, note="skipped: GPBoost cannot fit correlated random slopes")
+                        )
                         continue
                     if model == "nb_ri" and peer in ("lme4_nagq0",) + PY_PEERS:
                         rows.append(dict(base, tool=peer, note="skipped: not run for the NB model"))
@@ -701,8 +869,9 @@ def main(argv=None) -> int:
                         res = run_gpboost(npz, model, peer_repeats, peer == "gpboost", args.timeout)
                     row = dict(base, tool=peer, repeats=peer_repeats, **res)
                     if "skipped" in res or "error" in res:
-                        row["note"] = (("skipped: " + res["skipped"]) if "skipped" in res
-                                       else "ERROR " + res["error"])
+                        row["note"] = (
+                            ("skipped: " + res["skipped"]) if "skipped" in res else "ERROR " + res["error"]
+                        )
                         say(f"{size} {model} {peer}: {row['note']}")
                         rows.append(row)
                         continue
@@ -718,33 +887,45 @@ def main(argv=None) -> int:
                         notes.append("default tolerances, 1 thread")
                     row["note"] = "; ".join(notes)
                     rows.append(row)
-                    say(f"{size} {model} {peer}: median {res['median_s']:.3f} s, logLik {res['loglik']:.4f}, "
-                        f"peak {res['peak_mb']:.0f} MB")
+                    say(
+                        f"{size} {model} {peer}: median {res['median_s']:.3f} s, logLik {res['loglik']:.4f}, "
+                        f"peak {res['peak_mb']:.0f} MB"
+                    )
             del data
             gc.collect()
         if args.workload:
             say("workload: 5-fold GroupKFold over users at M, ri and rs ...")
             data = make_panel("M", args.seed)
             workload = run_workload(data)
-            say("workload: " + ", ".join(f"{m} {v['total_s']:.2f} s (fits {sum(v['fit_s']):.2f} s)"
-                                         for m, v in workload["models"].items())
-                + f"; total {workload['total_s']:.2f} s (CPU {workload['total_cpu_s']:.2f} s)")
+            say(
+                "workload: "
+                + ", ".join(
+                    f"{m} {v['total_s']:.2f} s (fits {sum(v['fit_s']):.2f} s)"
+                    for m, v in workload["models"].items()
+                )
+                + f"; total {workload['total_s']:.2f} s (CPU {workload['total_cpu_s']:.2f} s)"
+            )
     finally:
         if not args.keep_data:
             shutil.rmtree(workdir, ignore_errors=True)
 
     print()
     print(format_table(rows))
-    print("ratio = peer median seconds / our median seconds (>1: we are faster); "
-          "logLik-ours > 0: peer higher;")
+    print(
+        "ratio = peer median seconds / our median seconds (>1: we are faster); logLik-ours > 0: peer higher;"
+    )
     print("peak MB = max RSS of the whole fitting process (interpreter, data, fit); 'fit +X MB' = our fit's")
     print("peak RSS above the RSS just before fit, and its multiple of the input arrays (X, y, codes).")
     checks = target_checks(rows, workload)
     if workload:
-        print(f"\nGroupKFold workload at M: total {workload['total_s']:.2f} s "
-              f"(CPU {workload['total_cpu_s']:.2f} s); " + "; ".join(
-            f"{m}: fits {sum(v['fit_s']):.2f} s, predict {sum(v['predict_s']):.3f} s"
-            for m, v in workload["models"].items()))
+        print(
+            f"\nGroupKFold workload at M: total {workload['total_s']:.2f} s "
+            f"(CPU {workload['total_cpu_s']:.2f} s); "
+            + "; ".join(
+                f"{m}: fits {sum(v['fit_s']):.2f} s, predict {sum(v['predict_s']):.3f} s"
+                for m, v in workload["models"].items()
+            )
+        )
     if checks:
         print("\nPerformance targets judged from this run:")
         for c in checks:
@@ -752,8 +933,18 @@ def main(argv=None) -> int:
             print(f"  [{verdict}] {c['target']}: {c['value']:.4g} (limit {c['limit']:.4g})")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"meta": info, "rows_per_size": panels_rows, "results": rows, "workload": workload,
-                       "targets": checks}, fh, indent=2, default=float)
+            json.dump(
+                {
+                    "meta": info,
+                    "rows_per_size": panels_rows,
+                    "results": rows,
+                    "workload": workload,
+                    "targets": checks,
+                },
+                fh,
+                indent=2,
+                default=float,
+            )
         print(f"\nJSON written to {args.json}")
     return 0
 

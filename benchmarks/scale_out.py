@@ -66,8 +66,10 @@ def generate(folder: str, n_users: int, n_days: int, users_per_file: int, seed: 
         chunk.to_parquet(out / f"part-{i:05d}.parquet", index=False)
         rows += len(chunk)
         del chunk
-    print(f"wrote {rows:,} rows ({n_users:,} users x {n_days} days) in {n_files} files to {out} "
-          f"in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"wrote {rows:,} rows ({n_users:,} users x {n_days} days) in {n_files} files to {out} "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
 
 
 # -- dask ---------------------------------------------------------------------------------
@@ -108,11 +110,21 @@ def fit_dask(folder: str, model: str, n_workers: int) -> None:
     import sklearn_glmm
 
     name, random_effects = MODELS[model]
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      memory_limit="8GiB") as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            memory_limit="8GiB",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         client.run(lambda: __import__("sklearn_glmm"))  # imports are not the fit's cost
-        pids = {"driver": os.getpid(), **{f"worker {i}": pid for i, pid in enumerate(
-            sorted(client.run(os.getpid).values()))}}
+        pids = {
+            "driver": os.getpid(),
+            **{f"worker {i}": pid for i, pid in enumerate(sorted(client.run(os.getpid).values()))},
+        }
         data = dd.read_parquet(folder)
         n_rows = int(data.map_partitions(len).compute().sum())
         estimator = getattr(sklearn_glmm, name)(random_effects, group_column="user_id", verbose=1)
@@ -125,14 +137,20 @@ def fit_dask(folder: str, model: str, n_workers: int) -> None:
                 estimator.fit(data[["user_id"] + FEATURES], response)
             wall = time.perf_counter() - t0
     timings = estimator.fit_summary_.timings
-    print(f"\n{model} on {n_rows:,} rows in {data.npartitions} partitions, LocalCluster(n_workers={n_workers}, "
-          "threads_per_worker=1)")
-    print(f"  wall time of fit: {wall:.1f} s (solver {timings.get('total', float('nan')):.1f} s, "
-          f"{estimator.fit_summary_.n_evals} evaluations)")
+    print(
+        f"\n{model} on {n_rows:,} rows in {data.npartitions} partitions, LocalCluster(n_workers={n_workers}, "
+        "threads_per_worker=1)"
+    )
+    print(
+        f"  wall time of fit: {wall:.1f} s (solver {timings.get('total', float('nan')):.1f} s, "
+        f"{estimator.fit_summary_.n_evals} evaluations)"
+    )
     for process, peak in memory.peak.items():
         print(f"  peak RSS {process:9s}: {peak / 2**30:.2f} GiB")
-    print(f"  logLik {estimator.loglik_:.6f}; fixef {np.round(estimator.fixef_.to_numpy(), 6).tolist()}; "
-          f"theta {np.round(estimator.theta_, 6).tolist()}; converged {estimator.converged_}")
+    print(
+        f"  logLik {estimator.loglik_:.6f}; fixef {np.round(estimator.fixef_.to_numpy(), 6).tolist()}; "
+        f"theta {np.round(estimator.theta_, 6).tolist()}; converged {estimator.converged_}"
+    )
 
 
 # -- threads ------------------------------------------------------------------------------
@@ -140,7 +158,9 @@ def compare_threads(sizes: list[str], models: list[str], rounds: int, seed: int)
     import sklearn_glmm
     from sklearn_glmm.datasets import make_app_engagement
 
-    print(f"{'size':4s} {'model':12s} {'n_jobs=1 s':>11s} {'n_jobs=2 s':>11s} {'ratio 2/1':>9s} {'|dlogLik|/|logLik|':>18s}")
+    print(
+        f"{'size':4s} {'model':12s} {'n_jobs=1 s':>11s} {'n_jobs=2 s':>11s} {'ratio 2/1':>9s} {'|dlogLik|/|logLik|':>18s}"
+    )
     for size in sizes:
         data = make_app_engagement(SIZES[size], N_DAYS, random_state=seed)
         for model in models:
@@ -164,7 +184,9 @@ def compare_threads(sizes: list[str], models: list[str], rounds: int, seed: int)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate")
     g.add_argument("folder")

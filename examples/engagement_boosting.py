@@ -42,11 +42,13 @@ train = ~new & ~late
 
 
 models = {
-    "trees + random intercept": GLMMBoostingRegressor(n_estimators=100, early_stopping=False,
-                                                      new_groups="marginal", random_state=0),
+    "trees + random intercept": GLMMBoostingRegressor(
+        n_estimators=100, early_stopping=False, new_groups="marginal", random_state=0
+    ),
     "linear GLMM": PoissonGLMMRegressor("1", new_groups="marginal"),
-    "trees without users (HGB)": HistGradientBoostingRegressor(loss="poisson", max_iter=100,
-                                                               early_stopping=False, random_state=0),
+    "trees without users (HGB)": HistGradientBoostingRegressor(
+        loss="poisson", max_iter=100, early_stopping=False, random_state=0
+    ),
 }
 
 
@@ -67,19 +69,25 @@ for name, model in models.items():
             model.fit(X[train], y[train])
     else:
         model.fit(X[train], y[train], groups=users[train])
-    rows.append({
-        "model": name,
-        "new users": mean_poisson_deviance(y[new], predict(model, new)),
-        "known users, next days": mean_poisson_deviance(y[late], predict(model, late)),
-    })
+    rows.append(
+        {
+            "model": name,
+            "new users": mean_poisson_deviance(y[new], predict(model, new)),
+            "known users, next days": mean_poisson_deviance(y[late], predict(model, late)),
+        }
+    )
 
 print("Mean Poisson deviance on held-out rows (lower is better):")
 print(pd.DataFrame(rows).set_index("model").round(4).to_string())
 
 boosted = models["trees + random intercept"]
-print(f"\nUser SD on the log scale: {np.sqrt(boosted.varcorr_['vcov'].iloc[0]):.3f} (simulated: 0.5); "
-      f"linear GLMM: {np.sqrt(models['linear GLMM'].varcorr_['vcov'].iloc[0]):.3f}")
+print(
+    f"\nUser SD on the log scale: {np.sqrt(boosted.varcorr_['vcov'].iloc[0]):.3f} (simulated: 0.5); "
+    f"linear GLMM: {np.sqrt(models['linear GLMM'].varcorr_['vcov'].iloc[0]):.3f}"
+)
 print("Feature importances (split gain):")
-print(pd.Series(boosted.feature_importances_, index=FEATURES).sort_values(ascending=False).round(3).to_string())
+print(
+    pd.Series(boosted.feature_importances_, index=FEATURES).sort_values(ascending=False).round(3).to_string()
+)
 print("Largest user effects (conditional modes):")
 print(boosted.ranef_["user_id"]["(Intercept)"].sort_values().tail(3).round(3).to_string())

@@ -34,8 +34,12 @@ print(compare_models(users_only, crossed, names=["users only", "users x calendar
 
 variances = crossed.varcorr_[crossed.varcorr_["var2"].isna()]
 sd = variances.set_index(["group", "var1"])["sdcor"]
-print(f"\ncalendar-day SD: estimated {sd[('calendar_day', '(Intercept)')]:.3f}, true {truth['calendar_sd']:.3f}")
-print(f"user intercept SD: estimated {sd[('user_id', '(Intercept)')]:.3f}, true {truth['sd']['(Intercept)']:.3f}")
+print(
+    f"\ncalendar-day SD: estimated {sd[('calendar_day', '(Intercept)')]:.3f}, true {truth['calendar_sd']:.3f}"
+)
+print(
+    f"user intercept SD: estimated {sd[('user_id', '(Intercept)')]:.3f}, true {truth['sd']['(Intercept)']:.3f}"
+)
 effects = crossed.ranef_["calendar_day"]["(Intercept)"]
 true_effects = truth["calendar_effects"].reindex(effects.index)
 print(f"correlation of estimated and true day effects: {np.corrcoef(effects, true_effects)[0, 1]:.3f}")

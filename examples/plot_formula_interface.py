@@ -42,10 +42,14 @@ median_user = marginal_predictions(model, grid)
 average_user = marginal_predictions(model, grid, integrate=True)
 
 fig, ax = plt.subplots(figsize=(6.4, 3.8))
-for frame, label, style in ((median_user, "median user (random effect 0)", "-"),
-                            (average_user, "average over users", "--")):
-    line, = ax.plot(grid["day_centered"], frame["estimate"], linestyle=style, label=label)
-    ax.fill_between(grid["day_centered"], frame["conf_low"], frame["conf_high"], color=line.get_color(), alpha=0.2)
+for frame, label, style in (
+    (median_user, "median user (random effect 0)", "-"),
+    (average_user, "average over users", "--"),
+):
+    (line,) = ax.plot(grid["day_centered"], frame["estimate"], linestyle=style, label=label)
+    ax.fill_between(
+        grid["day_centered"], frame["conf_low"], frame["conf_high"], color=line.get_color(), alpha=0.2
+    )
 ax.set_xlabel("day_centered")
 ax.set_ylabel("expected logins (1 notification, weekday)")
 ax.legend()

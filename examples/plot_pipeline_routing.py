@@ -41,8 +41,9 @@ def preprocessing():
 # 1. metadata routing
 with sklearn.config_context(enable_metadata_routing=True):
     pipe = Pipeline([("prep", preprocessing()), ("glmm", PoissonGLMMRegressor("1 + day_centered"))])
-    cv = cross_validate(pipe, data[features], data["logins"], params={"groups": data["user_id"]},
-                        cv=GroupKFold(n_splits=4))
+    cv = cross_validate(
+        pipe, data[features], data["logins"], params={"groups": data["user_id"]}, cv=GroupKFold(n_splits=4)
+    )
     pipe.fit(data[features], data["logins"], groups=data["user_id"])
 print("routed groups: GroupKFold D^2 per fold", np.round(cv["test_score"], 4))
 print(pipe.named_steps["glmm"].varcorr_)
@@ -51,7 +52,8 @@ print(pipe.named_steps["glmm"].varcorr_)
 pipe2 = Pipeline(
     [("prep", preprocessing()), ("glmm", PoissonGLMMRegressor("1 + day_centered", group_column="user_id"))]
 )
-cv2 = cross_validate(pipe2, data[features + ["user_id"]], data["logins"], groups=data["user_id"],
-                     cv=GroupKFold(n_splits=4))
+cv2 = cross_validate(
+    pipe2, data[features + ["user_id"]], data["logins"], groups=data["user_id"], cv=GroupKFold(n_splits=4)
+)
 print("group_column: GroupKFold D^2 per fold", np.round(cv2["test_score"], 4))
 assert np.allclose(cv["test_score"], cv2["test_score"])  # the same model either way

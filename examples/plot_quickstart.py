@@ -43,5 +43,7 @@ print(compare_models(intercept, slope, names=["intercept", "slope"]))
 # A user seen in fit gets its own random effect; a new user gets the
 # population-level prediction (random effect 0, lme4's ``allow.new.levels``).
 new_days = pd.DataFrame({"day_centered": [0.0, 0.0]})
-print("Expected logins at mid-study, user '2' vs a new user:",
-      intercept.predict(new_days, groups=["2", "someone-new"]).round(3))
+print(
+    "Expected logins at mid-study, user '2' vs a new user:",
+    intercept.predict(new_days, groups=["2", "someone-new"]).round(3),
+)

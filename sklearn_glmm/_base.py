@@ -55,9 +55,11 @@ from .utils._validation import (
 #: the note of a linear mixed model whose residual SD is 0 to rounding (``GaussianLMMRegressor``)
 EXACT_FIT_NOTE = "exact fit"
 
-_UNBOUNDED_NOTE = ("a random-effect SD ran to the optimiser's bound (max_scaled_theta): the likelihood "
-                   "still rises there (groups without variation in y: separation by group, or y constant "
-                   "within groups); the fit did not converge")
+_UNBOUNDED_NOTE = (
+    "a random-effect SD ran to the optimiser's bound (max_scaled_theta): the likelihood "
+    "still rises there (groups without variation in y: separation by group, or y constant "
+    "within groups); the fit did not converge"
+)
 
 __all__ = ["_BaseGLMM", "_LaplaceGLMM", "NoGroupsWarning", "EXACT_FIT_NOTE"]
 
@@ -343,7 +345,12 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
             y_name = str(y.name) if isinstance(y, pd.Series) and y.name is not None else "y"
             check_numeric_inputs(X, y, y_numeric=self._y_numeric)  # names the column; sklearn does not
             X, y = validate_data(
-                self, _empty_frame_to_array(X), y, reset=True, dtype=np.float64, ensure_min_features=0,
+                self,
+                _empty_frame_to_array(X),
+                y,
+                reset=True,
+                dtype=np.float64,
+                ensure_min_features=0,
                 y_numeric=self._y_numeric,
             )
             n = X.shape[0]
@@ -366,7 +373,10 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
                 )
             self.n_obs_ = int(np.sum(w > 0))
             self.response_summary_ = {
-                "name": y_name, "n_obs": self.n_obs_, "sum": float(np.dot(w, y)), "sum_sq": float(np.dot(w, y * y)),
+                "name": y_name,
+                "n_obs": self.n_obs_,
+                "sum": float(np.dot(w, y)),
+                "sum_sq": float(np.dot(w, y * y)),
             }
             if not design.terms:
                 self._fit_without_groups(design, y, w, off, controls)
@@ -374,9 +384,12 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
                 self._fit_mixed(design, y, w, off, controls)
             fitted = self._fitted_mu(design, off)
             residuals = self._pearson_residuals(y, fitted, w)
-            self._finish_fit(bool(design.terms), self._fitted_means(fitted, w),
-                             np.quantile(residuals, RESIDUAL_QUANTILES))
-            if design.terms and _UNBOUNDED_NOTE not in self.fit_summary_.notes:  # at the bound: warned already
+            self._finish_fit(
+                bool(design.terms), self._fitted_means(fitted, w), np.quantile(residuals, RESIDUAL_QUANTILES)
+            )
+            if (
+                design.terms and _UNBOUNDED_NOTE not in self.fit_summary_.notes
+            ):  # at the bound: warned already
                 note = separated_groups_note(self._family_.name, design.terms, y, w, self._re_cov)
                 if note is not None:
                     self.fit_summary_.notes.append(note)
@@ -391,15 +404,26 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         """
         self._set_param_attributes(self._family_)
         if mixed:
-            warn_if_singular(self.fit_summary_.at_boundary[self._builder.theta_order_], self._builder.report_bars_)
+            warn_if_singular(
+                self.fit_summary_.at_boundary[self._builder.theta_order_], self._builder.report_bars_
+            )
         warn_about_fit(self._family_, fitted_means)
         self._set_criteria()
         self._residual_quantiles = np.asarray(residual_quantiles, dtype=float)
 
     def _problem(self, design, y, w, off, controls, runner: ShardRunner | None = None):
         """The engine's problem for this model on these data (its shards run on ``runner``)."""
-        return build_problem(self._family_, design.X, y, w, off, core_terms(design.terms), controls,
-                             runner=runner, **self._engine_options(design))
+        return build_problem(
+            self._family_,
+            design.X,
+            y,
+            w,
+            off,
+            core_terms(design.terms),
+            controls,
+            runner=runner,
+            **self._engine_options(design),
+        )
 
     def _fit_mixed(self, design, y, w, off, controls) -> None:
         with ShardRunner(effective_threads(self.n_jobs)) as runner:
@@ -409,8 +433,9 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
     def _solve_and_adopt(self, problem, terms) -> None:
         """Solve ``problem`` and set the fitted attributes (``terms``: the design's, rows not needed)."""
         result = self._solve(problem)
-        unbounded = theta_at_upper_bound(result.theta, problem.theta_scale, problem.theta_diagonal,
-                                         result.controls)
+        unbounded = theta_at_upper_bound(
+            result.theta, problem.theta_scale, problem.theta_diagonal, result.controls
+        )
         if np.any(unbounded):
             # the optimiser stopped at its own bound on theta, not at a maximum
             result.converged = False
@@ -419,13 +444,20 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         self.fit_summary_ = result
         exact = any(note.startswith(EXACT_FIT_NOTE) for note in result.notes)  # warned about by the LMM
         if np.any(unbounded) and not exact:
-            warn_unbounded_variance(unbounded[self._builder.theta_order_], self._builder.report_bars_,
-                                    self._family_.name, ConvergenceWarning)
+            warn_unbounded_variance(
+                unbounded[self._builder.theta_order_],
+                self._builder.report_bars_,
+                self._family_.name,
+                ConvergenceWarning,
+            )
         warn_about_fallbacks(result.notes)
         covs = result.conditional_covariances
         self.ranef_condsd_ = {
-            factor: pd.DataFrame(np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0)),
-                                 index=frame.index, columns=frame.columns)
+            factor: pd.DataFrame(
+                np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0)),
+                index=frame.index,
+                columns=frame.columns,
+            )
             for (factor, frame), cov in zip(self.ranef_.items(), covs)
         }
         if not result.converged and not np.any(unbounded) and not exact:
@@ -440,7 +472,9 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
     def _solve(self, problem) -> FitResult:
         return fit(problem, verbose=self.verbose)
 
-    def _set_result_attributes(self, problem, result: FitResult, terms) -> None:  # pragma: no cover - abstract
+    def _set_result_attributes(
+        self, problem, result: FitResult, terms
+    ) -> None:  # pragma: no cover - abstract
         """Attributes from the solver's record."""
         raise NotImplementedError
 
@@ -490,7 +524,10 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         """
         self._b = list(b)
         # Sigma_k of each factor, for marginal predictions of new levels
-        self._re_cov = [scale * (lam @ lam.T) for lam in (t.lambda_(th) for t, th in zip(terms, split_theta(terms, theta)))]
+        self._re_cov = [
+            scale * (lam @ lam.T)
+            for lam in (t.lambda_(th) for t, th in zip(terms, split_theta(terms, theta)))
+        ]
         levels = self._builder.levels_
         self.group_levels_ = {t.factor: levels[t.factor] for t in terms}
         self.ranef_ = {
@@ -584,7 +621,9 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         check_is_fitted(self, "fixef_")
         X, groups = self._split_group_column(X, groups)
         check_numeric_inputs(X)
-        X = validate_data(self, _empty_frame_to_array(X), reset=False, dtype=np.float64, ensure_min_features=0)
+        X = validate_data(
+            self, _empty_frame_to_array(X), reset=False, dtype=np.float64, ensure_min_features=0
+        )
         design = self._builder.transform(X, groups)
         new = np.zeros(X.shape[0], dtype=bool)
         for term in design.terms:
@@ -820,7 +859,9 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
             correlation=pd.DataFrame(corr, index=names, columns=names),
             varcorr=self.varcorr_,
             fit_statistics=stats,
-            residual_quantiles=pd.Series(self._residual_quantiles, index=["Min", "1Q", "Median", "3Q", "Max"]),
+            residual_quantiles=pd.Series(
+                self._residual_quantiles, index=["Min", "1Q", "Median", "3Q", "Max"]
+            ),
             n_obs=self.n_obs_,
             n_groups={k: len(v) for k, v in self.group_levels_.items()},
             se_method=self._se_method_used,
@@ -893,7 +934,11 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         if fixed_effects is not None:
             params.setdefault("fixed_effects", fixed_effects)
         model = cls(**params)
-        fit_kw = {k: v for k, v in (("sample_weight", inputs.sample_weight), ("offset", inputs.offset)) if v is not None}
+        fit_kw = {
+            k: v
+            for k, v in (("sample_weight", inputs.sample_weight), ("offset", inputs.offset))
+            if v is not None
+        }
         model.fit(inputs.X, inputs.y, groups=inputs.groups, **fit_kw)
         # the data frame is kept by reference for R-style calls without data; never pickled
         model._keep_formula(spec, data, weights_array, offset_array)
@@ -926,8 +971,14 @@ class _LaplaceGLMM(_BaseGLMM):
         verbose=0,
     ):
         super().__init__(
-            random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
-            max_iter=max_iter, solver_options=solver_options, n_jobs=n_jobs, verbose=verbose,
+            random_effects,
+            fixed_effects=fixed_effects,
+            group_column=group_column,
+            new_groups=new_groups,
+            max_iter=max_iter,
+            solver_options=solver_options,
+            n_jobs=n_jobs,
+            verbose=verbose,
         )
         self.se_method = se_method
         self.n_agq = n_agq
@@ -938,8 +989,11 @@ class _LaplaceGLMM(_BaseGLMM):
 
     def _engine_options(self, design) -> dict:
         if self.n_agq > 1 and (len(design.terms) != 1 or design.terms[0].q != 1):
-            what = ("several grouping factors" if len(design.terms) != 1
-                    else f"{design.terms[0].q} random effects per group")
+            what = (
+                "several grouping factors"
+                if len(design.terms) != 1
+                else f"{design.terms[0].q} random effects per group"
+            )
             raise ValueError(
                 f"n_agq={self.n_agq} (adaptive Gauss-Hermite quadrature) needs a single scalar "
                 f"random effect, e.g. '(1 | g)'; random_effects={self.random_effects!r} has "
@@ -968,7 +1022,9 @@ class _LaplaceGLMM(_BaseGLMM):
             except np.linalg.LinAlgError:  # singular Hessian: use the PIRLS information below
                 vcov = np.full((nb, nb), np.nan)
             if np.all(np.diag(vcov) > 0) and np.all(np.isfinite(vcov)):
-                return 0.5 * (vcov + vcov.T), f"Hessian of the {self._deviance_name()} deviance in (theta, beta)"
+                return 0.5 * (
+                    vcov + vcov.T
+                ), f"Hessian of the {self._deviance_name()} deviance in (theta, beta)"
             warnings.warn(
                 "The Hessian of the deviance is not positive definite (a variance "
                 "at its boundary?); standard errors come from the PIRLS "
@@ -976,7 +1032,9 @@ class _LaplaceGLMM(_BaseGLMM):
                 UserWarning,
                 stacklevel=5,
             )
-            result.notes.append("standard errors from the PIRLS information (the Hessian is not positive definite)")
+            result.notes.append(
+                "standard errors from the PIRLS information (the Hessian is not positive definite)"
+            )
         info = problem.coef_information(result.theta, result.coef, result.param, result.u)
         vcov = inverse_information(info, stacklevel=5)
         return 0.5 * (vcov + vcov.T), "PIRLS information with theta fixed"

@@ -336,16 +336,26 @@ class _BaseGLMMBoosting(BaseEstimator):
         self._family_ = self._get_family()
         check_numeric_inputs(X, y, y_numeric=self._y_numeric)
         # the trees need at least one covariate (an intercept-only model is a GLMM's)
-        X, y = validate_data(self, _empty_frame_to_array(X), y, reset=True, dtype=np.float64,
-                             ensure_min_features=1, y_numeric=self._y_numeric)
+        X, y = validate_data(
+            self,
+            _empty_frame_to_array(X),
+            y,
+            reset=True,
+            dtype=np.float64,
+            ensure_min_features=1,
+            y_numeric=self._y_numeric,
+        )
         n = X.shape[0]
         y = self._prepare_y(y)
         w = self._check_sample_weight(sample_weight, n)
         self._check_weighted_y(y, w)
         off = np.zeros(n) if offset is None else _check_vector("offset", offset, n)
         self._builder = DesignBuilder(self.random_effects, fixed_effects=[])
-        names = list(self.feature_names_in_) if hasattr(self, "feature_names_in_") else [
-            f"x{j}" for j in range(X.shape[1])]
+        names = (
+            list(self.feature_names_in_)
+            if hasattr(self, "feature_names_in_")
+            else [f"x{j}" for j in range(X.shape[1])]
+        )
         design = self._builder.fit(X, [str(c) for c in names], groups, w)
         check_fit_data(type(self).__name__, self._family_, False, design, y, w)
         terms = core_terms(design.terms)
@@ -360,22 +370,35 @@ class _BaseGLMMBoosting(BaseEstimator):
             if not terms:
                 return GLMBoostingObjective(self._family_, y[idx], w[idx], off[idx], controls)
             sub = terms if rows is None else _subset_terms(terms, rows)
-            return LaplaceBoostingObjective(self._family_, y[idx], w[idx], off[idx], sub, controls, runner=runner)
+            return LaplaceBoostingObjective(
+                self._family_, y[idx], w[idx], off[idx], sub, controls, runner=runner
+            )
 
         # BLAS on one thread (the passes over the rows are memory-bound, as in
         # the GLMM estimators); the shards and the trees on n_jobs threads
         with single_blas_thread(), ShardRunner(n_threads) as runner:
             learner = make_tree_learner(
-                X if train is None else X[train], None if valid is None else X[valid], exact=self._exact_trees,
-                max_leaf_nodes=self.max_leaf_nodes, max_depth=self.max_depth,
-                min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
-                max_bins=self.max_bins, random_state=seed, n_threads=n_threads,
+                X if train is None else X[train],
+                None if valid is None else X[valid],
+                exact=self._exact_trees,
+                max_leaf_nodes=self.max_leaf_nodes,
+                max_depth=self.max_depth,
+                min_samples_leaf=self.min_samples_leaf,
+                l2_regularization=self.l2_regularization,
+                max_bins=self.max_bins,
+                random_state=seed,
+                n_threads=n_threads,
             )
             train_objective = objective(train)
             result = boost(
-                train_objective, learner, self.n_estimators, self.learning_rate,
+                train_objective,
+                learner,
+                self.n_estimators,
+                self.learning_rate,
                 validation=None if valid is None else objective(valid),
-                n_iter_no_change=self.n_iter_no_change, tol=self.tol, verbose=self.verbose,
+                n_iter_no_change=self.n_iter_no_change,
+                tol=self.tol,
+                verbose=self.verbose,
             )
             # the final fit: theta, the family's shape and the modes given F, on every row
             if train is None:
@@ -415,7 +438,9 @@ class _BaseGLMMBoosting(BaseEstimator):
         if terms:
             codes, G = np.asarray(terms[0].codes), terms[0].n_levels
             if G < 2:
-                raise ValueError("early stopping needs at least 2 groups to hold some out; set early_stopping=False.")
+                raise ValueError(
+                    "early stopping needs at least 2 groups to hold some out; set early_stopping=False."
+                )
             n_valid = min(max(1, round(self.validation_fraction * G)), G - 1)
             held = np.zeros(G, dtype=bool)
             held[rng.permutation(G)[:n_valid]] = True
@@ -437,8 +462,11 @@ class _BaseGLMMBoosting(BaseEstimator):
         self.n_iter_ = int(result.train_deviance.size)
         self.n_trees_ = int(result.n_trees)
         self.train_score_ = -0.5 * np.asarray(result.train_deviance)
-        self.validation_score_ = (np.empty(0) if result.validation_deviance is None
-                                  else -np.asarray(result.validation_deviance) / valid_weight)
+        self.validation_score_ = (
+            np.empty(0)
+            if result.validation_deviance is None
+            else -np.asarray(result.validation_deviance) / valid_weight
+        )
         self.theta_path_ = result.theta_path
         self.loglik_ = -0.5 * float(final.deviance)
         self.deviance_ = float(final.deviance)
@@ -464,7 +492,9 @@ class _BaseGLMMBoosting(BaseEstimator):
         check_is_fitted(self, "init_score_")
         X, groups = self._split_group_column(X, groups)
         check_numeric_inputs(X)
-        X = validate_data(self, _empty_frame_to_array(X), reset=False, dtype=np.float64, ensure_min_features=0)
+        X = validate_data(
+            self, _empty_frame_to_array(X), reset=False, dtype=np.float64, ensure_min_features=0
+        )
         n = X.shape[0]
         eta = self.init_score_ + self._trees.predict(X)
         if offset is not None:
@@ -537,11 +567,24 @@ class GLMMBoostingRegressor(RegressorMixin, _BaseGLMMBoosting):
         verbose=0,
     ):
         super().__init__(
-            random_effects, n_estimators=n_estimators, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
-            max_depth=max_depth, min_samples_leaf=min_samples_leaf, l2_regularization=l2_regularization,
-            max_bins=max_bins, early_stopping=early_stopping, validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change, tol=tol, group_column=group_column, new_groups=new_groups,
-            solver_options=solver_options, n_jobs=n_jobs, random_state=random_state, verbose=verbose,
+            random_effects,
+            n_estimators=n_estimators,
+            learning_rate=learning_rate,
+            max_leaf_nodes=max_leaf_nodes,
+            max_depth=max_depth,
+            min_samples_leaf=min_samples_leaf,
+            l2_regularization=l2_regularization,
+            max_bins=max_bins,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            group_column=group_column,
+            new_groups=new_groups,
+            solver_options=solver_options,
+            n_jobs=n_jobs,
+            random_state=random_state,
+            verbose=verbose,
         )
         self.family = family
 
@@ -648,7 +691,9 @@ class GLMMBoostingClassifier(ClassifierMixin, _BaseGLMMBoosting):
                 "interest as one class."
             )
         if self.classes_.size < 2:
-            raise ValueError(f"{type(self).__name__} needs two classes in y; it has one class {self.classes_.tolist()}.")
+            raise ValueError(
+                f"{type(self).__name__} needs two classes in y; it has one class {self.classes_.tolist()}."
+            )
         return (y == self.classes_[1]).astype(float)
 
     def _check_weighted_y(self, y, w):
@@ -794,7 +839,9 @@ class GLMMBoostingClassifier(ClassifierMixin, _BaseGLMMBoosting):
         >>> round(model.score(X, active, groups=g), 4)
         0.804
         """
-        return float(accuracy_score(y, self.predict(X, groups=groups, offset=offset), sample_weight=sample_weight))
+        return float(
+            accuracy_score(y, self.predict(X, groups=groups, offset=offset), sample_weight=sample_weight)
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

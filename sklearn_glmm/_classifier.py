@@ -47,7 +47,9 @@ class BinomialGLMMClassifier(ClassifierMixin, _BinomialGLMM):
             raise ValueError(f"y must hold one label per row of X ({n_samples}); got shape {y.shape}.")
         unknown = ~np.isin(y, self.classes_)
         if np.any(unknown):
-            raise ValueError(f"y has labels {np.unique(y[unknown])[:5].tolist()} not in classes_ {self.classes_.tolist()}.")
+            raise ValueError(
+                f"y has labels {np.unique(y[unknown])[:5].tolist()} not in classes_ {self.classes_.tolist()}."
+            )
         return (y == self.classes_[1]).astype(float)
 
     @dask_aware
@@ -217,8 +219,12 @@ class BinomialGLMMClassifier(ClassifierMixin, _BinomialGLMM):
         # imported here: sklearn.metrics would add about 50 ms to ``import sklearn_glmm``
         from sklearn.metrics import accuracy_score
 
-        X, y, groups, sample_weight, offset, _ = self._lme4_data(X, y, groups, sample_weight, offset, need_y=True)
-        return float(accuracy_score(y, self.predict(X, groups=groups, offset=offset), sample_weight=sample_weight))
+        X, y, groups, sample_weight, offset, _ = self._lme4_data(
+            X, y, groups, sample_weight, offset, need_y=True
+        )
+        return float(
+            accuracy_score(y, self.predict(X, groups=groups, offset=offset), sample_weight=sample_weight)
+        )
 
     def _score_sums(self, X, y, groups, sample_weight, offset) -> tuple[float, float]:
         """The weight of the correctly predicted rows and of all rows."""

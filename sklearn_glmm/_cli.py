@@ -58,7 +58,11 @@ class _Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
-            print(f"  ... still {self.what} ({time.perf_counter() - self._start:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"  ... still {self.what} ({time.perf_counter() - self._start:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def __enter__(self):
         self._thread.start()
@@ -230,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         help="fit the built-in app-engagement data (Poisson GLMM) and print the summary",
     )
     demo.add_argument(
-        "--random-slope", action="store_true", help="fit (1 + day_centered | user_id) instead of (1 | user_id)"
+        "--random-slope",
+        action="store_true",
+        help="fit (1 + day_centered | user_id) instead of (1 | user_id)",
     )
     demo.add_argument("--verbose", "-v", action="count", default=0, help="show optimiser progress")
     demo.set_defaults(run=_demo)
@@ -243,11 +249,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     fit.add_argument("data", help="CSV file with a header row")
     fit.add_argument(
-        "--formula", "-f", required=True, help='lme4 formula, e.g. "logins ~ day_centered + (day_centered | user_id)"'
+        "--formula",
+        "-f",
+        required=True,
+        help='lme4 formula, e.g. "logins ~ day_centered + (day_centered | user_id)"',
     )
     fit.add_argument("--family", default="poisson", help="model family (default: poisson)")
     fit.add_argument(
-        "--confint", choices=["wald", "profile", "none"], default="wald", help="confidence intervals (default: wald)"
+        "--confint",
+        choices=["wald", "profile", "none"],
+        default="wald",
+        help="confidence intervals (default: wald)",
     )
     fit.add_argument("--plots", metavar="DIR", help="write the diagnostic figures as PNG files into DIR")
     fit.add_argument("--json", metavar="FILE", help="write a machine-readable result to FILE")

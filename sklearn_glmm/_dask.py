@@ -49,9 +49,7 @@ def _require_distributed():
         import dask.dataframe  # noqa: F401
         import distributed
     except ImportError as error:  # pragma: no cover - the test environment has the extra
-        raise ImportError(
-            f"Fitting Dask inputs needs dask[dataframe] and distributed: {_EXTRA}."
-        ) from error
+        raise ImportError(f"Fitting Dask inputs needs dask[dataframe] and distributed: {_EXTRA}.") from error
     return distributed
 
 
@@ -91,7 +89,9 @@ def _frame_and_layout(estimator, X, y, groups, sample_weight, offset, *, need_y:
                 f"groups was passed although group_column={estimator.group_column!r} takes the grouping "
                 "factor from X; use one or the other."
             )
-        group_columns = estimator.group_column if isinstance(estimator.group_column, list) else [estimator.group_column]
+        group_columns = (
+            estimator.group_column if isinstance(estimator.group_column, list) else [estimator.group_column]
+        )
         missing = [c for c in group_columns if c not in columns]
         if missing:
             raise ValueError(f"group_column={missing[0]!r} is not a column of X; X has columns {columns}.")
@@ -112,7 +112,9 @@ def _frame_and_layout(estimator, X, y, groups, sample_weight, offset, *, need_y:
             frame = X.assign(**{name: groups})
         clash = [c for c in group_columns if c in columns]
         if clash:
-            raise ValueError(f"groups' column(s) {clash} are also columns of X; rename them or use group_column=.")
+            raise ValueError(
+                f"groups' column(s) {clash} are also columns of X; rename them or use group_column=."
+            )
     features = [c for c in columns if c not in group_columns]
     assign = {}
     if need_y:
@@ -140,7 +142,10 @@ class DaskParts:
 
     def _submit(self, fn, per_part, args) -> list:
         extras = [()] * len(self.futures) if per_part is None else [(extra,) for extra in per_part]
-        return [self.client.submit(fn, part, *extra, *args, pure=False) for part, extra in zip(self.futures, extras)]
+        return [
+            self.client.submit(fn, part, *extra, *args, pure=False)
+            for part, extra in zip(self.futures, extras)
+        ]
 
     def map(self, fn, *args) -> list:
         return _gather(self.client, self._submit(fn, None, args))
@@ -150,7 +155,9 @@ class DaskParts:
 
     def transform(self, fn, per_part: list, *args) -> DaskParts:
         futures = self._submit(fn, per_part, args)
-        _gather(self.client, [self.client.submit(_done, f, pure=False) for f in futures])  # errors surface here
+        _gather(
+            self.client, [self.client.submit(_done, f, pure=False) for f in futures]
+        )  # errors surface here
         return DaskParts(self.client, futures)
 
     def subset(self, keep: list[int]) -> DaskParts:
@@ -211,14 +218,18 @@ def fit_dask(estimator, X, y, groups=None, sample_weight=None, offset=None):
     return fit_partitioned(estimator, DaskSource(client, frame), layout)
 
 
-def _call_on_partition(frame: pd.DataFrame, estimator, method, layout: PartitionLayout, kwargs: dict, meta=None):
+def _call_on_partition(
+    frame: pd.DataFrame, estimator, method, layout: PartitionLayout, kwargs: dict, meta=None
+):
     from ._partitioned_fit import OFFSET_COLUMN
 
     if len(frame) == 0 and meta is not None:
         return meta.set_axis(frame.index[:0]) if len(meta.index) == 0 else meta
     groups = frame[layout.group_columns] if len(layout.group_columns) > 1 else frame[layout.group_columns[0]]
     offset = frame[OFFSET_COLUMN].to_numpy() if layout.offset else None
-    out = method(_without_group_column(estimator), frame[layout.features], groups=groups, offset=offset, **kwargs)
+    out = method(
+        _without_group_column(estimator), frame[layout.features], groups=groups, offset=offset, **kwargs
+    )
     if np.ndim(out) == 2:
         return pd.DataFrame(out, index=frame.index)
     return pd.Series(out, index=frame.index)
@@ -277,7 +288,9 @@ def score_dask(estimator, X, y, groups=None, sample_weight=None, offset=None) ->
     shared = dask.delayed(estimator, pure=True)
 
     def on_partitions(fn, *args):
-        return list(dask.compute(*[dask.delayed(fn, pure=False)(p, shared, layout, *args) for p in partitions]))
+        return list(
+            dask.compute(*[dask.delayed(fn, pure=False)(p, shared, layout, *args) for p in partitions])
+        )
 
     sums = [s for s in on_partitions(_score_sums) if s is not None]
     return estimator._score_from_sums(sums, lambda mean: on_partitions(_null_deviance, mean))

@@ -49,7 +49,9 @@ def _candidate_terms(model, scope) -> dict[str, list[str]]:
         terms = {t: list(cols) for t, cols in spec.terms.items() if set(cols) & current}
         factors = {t: set(spec.term_factors.get(t, (t,))) for t in terms}
         # R's drop.scope: a term contained in a higher-order term stays
-        droppable = {t: c for t, c in terms.items() if not any(factors[t] < factors[o] for o in terms if o != t)}
+        droppable = {
+            t: c for t, c in terms.items() if not any(factors[t] < factors[o] for o in terms if o != t)
+        }
     else:
         names = [str(n) for n in model.fixef_.index if n != "(Intercept)"]
         droppable = {name: [name] for name in names}
@@ -62,13 +64,17 @@ def _candidate_terms(model, scope) -> dict[str, list[str]]:
             columns = [columns] if isinstance(columns, str) else list(columns)
             unknown = [c for c in columns if c not in known]
             if unknown:
-                raise ValueError(f"scope term {term!r} names column(s) {unknown} that are not fixed effects of the model.")
+                raise ValueError(
+                    f"scope term {term!r} names column(s) {unknown} that are not fixed effects of the model."
+                )
             out[str(term)] = columns
         return out
     scope = [scope] if isinstance(scope, str) else list(scope)
     unknown = [t for t in scope if t not in droppable]
     if unknown:
-        raise ValueError(f"scope names term(s) {unknown} that cannot be dropped; droppable terms: {list(droppable)}.")
+        raise ValueError(
+            f"scope names term(s) {unknown} that cannot be dropped; droppable terms: {list(droppable)}."
+        )
     return {t: droppable[t] for t in scope}
 
 
@@ -142,7 +148,9 @@ def drop1(model, X=None, y=None, groups=None, *, sample_weight=None, offset=None
             "drop1 compares fits to the same rows: pass the data of the fit."
         )
     terms = _candidate_terms(model, scope)
-    kwargs = {k: v for k, v in (("sample_weight", inputs.sample_weight), ("offset", inputs.offset)) if v is not None}
+    kwargs = {
+        k: v for k, v in (("sample_weight", inputs.sample_weight), ("offset", inputs.offset)) if v is not None
+    }
     refit_ml = bool(model.get_params().get("reml", False))
     full = model
     if refit_ml:

@@ -61,7 +61,9 @@ class _InferenceMixin:
                 "Use method='wald', or refit with groups=."
             )
         if X is not None or self.formula_data() is not None:
-            X, y, groups, sample_weight, offset, _ = self._lme4_data(X, y, groups, sample_weight, offset, need_y=True)
+            X, y, groups, sample_weight, offset, _ = self._lme4_data(
+                X, y, groups, sample_weight, offset, need_y=True
+            )
         if X is None or y is None or (groups is None and self.group_column is None):
             raise TypeError(
                 f"{what} refits the model, and a fitted estimator keeps estimates, not data: pass "
@@ -70,14 +72,21 @@ class _InferenceMixin:
             )
         design, n = self._design_for(X, groups)
         if any(np.any(term.codes < 0) for term in design.terms):
-            raise ValueError(f"{what}: groups has levels not seen in fit; pass the data the model was fitted on.")
+            raise ValueError(
+                f"{what}: groups has levels not seen in fit; pass the data the model was fitted on."
+            )
         y = self._response_for(y, n)
         w = self._check_sample_weight(sample_weight, n)
         off = self._check_offset(offset, n)
         problem = self._problem(design, y, w, off, self._controls())
         result = self.fit_summary_
-        ev = problem.evaluate(result.theta, result.coef if not isinstance(result, LMMResult) else None,
-                              result.param, result.u, gradient=False)
+        ev = problem.evaluate(
+            result.theta,
+            result.coef if not isinstance(result, LMMResult) else None,
+            result.param,
+            result.u,
+            gradient=False,
+        )
         if not abs(ev.deviance - result.deviance) <= _SAME_DATA_RTOL * max(1.0, abs(result.deviance)):
             raise ValueError(
                 f"{what}: X, y, groups (with sample_weight and offset) give deviance {ev.deviance:.6f} at the "
@@ -87,8 +96,20 @@ class _InferenceMixin:
 
     # -- intervals -------------------------------------------------------------------
     def confint(
-        self, method="wald", level=0.95, *, X=None, y=None, groups=None, sample_weight=None, offset=None,
-        parm=None, n_boot=200, random_state=None, n_jobs=None, progress=False,
+        self,
+        method="wald",
+        level=0.95,
+        *,
+        X=None,
+        y=None,
+        groups=None,
+        sample_weight=None,
+        offset=None,
+        parm=None,
+        n_boot=200,
+        random_state=None,
+        n_jobs=None,
+        progress=False,
     ) -> pd.DataFrame:
         """Confidence intervals, as lme4's ``confint``.
 
@@ -153,8 +174,9 @@ class _InferenceMixin:
         what = f"confint(method={method!r})"
         self._check_inference_supported(what)
         _check_has_maximum(self.fit_summary_, what)
-        if method == "bootstrap" and (isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer))
-                                      or n_boot < 2):
+        if method == "bootstrap" and (
+            isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2
+        ):
             raise ValueError(f"n_boot must be an integer >= 2; got {n_boot!r}.")
         names = interval_names(n_theta, fixef_names, sigma=lmm)
         selected = select_rows(names, parm)
@@ -191,8 +213,9 @@ class _InferenceMixin:
             # lme4 profiles the ML deviance: a REML fit is refitted by ML first
             ml = fit_lmm(problem.with_criterion(False)) if result.reml else result
             return LMMProfileProblem(problem, ml.theta, ml.sigma)
-        return ProfileProblem(problem, result.theta, result.coef, result.u, result.deviance, result.hessian,
-                              result.param)
+        return ProfileProblem(
+            problem, result.theta, result.coef, result.u, result.deviance, result.hessian, result.param
+        )
 
     def _bootstrap(self, problem, n_boot, random_state, n_jobs, progress):
         """``n_boot`` refits; each has its own seed spawned from ``random_state``, so the
@@ -207,7 +230,9 @@ class _InferenceMixin:
         result = self.fit_summary_
         parallel = Parallel(n_jobs=n_jobs, return_as="generator")
         draws = []
-        for i, rep in enumerate(parallel(delayed(bootstrap_replicate)(problem, result, s) for s in seeds), start=1):
+        for i, rep in enumerate(
+            parallel(delayed(bootstrap_replicate)(problem, result, s) for s in seeds), start=1
+        ):
             draws.append(rep)
             if progress:
                 _progress_bar(i, n_boot)
@@ -229,7 +254,9 @@ class _InferenceMixin:
         return np.vstack([r.estimates for r in draws]), failed
 
     # -- residuals and simulation -------------------------------------------------------
-    def residuals(self, X=None, y=None, groups=None, kind=None, sample_weight=None, offset=None) -> np.ndarray:
+    def residuals(
+        self, X=None, y=None, groups=None, kind=None, sample_weight=None, offset=None
+    ) -> np.ndarray:
         """Residuals of the fitted model on (X, y, groups), as lme4's ``residuals()``.
 
         Parameters
@@ -268,10 +295,14 @@ class _InferenceMixin:
         kind = self._default_residual_kind if kind is None else kind
         if kind not in self._residual_kinds:
             if kind in RESIDUAL_KINDS:
-                raise ValueError(f"Deviance residuals are not defined for {type(self).__name__} (as in glmmTMB); "
-                                 f"kind must be one of {list(self._residual_kinds)}.")
+                raise ValueError(
+                    f"Deviance residuals are not defined for {type(self).__name__} (as in glmmTMB); "
+                    f"kind must be one of {list(self._residual_kinds)}."
+                )
             raise ValueError(f"kind must be one of {list(self._residual_kinds)}; got {kind!r}.")
-        X, y, groups, sample_weight, offset, _ = self._lme4_data(X, y, groups, sample_weight, offset, need_y=True)
+        X, y, groups, sample_weight, offset, _ = self._lme4_data(
+            X, y, groups, sample_weight, offset, need_y=True
+        )
         design, n = self._design_for(X, groups)
         off = self._offset_or_none(offset, n)
         y = self._check_y(y, n)
@@ -290,7 +321,9 @@ class _InferenceMixin:
         variance = self._family_.unit_variance(mu)
         return (y - mu) * np.sqrt(w / np.maximum(variance, 1e-300))
 
-    def simulate(self, X=None, groups=None, n_simulations=1, random_state=None, conditional=True, offset=None):
+    def simulate(
+        self, X=None, groups=None, n_simulations=1, random_state=None, conditional=True, offset=None
+    ):
         """Responses simulated from the fitted model, shape (n_samples, n_simulations).
 
         With several grouping factors each factor's random effects are drawn
@@ -422,9 +455,12 @@ def _warn_about_open_limits(table: pd.DataFrame, singular: bool) -> None:
     open_rows = table.index[table.isna().any(axis=1)].tolist()
     if not open_rows:
         return
-    why = ("the fit is singular (a variance at 0 or a correlation at +-1), where the profile is flat "
-           "in some directions" if singular else "the likelihood is flat in that direction (a parameter "
-           "the data barely identify)")
+    why = (
+        "the fit is singular (a variance at 0 or a correlation at +-1), where the profile is flat "
+        "in some directions"
+        if singular
+        else "the likelihood is flat in that direction (a parameter the data barely identify)"
+    )
     warnings.warn(
         f"The profile of {open_rows} does not reach the interval's deviance before the parameter's "
         f"bound, so those limits are NaN (lme4 reports NA too): {why}. Consider a simpler "
@@ -437,4 +473,6 @@ def _warn_about_open_limits(table: pd.DataFrame, singular: bool) -> None:
 def _progress_bar(i: int, total: int, width: int = 30) -> None:
     done = int(width * i / total)
     end = "\n" if i == total else ""
-    print(f"\rbootstrap [{'#' * done}{'.' * (width - done)}] {i}/{total}", end=end, file=sys.stderr, flush=True)
+    print(
+        f"\rbootstrap [{'#' * done}{'.' * (width - done)}] {i}/{total}", end=end, file=sys.stderr, flush=True
+    )

@@ -156,7 +156,11 @@ class _Lme4API:
         out = {}
         for factor, modes in self.ranef_.items():
             missing = [name for name in modes.columns if name not in self.fixef_.index]
-            fixed = pd.concat([pd.Series(0.0, index=missing, dtype=float), self.fixef_]) if missing else self.fixef_
+            fixed = (
+                pd.concat([pd.Series(0.0, index=missing, dtype=float), self.fixef_])
+                if missing
+                else self.fixef_
+            )
             table = pd.DataFrame(
                 np.tile(fixed.to_numpy(dtype=float), (len(modes), 1)), index=modes.index, columns=fixed.index
             )
@@ -305,17 +309,17 @@ class _Lme4API:
                 )
             frame = spec.transform(*stored, response=need_y and y is None)
             where = None
-        elif spec is not None and isinstance(X, pd.DataFrame) and (
-            spec.reads(X) or [str(c) for c in X.columns] != list(spec.columns)
+        elif (
+            spec is not None
+            and isinstance(X, pd.DataFrame)
+            and (spec.reads(X) or [str(c) for c in X.columns] != list(spec.columns))
         ):
             frame = spec.transform(X, response=need_y and y is None)
             where = None if frame.rows.size == frame.n_rows else (frame.rows, frame.n_rows)
         else:
             return X, y, groups, sample_weight, offset, None
         if need_y and y is None and frame.y is None:
-            raise ValueError(
-                "The data have no response column, which this method needs; add it, or pass y."
-            )
+            raise ValueError("The data have no response column, which this method needs; add it, or pass y.")
         if where is not None and any(a is not None for a in (y, groups, sample_weight, offset)):
             raise ValueError(
                 "The data frame has rows with missing values, which are left out, so arrays "

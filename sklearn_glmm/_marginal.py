@@ -201,7 +201,9 @@ def marginal_predictions(
             source = data if isinstance(data, pd.DataFrame) else frame
             missing = [c for c in columns if c not in source.columns]
             if missing:
-                raise ValueError(f"by names column(s) {missing} that are not in data ({list(source.columns)}).")
+                raise ValueError(
+                    f"by names column(s) {missing} that are not in data ({list(source.columns)})."
+                )
             labels = source[columns].reset_index(drop=True)
         else:
             labels = pd.DataFrame({"by": np.asarray(by)})
@@ -220,7 +222,9 @@ def marginal_predictions(
             keys = grouped.size().index.to_frame(index=False)
         size = np.bincount(codes, weights=w, minlength=len(keys))
         p = np.bincount(codes, weights=w * p, minlength=len(keys)) / size
-        G = np.stack([np.bincount(codes, weights=w * G[:, j], minlength=len(keys)) for j in range(G.shape[1])], 1)
+        G = np.stack(
+            [np.bincount(codes, weights=w * G[:, j], minlength=len(keys)) for j in range(G.shape[1])], 1
+        )
         G = G / size[:, None]
         out = keys.reset_index(drop=True)
     elif weights is not None:

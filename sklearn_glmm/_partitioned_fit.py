@@ -112,8 +112,9 @@ class LocalSource:
     def repartition(self, columns: list[str]) -> LocalSource:
         whole = pd.concat(self.frames, ignore_index=True)
         key = pd.util.hash_pandas_object(whole[columns], index=False).to_numpy() % self.n_partitions
-        return LocalSource([whole[key == i].reset_index(drop=True) for i in range(self.n_partitions)],
-                           self.n_partitions)
+        return LocalSource(
+            [whole[key == i].reset_index(drop=True) for i in range(self.n_partitions)], self.n_partitions
+        )
 
     def release(self) -> None:
         pass
@@ -146,8 +147,9 @@ class _Held:
     scan: _Scan
 
 
-def _hold_partition(frame: pd.DataFrame, estimator, layout: PartitionLayout, factors: list[str],
-                    key: list[str]) -> _Held | None:
+def _hold_partition(
+    frame: pd.DataFrame, estimator, layout: PartitionLayout, factors: list[str], key: list[str]
+) -> _Held | None:
     """Pass 1: a partition's rows, checked as ``fit`` checks them, and its summary."""
     if len(frame) == 0:
         return None
@@ -155,8 +157,11 @@ def _hold_partition(frame: pd.DataFrame, estimator, layout: PartitionLayout, fac
     check_numeric_inputs(X, frame[Y_COLUMN], y_numeric=estimator._y_numeric)
     X = check_array(X, dtype=np.float64, ensure_min_features=0, input_name="X")
     n = X.shape[0]
-    groups = groups_to_frame(frame[layout.group_columns] if len(layout.group_columns) > 1
-                             else frame[layout.group_columns[0]], n, estimator._builder.factor_columns)
+    groups = groups_to_frame(
+        frame[layout.group_columns] if len(layout.group_columns) > 1 else frame[layout.group_columns[0]],
+        n,
+        estimator._builder.factor_columns,
+    )
     w = estimator._check_sample_weight(frame[WEIGHT_COLUMN].to_numpy() if layout.weights else None, n)
     offset = estimator._check_offset(frame[OFFSET_COLUMN].to_numpy() if layout.offset else None, n)
     y_raw = frame[Y_COLUMN].to_numpy()
@@ -170,8 +175,16 @@ def _hold_partition(frame: pd.DataFrame, estimator, layout: PartitionLayout, fac
         y = estimator._check_y(y_raw, n)
         kept = y[positive]
         wy = w * y
-        scan = _Scan(n, R, levels, sampled, keys, None, (float(kept.min()), float(kept.max())) if kept.size else None,
-                     (float(wy.sum()), float(np.dot(wy, y))))
+        scan = _Scan(
+            n,
+            R,
+            levels,
+            sampled,
+            keys,
+            None,
+            (float(kept.min()), float(kept.max())) if kept.size else None,
+            (float(wy.sum()), float(np.dot(wy, y))),
+        )
     else:
         # labels (the classifier): encoded once the classes of all partitions are known
         scan = _Scan(n, R, levels, sampled, keys, np.unique(y_raw[positive]), None, (0.0, 0.0))
@@ -204,7 +217,9 @@ def _union_levels(pieces: list[pd.Index]) -> pd.Index:
 def _merge_quantiles(summaries: list[ResidualSummary]) -> np.ndarray:
     """The residuals' quantiles from the parts' grids (each grid point stands for its share of rows)."""
     values = np.concatenate([s.residual_quantiles for s in summaries])
-    weights = np.concatenate([np.full(_QUANTILE_GRID.size, s.n_rows / _QUANTILE_GRID.size) for s in summaries])
+    weights = np.concatenate(
+        [np.full(_QUANTILE_GRID.size, s.n_rows / _QUANTILE_GRID.size) for s in summaries]
+    )
     order = np.argsort(values, kind="stable")
     values, cumulative = values[order], np.cumsum(weights[order])
     cumulative /= cumulative[-1]
@@ -267,8 +282,9 @@ def fit_partitioned(estimator, source: PartitionSource, layout: PartitionLayout)
         source.release()
 
 
-def _fit_held(estimator, held: PartRunner, scans: list[_Scan], layout: PartitionLayout, controls,
-              factors: list[str]):
+def _fit_held(
+    estimator, held: PartRunner, scans: list[_Scan], layout: PartitionLayout, controls, factors: list[str]
+):
     builder = estimator._builder
     independent = independent_from_r(column_r_factor(np.vstack([s.R for s in scans])))
     levels = {f: _union_levels([s.levels[f] for s in scans]) for f in factors}
@@ -283,13 +299,19 @@ def _fit_held(estimator, held: PartRunner, scans: list[_Scan], layout: Partition
         ranges = [s.y_range for s in scans if s.y_range is not None]
         y_range = (min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else (0.0, 0.0)
     else:
-        encoded = estimator._prepare_y(np.unique(np.concatenate([s.y_labels for s in scans])))  # sets classes_
+        encoded = estimator._prepare_y(
+            np.unique(np.concatenate([s.y_labels for s in scans]))
+        )  # sets classes_
         estimator._check_weighted_y(encoded, np.ones(encoded.size))
         y_range = (float(encoded.min()), float(encoded.max()))
-    template = builder.transform(np.zeros((0, len(layout.features))),
-                                 pd.DataFrame({c: pd.Series([], dtype=object) for c in layout.group_columns}))
-    local = [({f: s.levels[f] for f in factors}, {f: levels[f].get_indexer(s.levels[f]) for f in factors})
-             for s in scans]
+    template = builder.transform(
+        np.zeros((0, len(layout.features))),
+        pd.DataFrame({c: pd.Series([], dtype=object) for c in layout.group_columns}),
+    )
+    local = [
+        ({f: s.levels[f] for f in factors}, {f: levels[f].get_indexer(s.levels[f]) for f in factors})
+        for s in scans
+    ]
     parts = held.transform(_build_part, local, estimator, controls)
     held.release()
     try:
@@ -300,12 +322,22 @@ def _fit_held(estimator, held: PartRunner, scans: list[_Scan], layout: Partition
         if options.get("exact_gaussian"):
             problem = PartitionedLMMProblem(parts, theta_map, level_counts, p, controls, options["reml"])
         else:
-            problem = PartitionedLaplaceProblem(parts, estimator._family_, theta_map, level_counts, p, controls,
-                                                n_agq=options.get("n_agq", 1))
-        sampled = [sum(len(s.levels[t.factor]) if s.sampled is None else s.sampled[t.factor] for s in scans)
-                   for t in template.terms]
-        check_fit_summary(type(estimator).__name__, estimator._family_, estimator._uses_reml, problem.n_obs,
-                          y_range, p, [(t.factor, t.q, g) for t, g in zip(template.terms, sampled)])
+            problem = PartitionedLaplaceProblem(
+                parts, estimator._family_, theta_map, level_counts, p, controls, n_agq=options.get("n_agq", 1)
+            )
+        sampled = [
+            sum(len(s.levels[t.factor]) if s.sampled is None else s.sampled[t.factor] for s in scans)
+            for t in template.terms
+        ]
+        check_fit_summary(
+            type(estimator).__name__,
+            estimator._family_,
+            estimator._uses_reml,
+            problem.n_obs,
+            y_range,
+            p,
+            [(t.factor, t.q, g) for t, g in zip(template.terms, sampled)],
+        )
         if builder.dropped_:
             warnings.warn(
                 f"Fixed-effect column(s) {builder.dropped_} are linearly dependent on "
@@ -323,7 +355,12 @@ def _fit_held(estimator, held: PartRunner, scans: list[_Scan], layout: Partition
         total, total_sq = sum(s.sums[0] for s in scans), sum(s.sums[1] for s in scans)
     else:  # 0/1: the weighted count of classes_[1] is both sums
         total = total_sq = sum(s.weighted_response for s in summaries)
-    estimator.response_summary_ = {"name": layout.y_name, "n_obs": estimator.n_obs_, "sum": total, "sum_sq": total_sq}
+    estimator.response_summary_ = {
+        "name": layout.y_name,
+        "n_obs": estimator.n_obs_,
+        "sum": total,
+        "sum_sq": total_sq,
+    }
     extremes = np.concatenate([s.mean_extremes for s in summaries])
     estimator._finish_fit(True, extremes, _merge_quantiles(summaries))
     return estimator

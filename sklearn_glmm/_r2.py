@@ -109,12 +109,18 @@ def _null_intercept(model, inputs, null_model) -> float:
             "refitted to the data: pass y and groups (a formula-fitted model uses its own data)."
         )
     null = clone(model).set_params(fixed_effects=[])
-    kwargs = {k: v for k, v in (("sample_weight", inputs.sample_weight), ("offset", inputs.offset)) if v is not None}
+    kwargs = {
+        k: v for k, v in (("sample_weight", inputs.sample_weight), ("offset", inputs.offset)) if v is not None
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the null model's own warnings are not the caller's
         null.fit(inputs.X, inputs.y, groups=inputs.groups, **kwargs)
     if not null.converged_:
-        warnings.warn("The null model did not converge; the observation-level variance may be off.", UserWarning, stacklevel=4)
+        warnings.warn(
+            "The null model did not converge; the observation-level variance may be off.",
+            UserWarning,
+            stacklevel=4,
+        )
     return float(null.fixef_.iloc[0])
 
 
@@ -166,7 +172,11 @@ def _variance_components(
     for group, names, cov in groups_cov:
         valid = [j for j, name in enumerate(names) if name in fixed_names]
         slopes_left_out += [names[j] for j in range(len(names)) if j not in valid]
-        Z = np.column_stack([design_column(frame, names[j]) for j in valid]) if valid else np.zeros((n_rows, 0))
+        Z = (
+            np.column_stack([design_column(frame, names[j]) for j in valid])
+            if valid
+            else np.zeros((n_rows, 0))
+        )
         sub = cov[np.ix_(valid, valid)]
         value = float(np.einsum("ij,jk,ik->", Z, sub, Z) / n_rows)
         factor = _factor_of(group, n_groups)
@@ -255,11 +265,21 @@ def r2_nakagawa(
     {'marginal': 0.0106, 'conditional': 0.332}
     """
     v = _variance_components(
-        model, X, y, groups, sample_weight=sample_weight, offset=offset, tolerance=tolerance, null_model=null_model
+        model,
+        X,
+        y,
+        groups,
+        sample_weight=sample_weight,
+        offset=offset,
+        tolerance=tolerance,
+        null_model=null_model,
     )
     if v["var_random"] is None:
         _warn_singular("the conditional R²")
-        return {"marginal": v["var_fixed"] / (v["var_fixed"] + v["var_residual"]), "conditional": float("nan")}
+        return {
+            "marginal": v["var_fixed"] / (v["var_fixed"] + v["var_residual"]),
+            "conditional": float("nan"),
+        }
     total = v["var_fixed"] + v["var_random"] + v["var_residual"]
     return {"marginal": v["var_fixed"] / total, "conditional": (v["var_fixed"] + v["var_random"]) / total}
 
@@ -301,7 +321,14 @@ def icc(
     {'adjusted': 0.299, 'unadjusted': 0.296}
     """
     v = _variance_components(
-        model, X, y, groups, sample_weight=sample_weight, offset=offset, tolerance=tolerance, null_model=null_model
+        model,
+        X,
+        y,
+        groups,
+        sample_weight=sample_weight,
+        offset=offset,
+        tolerance=tolerance,
+        null_model=null_model,
     )
     if v["var_random"] is None:
         _warn_singular("the ICC")

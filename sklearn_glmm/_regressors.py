@@ -81,7 +81,9 @@ SOLVER_OPTIONS_DOC = """solver_options : dict, default=None
     verbose : int, default=0
         1 prints progress per stage, 2 per deviance evaluation."""
 
-OPTIMISER_DOC = GROUPS_DOC + """
+OPTIMISER_DOC = (
+    GROUPS_DOC
+    + """
     se_method : {"hessian", "pirls"}, default="hessian"
         Standard errors of the fixed effects: ``"hessian"`` inverts the
         Hessian of the Laplace deviance in (theta, beta), lme4's default;
@@ -102,7 +104,9 @@ OPTIMISER_DOC = GROUPS_DOC + """
         deviance (the Newton decrement ``g^T H^{-1} g``) is below ``tol``;
         must be > 0.
 
-    """ + SOLVER_OPTIONS_DOC
+    """
+    + SOLVER_OPTIONS_DOC
+)
 
 ATTRIBUTES_DOC = """fixef_ : pandas.Series
         Fixed effects, ``"(Intercept)"`` first, then X's column names.
@@ -172,8 +176,9 @@ def see_also(estimator: str, *others: str) -> str:
     return "\n    ".join(lines + list(others))
 
 
-def _doc(summary: str, model: str, parameters: str, attributes: str, notes: str, example: str,
-         related: str) -> str:
+def _doc(
+    summary: str, model: str, parameters: str, attributes: str, notes: str, example: str, related: str
+) -> str:
     return f"""{summary}
 
     {model}
@@ -246,7 +251,9 @@ PoissonGLMMRegressor.__doc__ = _doc(
     [0.7379, -0.0091]
     >>> round(model.aic_, 1)
     5290.3""",
-    see_also("PoissonGLMMRegressor", "sklearn.linear_model.PoissonRegressor : The GLM without random effects."),
+    see_also(
+        "PoissonGLMMRegressor", "sklearn.linear_model.PoissonRegressor : The GLM without random effects."
+    ),
 )
 
 
@@ -315,9 +322,17 @@ class GammaGLMMRegressor(_GLMMRegressor):
         verbose=0,
     ):
         super().__init__(
-            random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
-            se_method=se_method, n_agq=n_agq, max_iter=max_iter, tol=tol, solver_options=solver_options,
-            n_jobs=n_jobs, verbose=verbose,
+            random_effects,
+            fixed_effects=fixed_effects,
+            group_column=group_column,
+            new_groups=new_groups,
+            se_method=se_method,
+            n_agq=n_agq,
+            max_iter=max_iter,
+            tol=tol,
+            solver_options=solver_options,
+            n_jobs=n_jobs,
+            verbose=verbose,
         )
         self.link = link
 
@@ -387,9 +402,17 @@ class _BinomialGLMM(_LaplaceGLMM):
         verbose=0,
     ):
         super().__init__(
-            random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
-            se_method=se_method, n_agq=n_agq, max_iter=max_iter, tol=tol, solver_options=solver_options,
-            n_jobs=n_jobs, verbose=verbose,
+            random_effects,
+            fixed_effects=fixed_effects,
+            group_column=group_column,
+            new_groups=new_groups,
+            se_method=se_method,
+            n_agq=n_agq,
+            max_iter=max_iter,
+            tol=tol,
+            solver_options=solver_options,
+            n_jobs=n_jobs,
+            verbose=verbose,
         )
         self.link = link
 
@@ -474,8 +497,14 @@ class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
         verbose=0,
     ):
         super().__init__(
-            random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
-            max_iter=max_iter, solver_options=solver_options, n_jobs=n_jobs, verbose=verbose,
+            random_effects,
+            fixed_effects=fixed_effects,
+            group_column=group_column,
+            new_groups=new_groups,
+            max_iter=max_iter,
+            solver_options=solver_options,
+            n_jobs=n_jobs,
+            verbose=verbose,
         )
         self.reml = reml
 
@@ -501,8 +530,9 @@ class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
         result = fit_lmm(problem, verbose=self.verbose)
         if not isinstance(problem, LMMProblem):  # data held in parts: no rows here to compare with
             return result
-        if "max_scaled_theta" not in (self.solver_options or {}) and np.any(theta_at_upper_bound(
-                result.theta, problem.theta_scale, problem.theta_diagonal, result.controls)):
+        if "max_scaled_theta" not in (self.solver_options or {}) and np.any(
+            theta_at_upper_bound(result.theta, problem.theta_scale, problem.theta_diagonal, result.controls)
+        ):
             # theta is relative to sigma: a group SD 100 times the residual SD is a legitimate
             # estimate, beyond the solver's default bound of 50 (a wider bound from the start
             # would slow every fit: L-BFGS-B sizes its first steps by the bounds)
@@ -540,8 +570,13 @@ class GaussianLMMRegressor(RegressorMixin, _BaseGLMM):
         self._family_ = GaussianFamily(sigma2=result.sigma**2)
         self._set_fixed(result.coef, result.vcov_beta)
         # b = Lambda u is on the response scale already (u ~ N(0, sigma^2 I))
-        self._set_random_attributes(terms, result.theta, problem.random_effects(result.theta, result.u),
-                                    scale=result.sigma**2, sigma=result.sigma)
+        self._set_random_attributes(
+            terms,
+            result.theta,
+            problem.random_effects(result.theta, result.u),
+            scale=result.sigma**2,
+            sigma=result.sigma,
+        )
         self.sigma_ = result.sigma
         self.loglik_ = -0.5 * result.deviance
         self.n_iter_ = result.n_iter
@@ -617,5 +652,8 @@ GaussianLMMRegressor.__doc__ = _doc(
     >>> model = GaussianLMMRegressor().fit(x.reshape(-1, 1), y, groups=g)
     >>> round(float(model.coef_[0]), 1), bool(0.3 < model.sigma_ < 0.7)
     (2.0, True)""",
-    see_also("GaussianLMMRegressor", "sklearn.linear_model.LinearRegression : The linear model without random effects."),
+    see_also(
+        "GaussianLMMRegressor",
+        "sklearn.linear_model.LinearRegression : The linear model without random effects.",
+    ),
 )

@@ -180,8 +180,14 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         verbose=0,
     ):
         super().__init__(
-            random_effects, fixed_effects=fixed_effects, group_column=group_column, new_groups=new_groups,
-            max_iter=max_iter, solver_options=solver_options, n_jobs=n_jobs, verbose=verbose,
+            random_effects,
+            fixed_effects=fixed_effects,
+            group_column=group_column,
+            new_groups=new_groups,
+            max_iter=max_iter,
+            solver_options=solver_options,
+            n_jobs=n_jobs,
+            verbose=verbose,
         )
         self.zero_inflation = zero_inflation
         self.tol = tol
@@ -212,8 +218,10 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
     def _set_param_attributes(self, family) -> None:
         if not getattr(self, "_without_zeros", False):
             return
-        note = ("y has no zeros: the zero-inflation probability's estimate is 0 (logit -infinity); the "
-                "zero-inflation coefficients ran off and their standard errors mean nothing")
+        note = (
+            "y has no zeros: the zero-inflation probability's estimate is 0 (logit -infinity); the "
+            "zero-inflation coefficients ran off and their standard errors mean nothing"
+        )
         if self.fit_summary_ is not None:
             self.fit_summary_.notes.append(note)
         warnings.warn(
@@ -431,7 +439,13 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         return self._pearson_residuals(y, self._fitted_mu(design, offset), w)
 
     def simulate(
-        self, X=None, groups=None, n_simulations: int = 1, random_state=None, conditional: bool = True, offset=None
+        self,
+        X=None,
+        groups=None,
+        n_simulations: int = 1,
+        random_state=None,
+        conditional: bool = True,
+        offset=None,
     ) -> np.ndarray:
         """Simulated counts: Poisson draws of the count model, zeroed with probability p.
 
@@ -486,8 +500,20 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         return counts
 
     def confint(
-        self, method="wald", level=0.95, *, X=None, y=None, groups=None, sample_weight=None, offset=None,
-        parm=None, n_boot=200, random_state=None, n_jobs=None, progress=False,
+        self,
+        method="wald",
+        level=0.95,
+        *,
+        X=None,
+        y=None,
+        groups=None,
+        sample_weight=None,
+        offset=None,
+        parm=None,
+        n_boot=200,
+        random_state=None,
+        n_jobs=None,
+        progress=False,
     ) -> pd.DataFrame:
         """Wald intervals for both parts; zero-inflation rows are named ``"zi~<name>"``.
 
@@ -537,9 +563,20 @@ class ZeroInflatedPoissonGLMMRegressor(RegressorMixin, _BaseGLMM):
         x0              0.307   0.417
         zi~(Intercept) -0.894  -0.555
         """
-        count = super().confint(method, level, X=X, y=y, groups=groups, sample_weight=sample_weight,
-                                offset=offset, parm=parm, n_boot=n_boot, random_state=random_state,
-                                n_jobs=n_jobs, progress=progress)
+        count = super().confint(
+            method,
+            level,
+            X=X,
+            y=y,
+            groups=groups,
+            sample_weight=sample_weight,
+            offset=offset,
+            parm=parm,
+            n_boot=n_boot,
+            random_state=random_state,
+            n_jobs=n_jobs,
+            progress=progress,
+        )
         z = stats.norm.ppf(0.5 + level / 2.0)
         zi = pd.DataFrame(
             {

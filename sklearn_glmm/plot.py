@@ -192,7 +192,9 @@ def observed_vs_fitted(model, X=None, y=None, groups=None, *, x=None, n_groups=1
     if n_groups < len(labels):
         labels = np.random.default_rng(random_state).choice(labels, size=n_groups, replace=False)
     nrows = int(np.ceil(len(labels) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 2.4 * nrows), sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.0 * ncols, 2.4 * nrows), sharex=True, sharey=True, squeeze=False
+    )
     xv = Xf[x].to_numpy()
     for ax, label in zip(axes.flat, labels):
         rows = (g == label).to_numpy()
@@ -201,7 +203,7 @@ def observed_vs_fitted(model, X=None, y=None, groups=None, *, x=None, n_groups=1
         ax.plot(xv[rows][order], conditional[rows][order], color="C0", label="fitted (group)")
         ax.plot(xv[rows][order], population[rows][order], color="C3", linestyle="--", label="population")
         ax.set_title(f"{name} {label}", fontsize=9)
-    for ax in list(axes.flat)[len(labels):]:
+    for ax in list(axes.flat)[len(labels) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
     fig.supxlabel(str(x))

@@ -49,7 +49,9 @@ def reference_design(ref: dict, data: pd.DataFrame):
     def column(components):
         values = np.ones(len(data))
         for part in components:
-            values = values * ((data[part["column"]] == part["level"]) if "level" in part else data[part["column"]])
+            values = values * (
+                (data[part["column"]] == part["level"]) if "level" in part else data[part["column"]]
+            )
         return values.astype(float)
 
     X = pd.DataFrame(
@@ -59,13 +61,26 @@ def reference_design(ref: dict, data: pd.DataFrame):
     columns = ref["design"]["group_columns"]
     if len(columns) > 1:  # several grouping factors: a DataFrame named as in the formula
         return X, pd.DataFrame({group: data[column] for group, column in columns.items()})
-    (group, group_column), = columns.items()
+    ((group, group_column),) = columns.items()
     groups = data[group_column].rename(group)
     return X, groups
 
 
-def core_problem(family, X, y, codes, Z, n_levels, *, weights=None, offset=None, n_agq=1, X_zi=None,
-                 controls=None, terms=None):
+def core_problem(
+    family,
+    X,
+    y,
+    codes,
+    Z,
+    n_levels,
+    *,
+    weights=None,
+    offset=None,
+    n_agq=1,
+    X_zi=None,
+    controls=None,
+    terms=None,
+):
     """The engine's problem of a one-factor model (or of ``terms``), with default controls."""
     from sklearn_glmm._core import CoreTerm, LaplaceProblem, make_controls
     from sklearn_glmm.design import theta_index
@@ -75,13 +90,28 @@ def core_problem(family, X, y, codes, Z, n_levels, *, weights=None, offset=None,
         q = Z.shape[1]
         terms = [CoreTerm(np.asarray(codes), np.asarray(Z, dtype=float), n_levels, *theta_index(q))]
     return LaplaceProblem(
-        family, np.asarray(X, dtype=float), np.asarray(y, dtype=float),
-        np.ones(n) if weights is None else weights, np.zeros(n) if offset is None else offset, terms,
-        make_controls() if controls is None else controls, n_agq=n_agq, X_zi=X_zi,
+        family,
+        np.asarray(X, dtype=float),
+        np.asarray(y, dtype=float),
+        np.ones(n) if weights is None else weights,
+        np.zeros(n) if offset is None else offset,
+        terms,
+        make_controls() if controls is None else controls,
+        n_agq=n_agq,
+        X_zi=X_zi,
     )
 
 
 def with_quadrature(problem, n_agq: int):
     """The same one-factor problem with ``n_agq`` quadrature points."""
-    return core_problem(problem.family, problem.XT.T, problem.y, problem.codes[0], problem.ZT[0].T,
-                        problem.level_counts[0], weights=problem.weights, offset=problem.offset, n_agq=n_agq)
+    return core_problem(
+        problem.family,
+        problem.XT.T,
+        problem.y,
+        problem.codes[0],
+        problem.ZT[0].T,
+        problem.level_counts[0],
+        weights=problem.weights,
+        offset=problem.offset,
+        n_agq=n_agq,
+    )

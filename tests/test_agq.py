@@ -29,7 +29,12 @@ def _cbpp(n_agq):
     X, groups = reference_design(ref, data)
     model = BinomialGLMMRegressor("(1 | herd)", n_agq=n_agq)
     model.fit(X, data["incidence"] / data["size"], groups=groups, sample_weight=data["size"])
-    model.training_data = {"X": X, "y": data["incidence"] / data["size"], "groups": groups, "sample_weight": data["size"]}
+    model.training_data = {
+        "X": X,
+        "y": data["incidence"] / data["size"],
+        "groups": groups,
+        "sample_weight": data["size"],
+    }
     return model, ref
 
 
@@ -86,9 +91,11 @@ def test_cbpp_agq_loglik_equals_direct_integration(cbpp_agq25):
 
         def integrand(b, rows=rows):
             p = expit(eta[rows] + b)
-            return np.exp(np.sum(k[rows] * np.log(p) + (n[rows] - k[rows]) * np.log1p(-p))) * np.exp(
-                -0.5 * (b / sd) ** 2
-            ) / (sd * np.sqrt(2 * np.pi))
+            return (
+                np.exp(np.sum(k[rows] * np.log(p) + (n[rows] - k[rows]) * np.log1p(-p)))
+                * np.exp(-0.5 * (b / sd) ** 2)
+                / (sd * np.sqrt(2 * np.pi))
+            )
 
         value, _ = integrate.quad(integrand, -12 * sd, 12 * sd, epsabs=0, epsrel=1e-12, limit=200)
         total += np.log(value)

@@ -81,18 +81,30 @@ def test_row_derivatives_match_finite_differences(name):
     theta = np.array([0.6, 0.1, 0.3])
     curvature = problem.row_derivatives(theta, np.empty(0), param, problem.zero_modes())
     u, eps = curvature.u, 1e-5
-    gradient = np.array([
-        (problem.with_offset(F + e).evaluate(theta, np.empty(0), param, u, gradient=False).deviance
-         - problem.with_offset(F - e).evaluate(theta, np.empty(0), param, u, gradient=False).deviance) / (2 * eps)
-        for e in eps * np.eye(n)
-    ])
+    gradient = np.array(
+        [
+            (
+                problem.with_offset(F + e).evaluate(theta, np.empty(0), param, u, gradient=False).deviance
+                - problem.with_offset(F - e).evaluate(theta, np.empty(0), param, u, gradient=False).deviance
+            )
+            / (2 * eps)
+            for e in eps * np.eye(n)
+        ]
+    )
     np.testing.assert_allclose(curvature.gradient, gradient, rtol=1e-6, atol=1e-6 * np.abs(gradient).max())
     h = 1e-4
     p0 = _penalised_deviance(problem, theta, param, u, 0.0)
-    diagonal = np.array([
-        (_penalised_deviance(problem, theta, param, u, e) - 2 * p0 + _penalised_deviance(problem, theta, param, u, -e))
-        / h**2 for e in h * np.eye(n)
-    ])
+    diagonal = np.array(
+        [
+            (
+                _penalised_deviance(problem, theta, param, u, e)
+                - 2 * p0
+                + _penalised_deviance(problem, theta, param, u, -e)
+            )
+            / h**2
+            for e in h * np.eye(n)
+        ]
+    )
     np.testing.assert_allclose(curvature.hessian, diagonal, rtol=1e-4)
 
 
@@ -115,8 +127,15 @@ def test_partition_information_matches_finite_differences(crossed):
         return _penalised_deviance(problem, theta, param, curvature.u, c[labels])
 
     E = h * np.eye(3)
-    numeric = np.array([[(pdev(E[j] + E[k]) - pdev(E[j] - E[k]) - pdev(E[k] - E[j]) + pdev(-E[j] - E[k])) / (4 * h * h)
-                         for k in range(3)] for j in range(3)])
+    numeric = np.array(
+        [
+            [
+                (pdev(E[j] + E[k]) - pdev(E[j] - E[k]) - pdev(E[k] - E[j]) + pdev(-E[j] - E[k])) / (4 * h * h)
+                for k in range(3)
+            ]
+            for j in range(3)
+        ]
+    )
     np.testing.assert_allclose(info, numeric, rtol=1e-5)
     # its diagonal parts sum the rows' diagonal Hessian minus the couplings: never above it
     assert np.all(np.diag(info) <= np.bincount(labels, weights=curvature.hessian, minlength=3) + 1e-9)
@@ -134,12 +153,31 @@ def test_row_derivatives_by_shards_equal_one_shard():
     theta, labels = np.array([0.5, 0.1, 0.2]), rng.integers(0, 4, n)
     results = []
     for shard_rows in (None, 20):
-        problem = LaplaceProblem(PoissonFamily(), np.empty((n, 0)), y, np.ones(n), 0.1 * x, [term],
-                                 make_controls({"shard_rows": shard_rows}))
+        problem = LaplaceProblem(
+            PoissonFamily(),
+            np.empty((n, 0)),
+            y,
+            np.ones(n),
+            0.1 * x,
+            [term],
+            make_controls({"shard_rows": shard_rows}),
+        )
         curvature = problem.row_derivatives(theta, np.empty(0), None, problem.zero_modes())
         results.append((curvature.gradient, curvature.hessian, curvature.partition_information(labels, 4)))
-    assert len(LaplaceProblem(PoissonFamily(), np.empty((n, 0)), y, np.ones(n), 0.1 * x, [term],
-                              make_controls({"shard_rows": 20})).shards) > 1
+    assert (
+        len(
+            LaplaceProblem(
+                PoissonFamily(),
+                np.empty((n, 0)),
+                y,
+                np.ones(n),
+                0.1 * x,
+                [term],
+                make_controls({"shard_rows": 20}),
+            ).shards
+        )
+        > 1
+    )
     for one, many in zip(*results):
         np.testing.assert_allclose(many, one, rtol=1e-8, atol=1e-10)  # PIRLS stops per shard
 
@@ -162,11 +200,15 @@ def test_warm_start_theta_reaches_the_same_optimum():
     y = data["logins"].to_numpy(float)
     codes = pd.factorize(data["user_id"])[0]
     term = CoreTerm(codes, np.ones((y.size, 1)), codes.max() + 1, np.array([0]), np.array([0]))
-    problem = LaplaceProblem(PoissonFamily(), np.ones((y.size, 1)), y, np.ones(y.size), np.zeros(y.size), [term],
-                             make_controls())
+    problem = LaplaceProblem(
+        PoissonFamily(), np.ones((y.size, 1)), y, np.ones(y.size), np.zeros(y.size), [term], make_controls()
+    )
     cold = fit(problem, compute_hessian=False)
-    warm = fit(problem, start=Start(cold.coef + 0.1, None, np.eye(1) * y.sum(), theta=cold.theta * 1.3),
-               compute_hessian=False)
+    warm = fit(
+        problem,
+        start=Start(cold.coef + 0.1, None, np.eye(1) * y.sum(), theta=cold.theta * 1.3),
+        compute_hessian=False,
+    )
     assert warm.deviance == pytest.approx(cold.deviance, rel=1e-8)
     np.testing.assert_allclose(warm.theta, cold.theta, rtol=1e-4)
     assert "stage1" not in warm.timings
@@ -186,7 +228,9 @@ def test_newton_leaf_values_are_exact_for_the_gaussian():
     y = 1.0 * user_level + rng.normal(0, 0.7, G)[codes] + rng.normal(size=n)
     leaves = user_level + 2 * (rng.random(n) < 0.5)  # 4 leaves: whole-group halves x row-level
     term = CoreTerm(codes, np.ones((n, 1)), G, np.array([0]), np.array([0]))
-    objective = LaplaceBoostingObjective(GaussianFamily(), y, np.ones(n), np.zeros(n), [term], make_controls())
+    objective = LaplaceBoostingObjective(
+        GaussianFamily(), y, np.ones(n), np.zeros(n), [term], make_controls()
+    )
     f0, at = objective.initial()
     F = np.full(n, f0)
     derivatives = objective.derivatives(F, at)
@@ -218,10 +262,20 @@ def nonlinear_fits():
         boosted.fit(X[train], y[train], groups=g[train])
         linear = PoissonGLMMRegressor(new_groups="marginal").fit(X[train], y[train], groups=g[train])
         # the variance the data hold given the true F (an intercept-only GLMM with F as offset)
-        oracle = PoissonGLMMRegressor().fit(np.empty((int(train.sum()), 0)), y[train], groups=g[train],
-                                            offset=truth["fixed_part"][train])
-    return {"X": X, "y": y, "g": g, "new": new, "late": late, "boosted": boosted, "linear": linear,
-            "oracle": oracle, "truth": truth}
+        oracle = PoissonGLMMRegressor().fit(
+            np.empty((int(train.sum()), 0)), y[train], groups=g[train], offset=truth["fixed_part"][train]
+        )
+    return {
+        "X": X,
+        "y": y,
+        "g": g,
+        "new": new,
+        "late": late,
+        "boosted": boosted,
+        "linear": linear,
+        "oracle": oracle,
+        "truth": truth,
+    }
 
 
 def _variance(model):
@@ -246,8 +300,9 @@ def test_boosting_beats_the_linear_glmm_on_held_out_deviance(nonlinear_fits):
     X, y, g = f["X"], f["y"], f["g"]
 
     def ratio(rows):
-        return (mean_poisson_deviance(y[rows], f["boosted"].predict(X[rows], groups=g[rows]))
-                / mean_poisson_deviance(y[rows], f["linear"].predict(X[rows], groups=g[rows])))
+        return mean_poisson_deviance(
+            y[rows], f["boosted"].predict(X[rows], groups=g[rows])
+        ) / mean_poisson_deviance(y[rows], f["linear"].predict(X[rows], groups=g[rows]))
 
     assert ratio(f["new"]) < 1.0
     assert ratio(f["late"]) < 0.97
@@ -263,11 +318,14 @@ def test_boosting_with_a_linear_truth_is_close_to_the_glmm():
     X = rng.normal(size=(G * m, 3))
     y = rng.poisson(np.exp(0.5 + 0.3 * X[:, 0] - 0.2 * X[:, 1] + rng.normal(0, 0.5, G)[g]))
     test, train = g >= 160, g < 160
-    boosted = GLMMBoostingRegressor(n_estimators=500, early_stopping=True, random_state=0, new_groups="marginal")
+    boosted = GLMMBoostingRegressor(
+        n_estimators=500, early_stopping=True, random_state=0, new_groups="marginal"
+    )
     boosted.fit(X[train], y[train], groups=g[train])
     linear = PoissonGLMMRegressor(new_groups="marginal").fit(X[train], y[train], groups=g[train])
-    ratio = (mean_poisson_deviance(y[test], boosted.predict(X[test], groups=g[test]))
-             / mean_poisson_deviance(y[test], linear.predict(X[test], groups=g[test])))
+    ratio = mean_poisson_deviance(y[test], boosted.predict(X[test], groups=g[test])) / mean_poisson_deviance(
+        y[test], linear.predict(X[test], groups=g[test])
+    )
     assert ratio < 1.03
     assert _variance(boosted) == pytest.approx(_variance(linear), rel=0.05)
     assert boosted.n_trees_ < 500 and boosted.validation_score_.size == boosted.n_iter_ + 1
@@ -282,8 +340,12 @@ def test_gaussian_family_estimates_the_residual_and_group_variance():
     x = rng.uniform(size=G * m)
     step = np.where(x < 0.3, 0.0, np.where(x < 0.7, 1.5, -1.0))
     y = step + rng.normal(0, 0.8, G)[g] + rng.normal(0, 1.0, G * m)
-    boosted = GLMMBoostingRegressor("gaussian", n_estimators=100, early_stopping=False).fit(x[:, None], y, groups=g)
-    exact = GaussianLMMRegressor(reml=False).fit(np.column_stack([x >= 0.3, x >= 0.7]).astype(float), y, groups=g)
+    boosted = GLMMBoostingRegressor("gaussian", n_estimators=100, early_stopping=False).fit(
+        x[:, None], y, groups=g
+    )
+    exact = GaussianLMMRegressor(reml=False).fit(
+        np.column_stack([x >= 0.3, x >= 0.7]).astype(float), y, groups=g
+    )
     assert _variance(boosted) == pytest.approx(_variance(exact), rel=0.10)
     assert boosted.family_.param == pytest.approx(exact.sigma_**2, rel=0.10)
 
@@ -297,13 +359,16 @@ def test_boosting_at_scale_recovers_the_variance_tightly():
     new = data["user_id"].isin(data["user_id"].unique()[:200]).to_numpy()
     X, y, g = data[FEATURES], data["logins"], data["user_id"]
     boosted = GLMMBoostingRegressor(n_estimators=300, early_stopping=False, new_groups="marginal").fit(
-        X[~new], y[~new], groups=g[~new])
+        X[~new], y[~new], groups=g[~new]
+    )
     linear = PoissonGLMMRegressor(new_groups="marginal").fit(X[~new], y[~new], groups=g[~new])
-    oracle = PoissonGLMMRegressor().fit(np.empty((int((~new).sum()), 0)), y[~new], groups=g[~new],
-                                        offset=truth["fixed_part"][~new])
+    oracle = PoissonGLMMRegressor().fit(
+        np.empty((int((~new).sum()), 0)), y[~new], groups=g[~new], offset=truth["fixed_part"][~new]
+    )
     assert _variance(boosted) == pytest.approx(_variance(oracle), rel=0.05)
-    ratio = (mean_poisson_deviance(y[new], boosted.predict(X[new], groups=g[new]))
-             / mean_poisson_deviance(y[new], linear.predict(X[new], groups=g[new])))
+    ratio = mean_poisson_deviance(y[new], boosted.predict(X[new], groups=g[new])) / mean_poisson_deviance(
+        y[new], linear.predict(X[new], groups=g[new])
+    )
     assert ratio < 0.99
 
 
@@ -347,10 +412,14 @@ def test_offset_shifts_the_fit(panel):
     X, y, g, _ = panel
     plain = GLMMBoostingRegressor(n_estimators=20, early_stopping=False).fit(X, y, groups=g)
     shifted = GLMMBoostingRegressor(n_estimators=20, early_stopping=False).fit(
-        X, y, groups=g, offset=np.full(len(y), np.log(2.0)))
+        X, y, groups=g, offset=np.full(len(y), np.log(2.0))
+    )
     assert shifted.init_score_ == pytest.approx(plain.init_score_ - np.log(2.0), abs=1e-6)
-    np.testing.assert_allclose(shifted.predict(X, groups=g, offset=np.full(len(y), np.log(2.0))),
-                               plain.predict(X, groups=g), rtol=1e-5)
+    np.testing.assert_allclose(
+        shifted.predict(X, groups=g, offset=np.full(len(y), np.log(2.0))),
+        plain.predict(X, groups=g),
+        rtol=1e-5,
+    )
 
 
 def test_random_slope_and_crossed_factors(panel):
@@ -359,7 +428,9 @@ def test_random_slope_and_crossed_factors(panel):
     assert list(slope.ranef_["user_id"].columns) == ["(Intercept)", "mood"]
     assert slope.varcorr_.shape[0] == 3
     groups = pd.DataFrame({"user_id": g, "weekday": data["weekday"]})
-    crossed = GLMMBoostingRegressor(random_effects="(1 | user_id) + (1 | weekday)", n_estimators=10).fit(X, y, groups=groups)
+    crossed = GLMMBoostingRegressor(random_effects="(1 | user_id) + (1 | weekday)", n_estimators=10).fit(
+        X, y, groups=groups
+    )
     assert set(crossed.ranef_) == {"user_id", "weekday"}
 
 
@@ -425,7 +496,9 @@ def test_group_column_in_a_pipeline_and_routing(panel):
     assert np.all(np.isfinite(scores))
     with sklearn.config_context(enable_metadata_routing=True), warnings.catch_warnings():
         warnings.simplefilter("error", NoGroupsWarning)  # every fit receives the groups
-        search = GridSearchCV(GLMMBoostingRegressor(n_estimators=10), {"max_leaf_nodes": [4, 8]}, cv=GroupKFold(3))
+        search = GridSearchCV(
+            GLMMBoostingRegressor(n_estimators=10), {"max_leaf_nodes": [4, 8]}, cv=GroupKFold(3)
+        )
         search.fit(X, y, groups=g)
     assert search.best_estimator_.ranef_
 
@@ -435,7 +508,9 @@ def test_without_groups_it_is_plain_boosting(panel):
     with pytest.warns(NoGroupsWarning):
         model = GLMMBoostingRegressor(n_estimators=20).fit(StandardScaler().fit_transform(X), y)
     assert model.theta_.size == 0 and model.ranef_ == {}
-    stopped = GLMMBoostingRegressor("negative_binomial", n_estimators=300, early_stopping=True, random_state=0)
+    stopped = GLMMBoostingRegressor(
+        "negative_binomial", n_estimators=300, early_stopping=True, random_state=0
+    )
     with pytest.warns(NoGroupsWarning):
         stopped.fit(X, y)
     assert stopped.n_trees_ < 300 and stopped.family_.param > 0
@@ -451,7 +526,8 @@ def test_sklearn_compatible_estimator(estimator, check):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::sklearn_glmm._base.NoGroupsWarning")
-@parametrize_with_checks([GLMMBoostingRegressor(family, n_estimators=10)
-                          for family in ("gaussian", "gamma", "negative_binomial")])
+@parametrize_with_checks(
+    [GLMMBoostingRegressor(family, n_estimators=10) for family in ("gaussian", "gamma", "negative_binomial")]
+)
 def test_sklearn_compatible_estimator_other_families(estimator, check):
     check(estimator)

@@ -20,20 +20,43 @@ RI = "logins ~ day_centered + (1 | user_id)"
 def test_fit_prints_summary_intervals_and_overdispersion(capsys):
     assert main(["fit", CSV, "--formula", RI]) == 0
     captured = capsys.readouterr()
-    for expected in ("5290.3", "-2642.1", "(1 | user_id)", "Confidence intervals (wald", "(Intercept)", "ratio = 0.929"):
+    for expected in (
+        "5290.3",
+        "-2642.1",
+        "(1 | user_id)",
+        "Confidence intervals (wald",
+        "(Intercept)",
+        "ratio = 0.929",
+    ):
         assert expected in captured.out, expected
     assert "Fitting a poisson GLMM to 1500 rows" in captured.err and "done in" in captured.err
 
 
 def test_fit_writes_plots_and_json(tmp_path, capsys):
     out = tmp_path / "result.json"
-    args = ["fit", CSV, "--formula", RI, "--confint", "profile", "--plots", str(tmp_path / "figs"), "--json", str(out)]
+    args = [
+        "fit",
+        CSV,
+        "--formula",
+        RI,
+        "--confint",
+        "profile",
+        "--plots",
+        str(tmp_path / "figs"),
+        "--json",
+        str(out),
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "Confidence intervals (profile" in text and "caterpillar.png" in text
     pngs = sorted(p.name for p in (tmp_path / "figs").glob("*.png"))
-    assert pngs == ["caterpillar.png", "observed_vs_fitted.png", "qq_ranef.png", "residuals_vs_fitted.png",
-                    "trajectories.png"]
+    assert pngs == [
+        "caterpillar.png",
+        "observed_vs_fitted.png",
+        "qq_ranef.png",
+        "residuals_vs_fitted.png",
+        "trajectories.png",
+    ]
     assert all((tmp_path / "figs" / p).stat().st_size > 5000 for p in pngs)
     result = json.loads(out.read_text())
     ref = load_reference("app_engagement_ri")
@@ -79,8 +102,21 @@ def test_fit_rejects_empty_and_binary_files(tmp_path, capsys):
 @pytest.mark.slow  # tests/test_cli.py already runs python -m sklearn_glmm
 def test_console_script_entry_point(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "sklearn_glmm", "fit", CSV, "--formula", RI, "--json", str(tmp_path / "r.json")],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "sklearn_glmm",
+            "fit",
+            CSV,
+            "--formula",
+            RI,
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "AIC" in result.stdout and Path(tmp_path / "r.json").is_file()
@@ -98,7 +134,10 @@ def test_summary_html_has_real_tables():
 
 def test_gaussian_fit_prints_no_overdispersion_test(tmp_path, capsys):
     out = tmp_path / "result.json"
-    assert main(["fit", CSV, "--formula", RI, "--family", "gaussian", "--confint", "none", "--json", str(out)]) == 0
+    assert (
+        main(["fit", CSV, "--formula", RI, "--family", "gaussian", "--confint", "none", "--json", str(out)])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "Linear mixed model fit by REML" in printed and "Overdispersion" not in printed
     assert "overdispersion" not in json.loads(out.read_text())

@@ -33,9 +33,13 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Fixed-effect column.*linearly dependent:UserWarning"),
     pytest.mark.filterwarnings("ignore:The information matrix of the fixed effects is singular:UserWarning"),
     # ... and is fitted exactly there: the Gamma shape's search runs off, the GLM says it did not converge
-    pytest.mark.filterwarnings("ignore:The GLM fit \\(no groups\\) did not converge:sklearn.exceptions.ConvergenceWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:The GLM fit \\(no groups\\) did not converge:sklearn.exceptions.ConvergenceWarning"
+    ),
     # the zero-inflated model's rounded targets may have no zero: its zero model runs off, and it says so
-    pytest.mark.filterwarnings("ignore:CountTargetZIPRegressor. y has no zeros:sklearn_glmm.SeparationWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:CountTargetZIPRegressor. y has no zeros:sklearn_glmm.SeparationWarning"
+    ),
     # check_complex_data: numpy warns while casting, before the estimator refuses complex X
     pytest.mark.filterwarnings("ignore::numpy.exceptions.ComplexWarning"),
 ]
@@ -128,6 +132,8 @@ ESTIMATORS = [
 ]
 
 
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=lambda est: EXPECTED_FAILED.get(type(est), COMMON))
+@parametrize_with_checks(
+    ESTIMATORS, expected_failed_checks=lambda est: EXPECTED_FAILED.get(type(est), COMMON)
+)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

@@ -22,7 +22,9 @@ def _app_problem(app_engagement, slope: bool, weights=None, offset=None, **kwarg
     X = np.column_stack([np.ones(n), app_engagement["day_centered"]])
     Z = X.copy() if slope else np.ones((n, 1))
     y = app_engagement["logins"].to_numpy(float)
-    return core_problem(PoissonFamily(), X, y, codes, Z, len(levels), weights=weights, offset=offset, **kwargs)
+    return core_problem(
+        PoissonFamily(), X, y, codes, Z, len(levels), weights=weights, offset=offset, **kwargs
+    )
 
 
 @pytest.mark.parametrize("q", [1, 2, 3, 4])
@@ -49,7 +51,9 @@ def test_group_index_matches_loops(rng, ordered):
     sym = index.outer_sums(w, left)
     sums = index.sum(left)
     np.testing.assert_array_equal(index.expand(np.arange(5.0)), codes)
-    np.testing.assert_array_equal(index.expand(np.column_stack([np.arange(5.0), -np.arange(5.0)])), [codes, -codes])
+    np.testing.assert_array_equal(
+        index.expand(np.column_stack([np.arange(5.0), -np.arange(5.0)])), [codes, -codes]
+    )
     for g in range(5):
         rows = codes == g
         np.testing.assert_allclose(outer[g], (left[:, rows] * w[rows]) @ right[:, rows].T, atol=1e-12)
@@ -60,7 +64,11 @@ def test_group_index_matches_loops(rng, ordered):
 
 @pytest.mark.parametrize(
     "slope, theta, beta",
-    [(False, [0.43], [0.74, -0.0091]), (True, [0.43, 0.002, 0.007], [0.74, -0.0091]), (True, [0.3, -0.01, 0.0], [0.5, 0.0])],
+    [
+        (False, [0.43], [0.74, -0.0091]),
+        (True, [0.43, 0.002, 0.007], [0.74, -0.0091]),
+        (True, [0.3, -0.01, 0.0], [0.5, 0.0]),
+    ],
 )
 def test_gradient_matches_finite_differences(app_engagement, slope, theta, beta):
     n = len(app_engagement)
@@ -125,7 +133,10 @@ LAYERS = [
     ("engine", {"_core"}),
     ("reports", {"results"}),
     ("partitions", {"_partitioned_fit", "_dask"}),
-    ("estimators", {"_base", "_regressors", "_classifier", "_zero_inflated", "_inference", "_lme4_api", "_boosting"}),
+    (
+        "estimators",
+        {"_base", "_regressors", "_classifier", "_zero_inflated", "_inference", "_lme4_api", "_boosting"},
+    ),
     ("outer", {"plot", "_formula", "_r2", "_drop1", "_marginal", "_model_frame"}),
     ("entry points", {"_cli", "__main__", "__init__"}),
 ]
@@ -155,7 +166,9 @@ def _import_graph() -> dict[str, set[str]]:
                     module = node.module
                 else:
                     continue
-                found = [f"{module}.{a.name}" if f"{module}.{a.name}" in modules else module for a in node.names]
+                found = [
+                    f"{module}.{a.name}" if f"{module}.{a.name}" in modules else module for a in node.names
+                ]
             for target in found:
                 while target not in modules and "." in target:
                     target = target.rsplit(".", 1)[0]
@@ -181,7 +194,9 @@ def test_the_import_graph_follows_the_layers_and_has_no_cycle():
     graph = _import_graph()
     for module, targets in graph.items():
         for target in targets:
-            assert _layer(target) <= _layer(module), f"{module} ({LAYERS[_layer(module)][0]}) imports {target}"
+            assert _layer(target) <= _layer(module), (
+                f"{module} ({LAYERS[_layer(module)][0]}) imports {target}"
+            )
             if target == PACKAGE.name:
                 assert _layer(module) == len(LAYERS) - 1, f"{module} imports the package itself"
     state = {}
@@ -201,7 +216,11 @@ def test_the_import_graph_follows_the_layers_and_has_no_cycle():
 
 def test_inner_layers_never_import_sklearn_and_the_engine_not_pandas():
     """_core, families and design stay usable without scikit-learn; the engine works on arrays."""
-    for layer, banned in (("_core", {"sklearn", "pandas"}), ("families", {"sklearn"}), ("design", {"sklearn"})):
+    for layer, banned in (
+        ("_core", {"sklearn", "pandas"}),
+        ("families", {"sklearn"}),
+        ("design", {"sklearn"}),
+    ):
         for path in (PACKAGE / layer).glob("*.py"):
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):

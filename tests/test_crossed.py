@@ -7,7 +7,6 @@ Tolerances: fixed effects within max(2e-3 relative, 2 % of
 their SE), SDs within 3e-3 relative, logLik >= the reference's tight value - 2e-3.
 """
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,14 +62,18 @@ def test_crossed_binary_matches_lme4_and_glmmtmb():
         np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), atol=2e-3)
     assert list(model.varcorr_["group"]) == ["subject", "item"]
     text = str(model.summary())
-    assert "subject" in text and "item" in text and "Number of obs: 2400, groups:  subject, 60; item, 40" in text
+    assert (
+        "subject" in text and "item" in text and "Number of obs: 2400, groups:  subject, 60; item, 40" in text
+    )
 
 
 def test_penicillin_crossed_gaussian_ml_matches_lme4():
     ref = load_reference("penicillin_crossed")
     data = load_reference_data(ref["data"], factors=["plate", "sample"])
     X, groups = reference_design(ref, data)
-    model = GaussianLMMRegressor("(1 | plate) + (1 | sample)", reml=False).fit(X, data["diameter"], groups=groups)
+    model = GaussianLMMRegressor("(1 | plate) + (1 | sample)", reml=False).fit(
+        X, data["diameter"], groups=groups
+    )
     _assert_fixef(model, ref)
     _assert_sd(model, ref)
     assert model.loglik_ >= ref["loglik"] - 2e-3
@@ -79,7 +82,9 @@ def test_penicillin_crossed_gaussian_ml_matches_lme4():
     assert model.sigma_ == pytest.approx(ref["sigma"], rel=1e-4)
     np.testing.assert_allclose(model.fixef_se_.to_numpy(), list(ref["fixef_se"].values()), rtol=1e-4)
     # the written order of the bars does not matter: plate (24 levels) comes first, as in lme4
-    swapped = GaussianLMMRegressor("(1 | sample) + (1 | plate)", reml=False).fit(X, data["diameter"], groups=groups)
+    swapped = GaussianLMMRegressor("(1 | sample) + (1 | plate)", reml=False).fit(
+        X, data["diameter"], groups=groups
+    )
     np.testing.assert_allclose(swapped.theta_, model.theta_, rtol=1e-8)
     assert list(swapped.varcorr_["group"]) == ["plate", "sample", "Residual"]
 
@@ -101,9 +106,13 @@ def test_nested_poisson_matches_lme4():
     assert ours.index[0] == "u1:c01"
     np.testing.assert_allclose(np.sort(ours.to_numpy()), np.sort(ref_modes.to_numpy()), atol=2e-3)
     # "u1" of clinic c01 and "u1" of clinic c02 are different users
-    explicit = PoissonGLMMRegressor("(1 | clinic) + (1 | user:clinic)").fit(data[["x"]], data["y"], groups=groups)
+    explicit = PoissonGLMMRegressor("(1 | clinic) + (1 | user:clinic)").fit(
+        data[["x"]], data["y"], groups=groups
+    )
     assert explicit.loglik_ == pytest.approx(model.loglik_, abs=1e-8)
-    crossed_wrongly = PoissonGLMMRegressor("(1 | clinic) + (1 | user)").fit(data[["x"]], data["y"], groups=groups)
+    crossed_wrongly = PoissonGLMMRegressor("(1 | clinic) + (1 | user)").fit(
+        data[["x"]], data["y"], groups=groups
+    )
     assert crossed_wrongly.group_levels_["user"].size == 8
     assert crossed_wrongly.loglik_ < model.loglik_ - 1.0
 
@@ -111,7 +120,9 @@ def test_nested_poisson_matches_lme4():
 def test_uncorrelated_terms_match_lme4():
     ref = load_reference("sleepstudy_uncorrelated")
     data = load_reference_data(ref["data"], factors=["Subject"])
-    model = GaussianLMMRegressor("(1 + Days || Subject)").fit(data[["Days"]], data["Reaction"], groups=data["Subject"])
+    model = GaussianLMMRegressor("(1 + Days || Subject)").fit(
+        data[["Days"]], data["Reaction"], groups=data["Subject"]
+    )
     _assert_fixef(model, ref)
     _assert_sd(model, ref)
     assert model.loglik_ == pytest.approx(ref["loglik"], abs=1e-6)
@@ -206,8 +217,10 @@ def test_one_factor_through_the_blocked_engine_equals_the_fast_path(app_engageme
     n = len(y)
     Z = np.column_stack([np.ones(n), X["day_centered"]])
     # a second term with one level and an empty covariate: the blocked system, same model
-    terms = [CoreTerm(codes, Z, 50, np.array([0, 1, 1]), np.array([0, 0, 1])),
-             CoreTerm(np.zeros(n, dtype=int), np.zeros((n, 1)), 1, np.array([0]), np.array([0]))]
+    terms = [
+        CoreTerm(codes, Z, 50, np.array([0, 1, 1]), np.array([0, 0, 1])),
+        CoreTerm(np.zeros(n, dtype=int), np.zeros((n, 1)), 1, np.array([0]), np.array([0])),
+    ]
     problem = core_problem(PoissonFamily(), Z, y.to_numpy(float), None, None, None, terms=terms)
     assert problem.layout is not None
     ev = problem.evaluate(np.append(fast.theta_, 0.0), fast.fixef_.to_numpy(), None, problem.zero_modes())
@@ -229,7 +242,10 @@ def test_predictions_with_one_unseen_factor_use_the_other_factors_modes():
     marginal = clone(model).set_params(new_groups="marginal").fit(X, y, groups=groups).predict(Xn, groups=new)
     var_u, var_d = model.varcorr_.set_index("group")["vcov"][["user", "day"]]
     np.testing.assert_allclose(
-        marginal, np.exp([fixed + bu + bd, fixed + bu + var_d / 2, fixed + bd + var_u / 2, fixed + (var_u + var_d) / 2]),
+        marginal,
+        np.exp(
+            [fixed + bu + bd, fixed + bu + var_d / 2, fixed + bd + var_u / 2, fixed + (var_u + var_d) / 2]
+        ),
         rtol=1e-9,
     )
     with pytest.raises(ValueError, match="not seen in fit"):
@@ -275,11 +291,14 @@ def test_binomial_regressor_with_trials_and_crossed_factors():
     p = 1 / (1 + np.exp(-(0.2 + rng.normal(0, 0.7, 15)[a] + rng.normal(0, 0.5, 6)[b])))
     succ = rng.binomial(trials, p)
     groups = pd.DataFrame({"a": a, "b": b})
-    agg = BinomialGLMMRegressor("(1 | a) + (1 | b)").fit(np.empty((a.size, 0)), succ / trials, groups=groups,
-                                                          sample_weight=trials)
+    agg = BinomialGLMMRegressor("(1 | a) + (1 | b)").fit(
+        np.empty((a.size, 0)), succ / trials, groups=groups, sample_weight=trials
+    )
     rows = np.repeat(np.arange(a.size), trials)
     yy = np.concatenate([np.r_[np.ones(s), np.zeros(t - s)] for s, t in zip(succ, trials)])
-    long = BinomialGLMMRegressor("(1 | a) + (1 | b)").fit(np.empty((rows.size, 0)), yy, groups=groups.iloc[rows])
+    long = BinomialGLMMRegressor("(1 | a) + (1 | b)").fit(
+        np.empty((rows.size, 0)), yy, groups=groups.iloc[rows]
+    )
     np.testing.assert_allclose(agg.theta_, long.theta_, rtol=1e-5)
     np.testing.assert_allclose(agg.fixef_, long.fixef_, rtol=1e-6)
 
@@ -358,8 +377,12 @@ def test_multilevel_gradient_with_a_shape_parameter(family_name):
     fd_param = (dev(theta, beta, param + h) - dev(theta, beta, param - h)) / (2 * h)
     assert ev.grad_param == pytest.approx(fd_param, rel=1e-5, abs=1e-6)
     e = np.array([h, 0.0])
-    assert ev.grad_theta[0] == pytest.approx((dev(theta + e, beta, param) - dev(theta - e, beta, param)) / (2 * h), rel=1e-5)
-    assert ev.grad_coef[1] == pytest.approx((dev(theta, beta + e[::-1], param) - dev(theta, beta - e[::-1], param)) / (2 * h), rel=1e-5)
+    assert ev.grad_theta[0] == pytest.approx(
+        (dev(theta + e, beta, param) - dev(theta - e, beta, param)) / (2 * h), rel=1e-5
+    )
+    assert ev.grad_coef[1] == pytest.approx(
+        (dev(theta, beta + e[::-1], param) - dev(theta, beta - e[::-1], param)) / (2 * h), rel=1e-5
+    )
 
 
 def test_negative_binomial_with_crossed_factors_recovers_size():
@@ -368,7 +391,12 @@ def test_negative_binomial_with_crossed_factors_recovers_size():
     rng = np.random.default_rng(8)
     X, _, groups = _crossed_poisson(rng, n_a=60, n_b=25)
     codes_a = pd.factorize(groups["user"])[0]
-    mu = np.exp(0.8 + 0.3 * X["x"].to_numpy() + rng.normal(0, 0.5, 60)[codes_a] + rng.normal(0, 0.3, 25)[groups["day"]])
+    mu = np.exp(
+        0.8
+        + 0.3 * X["x"].to_numpy()
+        + rng.normal(0, 0.5, 60)[codes_a]
+        + rng.normal(0, 0.3, 25)[groups["day"]]
+    )
     y = rng.negative_binomial(4.0, 4.0 / (4.0 + mu))
     model = NegativeBinomialGLMMRegressor("(1 | user) + (1 | day)").fit(X, y, groups=groups)
     assert model.converged_
@@ -385,7 +413,9 @@ def test_calendar_day_simulator_adds_a_crossed_factor_and_leaves_the_default_unc
     pd.testing.assert_frame_equal(plain, make_app_engagement(20, 30, random_state=5))
     assert list(with_calendar.columns) == list(plain.columns) + ["calendar_day"]
     # everything drawn before the calendar effects is the same panel
-    pd.testing.assert_frame_equal(with_calendar[["user_id", "day", "mood"]], plain[["user_id", "day", "mood"]])
+    pd.testing.assert_frame_equal(
+        with_calendar[["user_id", "day", "mood"]], plain[["user_id", "day", "mood"]]
+    )
     assert truth["calendar_sd"] == 0.4
     assert set(truth["calendar_effects"].index) == set(with_calendar["calendar_day"])
     with pytest.raises(ValueError, match="calendar_sd"):
@@ -417,7 +447,9 @@ def test_stage_one_on_a_subsample_of_the_largest_factor_reaches_the_same_optimum
     codes_u = pd.factorize(groups["user"], sort=True)[0]
     one = lambda codes, G: CoreTerm(codes, np.ones((n, 1)), G, np.array([0]), np.array([0]))
     terms = [one(codes_u, 400), one(groups["day"].to_numpy(), 25)]
-    problem = core_problem(PoissonFamily(), np.column_stack([np.ones(n), X["x"]]), y, None, None, None, terms=terms)
+    problem = core_problem(
+        PoissonFamily(), np.column_stack([np.ones(n), X["x"]]), y, None, None, None, terms=terms
+    )
     sub = problem.subsample(150)
     assert sub.level_counts == [150, 25] and sub.n_rows < n / 2
     a = fit(problem)

@@ -121,8 +121,13 @@ def test_profile_rows_follow_the_written_order_when_lme4_keeps_it(crossed_slopes
     other = PoissonGLMMRegressor("(1 | subject) + (1 + x || item)").fit(
         data[["x"]], data["y"], groups=data[["subject", "item"]]
     )
-    table = other.confint(method="profile", parm=[".sig02", ".sig03"], X=data[["x"]], y=data["y"],
-                          groups=data[["subject", "item"]])
+    table = other.confint(
+        method="profile",
+        parm=[".sig02", ".sig03"],
+        X=data[["x"]],
+        y=data["y"],
+        groups=data[["subject", "item"]],
+    )
     ref = refs["crossed_slopes"]["profile"]
     np.testing.assert_allclose(table["2.5 %"], [ref["lower"][2], ref["lower"][1]], atol=1e-3)
     np.testing.assert_allclose(table["97.5 %"], [ref["upper"][2], ref["upper"][1]], atol=1e-3)
@@ -161,11 +166,17 @@ def test_nested_profile_matches_lme4(nested, refs):
     model, data = nested
     ref = refs["nested_poisson"]
     assert model.loglik_ == pytest.approx(ref["loglik"], abs=1e-4)
-    _assert_profile(model.confint(method="profile", X=data[["x"]], y=data["y"], groups=data[["clinic", "user"]]), ref)
+    _assert_profile(
+        model.confint(method="profile", X=data[["x"]], y=data["y"], groups=data[["clinic", "user"]]), ref
+    )
 
 
 def _app_data(app_engagement):
-    return {"X": app_engagement[["day_centered"]], "y": app_engagement["logins"], "groups": app_engagement["user_id"]}
+    return {
+        "X": app_engagement[["day_centered"]],
+        "y": app_engagement["logins"],
+        "groups": app_engagement["user_id"],
+    }
 
 
 def test_uncorrelated_profile_has_no_correlation_row_and_matches_lme4(uncorrelated, refs, app_engagement):
@@ -196,7 +207,9 @@ def test_crossed_bootstrap_is_reproducible_and_in_lme4_layout(crossed):
 
 def test_uncorrelated_bootstrap_rows(uncorrelated, app_engagement):
     parm = [".sig02", "day_centered"]
-    table = uncorrelated.confint(method="bootstrap", n_boot=3, random_state=0, parm=parm, **_app_data(app_engagement))
+    table = uncorrelated.confint(
+        method="bootstrap", n_boot=3, random_state=0, parm=parm, **_app_data(app_engagement)
+    )
     assert list(table.index) == [".sig02", "day_centered"]
     assert list(table.attrs["replicates"].columns) == [".sig01", ".sig02", "(Intercept)", "day_centered"]
 

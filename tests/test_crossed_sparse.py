@@ -56,14 +56,17 @@ def _explicit(layout, ZlT, W):
 
 
 @pytest.mark.parametrize("path", ["sparse", "sparse-dense-schur"])
-@pytest.mark.parametrize(("levels", "q", "n"), [
-    ([300, 200], [1, 1], 900),
-    ([300, 200], [2, 1], 900),
-    ([200, 100], [1, 2], 900),
-    ([300, 100], [2, 3], 900),
-    ([300, 100, 50], [1, 1, 1], 700),
-    ([50, 40], [1, 1], 3000),
-])
+@pytest.mark.parametrize(
+    ("levels", "q", "n"),
+    [
+        ([300, 200], [1, 1], 900),
+        ([300, 200], [2, 1], 900),
+        ([200, 100], [1, 2], 900),
+        ([300, 100], [2, 3], 900),
+        ([300, 100, 50], [1, 1, 1], 700),
+        ([50, 40], [1, 1], 3000),
+    ],
+)
 def test_sparse_factor_matches_dense_linear_algebra(monkeypatch, path, levels, q, n):
     _force(monkeypatch, path)
     codes, ZlT, W = _layout_case(np.random.default_rng(sum(levels) + n + sum(q)), levels, q, n)
@@ -102,7 +105,10 @@ def _crossed_poisson(rng, n_a, n_b, n, sd_a=0.5, sd_b=0.3):
 def _problem(x, y, a, b, n_a, n_b):
     n = y.size
     ones = np.ones((n, 1))
-    terms = [CoreTerm(a, ones, n_a, np.array([0]), np.array([0])), CoreTerm(b, ones, n_b, np.array([0]), np.array([0]))]
+    terms = [
+        CoreTerm(a, ones, n_a, np.array([0]), np.array([0])),
+        CoreTerm(b, ones, n_b, np.array([0]), np.array([0])),
+    ]
     X = np.column_stack([np.ones(n), x])
     return LaplaceProblem(PoissonFamily(), X, y, np.ones(n), np.zeros(n), terms, make_controls())
 
@@ -157,10 +163,16 @@ def test_lmm_records_the_factorisation_it_uses():
     n, n_a, n_b = 2000, 250, 200
     a, b = rng.integers(0, n_a, n), rng.integers(0, n_b, n)
     ones = np.ones((n, 1))
-    terms = [CoreTerm(a, ones, n_a, np.array([0]), np.array([0])), CoreTerm(b, ones, n_b, np.array([0]), np.array([0]))]
+    terms = [
+        CoreTerm(a, ones, n_a, np.array([0]), np.array([0])),
+        CoreTerm(b, ones, n_b, np.array([0]), np.array([0])),
+    ]
     X = np.column_stack([np.ones(n), rng.normal(size=n)])
     problem = LMMProblem(X, rng.normal(size=n), np.ones(n), np.zeros(n), terms, make_controls())
-    assert problem.linear_algebra == "sparse coupling: 250 levels block diagonal, dense 200 x 200 Schur complement"
+    assert (
+        problem.linear_algebra
+        == "sparse coupling: 250 levels block diagonal, dense 200 x 200 Schur complement"
+    )
     assert problem._layout.sparse is None  # the rows' layout builds no factorisation structure
 
 
@@ -177,7 +189,8 @@ def test_beyond_the_dense_cap_fits_and_recovers_the_truth():
     eta = 0.3 + 0.2 * x + rng.normal(0, 0.5, n_users)[user] + rng.normal(0, 0.3, n_items)[item]
     y = rng.poisson(np.exp(eta)).astype(float)
     model = PoissonGLMMRegressor("(1 | user) + (1 | item)").fit(
-        pd.DataFrame({"x": x}), y, groups=pd.DataFrame({"user": user, "item": item}))
+        pd.DataFrame({"x": x}), y, groups=pd.DataFrame({"user": user, "item": item})
+    )
     assert model.fit_summary_.linear_algebra.startswith("sparse coupling")
     assert model.converged_
     sd = model.varcorr_.set_index("group")["sdcor"]
@@ -201,7 +214,8 @@ def test_gaussian_lmm_beyond_the_cap():
     x = rng.normal(size=comm.size)
     y += 0.5 * x + rng.normal(size=comm.size)
     model = GaussianLMMRegressor("(1 | user) + (1 | item)").fit(
-        pd.DataFrame({"x": x}), y, groups=pd.DataFrame({"user": user, "item": item}))
+        pd.DataFrame({"x": x}), y, groups=pd.DataFrame({"user": user, "item": item})
+    )
     assert model.fit_summary_.linear_algebra.startswith("sparse coupling")
     sd = model.varcorr_.set_index("group")["sdcor"]
     assert abs(sd["user"] - 0.8) < 0.05 and abs(sd["item"] - 0.5) < 0.05

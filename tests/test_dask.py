@@ -28,8 +28,16 @@ FEATURES = ["day_centered", "notifications", "weekend", "mood"]
 def client():
     # ":0": the scheduler's HTTP server starts even without a dashboard, and on its fixed
     # port (8787) it clashes with any other cluster on the machine (a warning, a leaked socket)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  worker_class=distributed.Nanny) as cluster, distributed.Client(cluster) as c:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            worker_class=distributed.Nanny,
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
         yield c
 
 
@@ -65,18 +73,28 @@ def _assert_same_fit(on_dask, in_memory):
 
 MODELS = [
     ("poisson intercept", lambda: PoissonGLMMRegressor("(1 | user_id)", group_column="user_id"), "logins"),
-    ("poisson slope", lambda: PoissonGLMMRegressor("(1 + day_centered | user_id)", group_column="user_id"),
-     "logins"),
+    (
+        "poisson slope",
+        lambda: PoissonGLMMRegressor("(1 + day_centered | user_id)", group_column="user_id"),
+        "logins",
+    ),
     ("binomial", lambda: BinomialGLMMClassifier("(1 | user_id)", group_column="user_id"), "active"),
-    ("nested", lambda: PoissonGLMMRegressor("(1 | clinic/user_id)", group_column=["clinic", "user_id"]),
-     "logins"),
+    (
+        "nested",
+        lambda: PoissonGLMMRegressor("(1 | clinic/user_id)", group_column=["clinic", "user_id"]),
+        "logins",
+    ),
 ]
 
 
 @pytest.mark.parametrize("name, make, response", MODELS, ids=[m[0] for m in MODELS])
-def test_a_dask_fit_of_parquet_partitions_is_the_fit_in_memory(client, panel, panel_files, name, make, response):
+def test_a_dask_fit_of_parquet_partitions_is_the_fit_in_memory(
+    client, panel, panel_files, name, make, response
+):
     model = make()
-    columns = FEATURES + (model.group_column if isinstance(model.group_column, list) else [model.group_column])
+    columns = FEATURES + (
+        model.group_column if isinstance(model.group_column, list) else [model.group_column]
+    )
     in_memory = make().fit(panel[columns], panel[response])
     data = dd.read_parquet(panel_files)
     on_dask = model.fit(data[columns], data[response])
@@ -91,14 +109,17 @@ def test_a_dask_fit_of_parquet_partitions_is_the_fit_in_memory(client, panel, pa
 def test_the_app_engagement_data_in_partitions_that_split_users(client):
     data = load_app_engagement()
     X, y, g = data[["day_centered"]], data["logins"], data["user_id"]
-    frame = dd.from_pandas(data, npartitions=3, sort=False)  # rows in order of day: every user in every partition
+    frame = dd.from_pandas(
+        data, npartitions=3, sort=False
+    )  # rows in order of day: every user in every partition
     for make in (lambda: PoissonGLMMRegressor("1 + day_centered"), lambda: GaussianLMMRegressor("1")):
         in_memory = make().fit(X, np.log1p(y) if "Gaussian" in type(make()).__name__ else y, groups=g)
         response = np.log1p(frame["logins"]) if "Gaussian" in type(make()).__name__ else frame["logins"]
         on_dask = make().fit(frame[["day_centered"]], response, groups=frame["user_id"])
         _assert_same_fit(on_dask, in_memory)
         assert on_dask.score(frame[["day_centered"]], response, groups=frame["user_id"]) == pytest.approx(
-            in_memory.score(X, np.log1p(y) if "Gaussian" in type(make()).__name__ else y, groups=g), rel=1e-6)
+            in_memory.score(X, np.log1p(y) if "Gaussian" in type(make()).__name__ else y, groups=g), rel=1e-6
+        )
 
 
 def test_classifier_outputs_on_dask(client, panel, panel_files):
@@ -109,8 +130,12 @@ def test_classifier_outputs_on_dask(client, panel, panel_files):
     proba = model.predict_proba(data[columns])
     assert isinstance(proba, dd.DataFrame)
     np.testing.assert_allclose(proba.compute().to_numpy(), model.predict_proba(rows[columns]), rtol=1e-12)
-    np.testing.assert_array_equal(model.predict(data[columns]).compute().to_numpy(), model.predict(rows[columns]))
-    assert model.score(data[columns], data["active"]) == pytest.approx(model.score(rows[columns], rows["active"]))
+    np.testing.assert_array_equal(
+        model.predict(data[columns]).compute().to_numpy(), model.predict(rows[columns])
+    )
+    assert model.score(data[columns], data["active"]) == pytest.approx(
+        model.score(rows[columns], rows["active"])
+    )
 
 
 def test_what_a_dask_fit_refuses(client, panel_files, monkeypatch):
@@ -118,7 +143,8 @@ def test_what_a_dask_fit_refuses(client, panel_files, monkeypatch):
     X = data[FEATURES + ["user_id", "weekend"]]
     with pytest.raises(ValueError, match="crossed grouping factors"):
         PoissonGLMMRegressor("(1 | user_id) + (1 | weekend)", group_column=["user_id", "weekend"]).fit(
-            data[FEATURES + ["user_id"]].assign(weekday=data["weekend"]), data["logins"])
+            data[FEATURES + ["user_id"]].assign(weekday=data["weekend"]), data["logins"]
+        )
     with pytest.raises(ValueError, match="does not fit partitioned"):
         ZeroInflatedPoissonGLMMRegressor("(1 | user_id)", group_column="user_id").fit(X, data["logins"])
     with pytest.raises(TypeError, match="y must be a Dask Series"):
@@ -147,12 +173,18 @@ def test_a_worker_killed_during_the_fit_changes_nothing(panel, panel_files):
     from sklearn_glmm._core._partitioned import PartitionedLaplaceProblem
 
     columns = FEATURES + ["user_id"]
-    in_memory = PoissonGLMMRegressor("(1 | user_id)", group_column="user_id").fit(panel[columns], panel["logins"])
+    in_memory = PoissonGLMMRegressor("(1 | user_id)", group_column="user_id").fit(
+        panel[columns], panel["logins"]
+    )
     original = PartitionedLaplaceProblem.evaluate
     calls = {"n": 0, "killed": None}
 
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
 
         def evaluate_and_kill(self, *args, **kwargs):
             calls["n"] += 1
@@ -165,7 +197,9 @@ def test_a_worker_killed_during_the_fit_changes_nothing(panel, panel_files):
         PartitionedLaplaceProblem.evaluate = evaluate_and_kill
         try:
             data = dd.read_parquet(panel_files)
-            on_dask = PoissonGLMMRegressor("(1 | user_id)", group_column="user_id").fit(data[columns], data["logins"])
+            on_dask = PoissonGLMMRegressor("(1 | user_id)", group_column="user_id").fit(
+                data[columns], data["logins"]
+            )
         finally:
             PartitionedLaplaceProblem.evaluate = original
     assert calls["killed"] is not None and calls["n"] > 5

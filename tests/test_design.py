@@ -106,7 +106,11 @@ def test_builder_rejects_unknown_slope_column():
 
 @pytest.mark.parametrize(
     "groups, match",
-    [([1, 2], "2 labels but X has 3 rows"), ([1, None, 2], "missing label"), (np.zeros((3, 2)), "one-dimensional")],
+    [
+        ([1, 2], "2 labels but X has 3 rows"),
+        ([1, None, 2], "missing label"),
+        (np.zeros((3, 2)), "one-dimensional"),
+    ],
 )
 def test_groups_checks(groups, match):
     with pytest.raises(ValueError, match=match):

@@ -16,7 +16,9 @@ def data():
 
 @pytest.fixture(scope="module")
 def model(data):
-    return PoissonGLMMRegressor("(1 | user_id)").fit(data[["day_centered"]], data["logins"], groups=data["user_id"])
+    return PoissonGLMMRegressor("(1 | user_id)").fit(
+        data[["day_centered"]], data["logins"], groups=data["user_id"]
+    )
 
 
 def _xyg(data):
@@ -36,7 +38,9 @@ def test_residual_kinds(data, model):
     dev = model.residuals(X, y, g)  # lme4's default type is "deviance"
     np.testing.assert_allclose(np.sign(dev), np.sign(y - mu))
     # squared deviance residuals add up to the conditional deviance (lme4's deviance_conditional)
-    assert np.sum(dev**2) == pytest.approx(load_reference("app_engagement_ri")["deviance_conditional"], rel=1e-4)
+    assert np.sum(dev**2) == pytest.approx(
+        load_reference("app_engagement_ri")["deviance_conditional"], rel=1e-4
+    )
     with pytest.raises(ValueError, match="kind must be one of"):
         model.residuals(X, y, g, kind="working")
 

@@ -18,7 +18,8 @@ from sklearn_glmm import datasets, plot
 from sklearn_glmm.results import GLMMSummary, OverdispersionResult, TestTable
 
 ESTIMATORS = [
-    obj for obj in map(sklearn_glmm.__dict__.get, sklearn_glmm.__all__)
+    obj
+    for obj in map(sklearn_glmm.__dict__.get, sklearn_glmm.__all__)
     if isinstance(obj, type) and issubclass(obj, BaseEstimator)
 ]
 FUNCTIONS = [
@@ -46,7 +47,10 @@ def _own_methods(cls):
 
 
 METHODS = dict(m for cls in ESTIMATORS for m in _own_methods(cls))
-CALLABLES = {**{f.__module__.removeprefix("sklearn_glmm.") + "." + f.__name__: f for f in FUNCTIONS}, **METHODS}
+CALLABLES = {
+    **{f.__module__.removeprefix("sklearn_glmm.") + "." + f.__name__: f for f in FUNCTIONS},
+    **METHODS,
+}
 
 
 def _sections(doc: str) -> dict[str, str]:
@@ -80,7 +84,11 @@ def test_the_public_surface_is_found():
     for name in ("score", "summary", "residuals", "simulate", "from_formula", "fit", "predict", "confint"):
         method = getattr(sklearn_glmm.PoissonGLMMRegressor, name)
         assert getattr(method, "__func__", method) in checked, name
-    for function in (sklearn_glmm.overdispersion, sklearn_glmm.plot.caterpillar, sklearn_glmm.datasets.load_app_engagement):
+    for function in (
+        sklearn_glmm.overdispersion,
+        sklearn_glmm.plot.caterpillar,
+        sklearn_glmm.datasets.load_app_engagement,
+    ):
         assert function in CALLABLES.values()
 
 

@@ -1,6 +1,5 @@
 """drop1 against R's drop1(m, test = "Chisq") (tests/data/drop1_references.R), update, R-style tables."""
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -36,7 +35,9 @@ def _model(case):
         return BinomialGLMMRegressor.from_formula("p ~ period + (1 | herd)", cbpp, weights="size")
     owls = read("owls.csv", factors=["Nest", "FoodTreatment", "SexParent"])
     fixed = "FoodTreatment * SexParent" if case == "owls_nb" else "FoodTreatment + SexParent"
-    return glmer(f"SiblingNegotiation ~ {fixed} + offset(log(BroodSize)) + (1 | Nest)", owls, family="nbinom2")
+    return glmer(
+        f"SiblingNegotiation ~ {fixed} + offset(log(BroodSize)) + (1 | Nest)", owls, family="nbinom2"
+    )
 
 
 @pytest.mark.parametrize("case", sorted(REFERENCES))
@@ -98,7 +99,7 @@ def test_drop1_estimator_api_with_scope():
 
 def test_update_refits_formula_models():
     data = load_reference_data("app_engagement.csv", factors=["user_id"]).assign(
-        weekend=lambda d: (d["day"] % 7 < 2)
+        weekend=lambda d: d["day"] % 7 < 2
     )
     m = glmer("logins ~ day_centered + weekend + (1 | user_id)", data)
     smaller = update(m, ". ~ . - weekend")
@@ -122,7 +123,12 @@ def test_update_refits_formula_models():
 
 def test_p_values_print_as_r():
     assert [format_pvalue(p) for p in (0.3339, 3.874e-06, 1e-300, 0.0, 0.05, np.nan)] == [
-        "0.3339", "3.874e-06", "< 2.2e-16", "< 2.2e-16", "0.05", "",
+        "0.3339",
+        "3.874e-06",
+        "< 2.2e-16",
+        "< 2.2e-16",
+        "0.05",
+        "",
     ]
     table = TestTable(
         [[1.0, np.nan], [2.0, 1e-20], [3.0, 0.3339]], index=["a", "b", "c"], columns=["Chisq", "Pr(>Chisq)"]

@@ -129,6 +129,7 @@ def test_a_subsample_of_one_level_per_shard_is_refused_by_no_one(app_engagement)
 
 # -- fitted models keep estimates, not rows ------------------------------------
 
+
 def _engagement_rows(n_users, n_days, rng):
     user = np.repeat(np.arange(n_users), n_days)
     day = np.tile(np.arange(n_days), n_users) - n_days / 2
@@ -180,8 +181,10 @@ def _pickle_sizes(estimator, n_users):
         sizes[n_days] = len(pickle.dumps(model))
         model.predict(X.iloc[:5], groups=groups.iloc[:5])  # the pickled state predicts
         restored = pickle.loads(pickle.dumps(model))
-        np.testing.assert_array_equal(restored.predict(X.iloc[:5], groups=groups.iloc[:5]),
-                                      model.predict(X.iloc[:5], groups=groups.iloc[:5]))
+        np.testing.assert_array_equal(
+            restored.predict(X.iloc[:5], groups=groups.iloc[:5]),
+            model.predict(X.iloc[:5], groups=groups.iloc[:5]),
+        )
         str(restored.summary())
     return sizes
 
@@ -208,9 +211,12 @@ def test_theory_page_tables_every_control_with_its_default():
     from sklearn_glmm._core import SolverControls
 
     page = (Path(__file__).parents[1] / "docs" / "theory.md").read_text()
-    table = page[page.index("## Solver controls"):]
-    rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip() for line in table.splitlines()
-            if line.startswith("| `")}
+    table = page[page.index("## Solver controls") :]
+    rows = {
+        line.split("|")[1].strip(" `"): line.split("|")[2].strip()
+        for line in table.splitlines()
+        if line.startswith("| `")
+    }
     fields = {f.name: f.default for f in dataclasses.fields(SolverControls)}
     assert set(rows) == set(fields)
     for name, default in fields.items():

@@ -140,7 +140,9 @@ def test_without_groups_it_is_the_plain_poisson_glm(app_engagement):
 def test_integer_weights_equal_duplicated_rows(app_engagement):
     counts = np.random.default_rng(5).integers(1, 4, size=len(app_engagement))
     weighted = PoissonGLMMRegressor("1 + day_centered").fit(
-        app_engagement[["day_centered"]], app_engagement["logins"], groups=app_engagement["user_id"],
+        app_engagement[["day_centered"]],
+        app_engagement["logins"],
+        groups=app_engagement["user_id"],
         sample_weight=counts,
     )
     repeated = app_engagement.loc[app_engagement.index.repeat(counts)]
@@ -153,21 +155,23 @@ def test_integer_weights_equal_duplicated_rows(app_engagement):
 def test_offset_shifts_the_intercept_only(app_engagement):
     base = _fit(app_engagement, "(1 | user_id)")
     shifted = PoissonGLMMRegressor("(1 | user_id)").fit(
-        app_engagement[["day_centered"]], app_engagement["logins"], groups=app_engagement["user_id"],
+        app_engagement[["day_centered"]],
+        app_engagement["logins"],
+        groups=app_engagement["user_id"],
         offset=np.full(len(app_engagement), np.log(2.0)),
     )
     assert shifted.intercept_ == pytest.approx(base.intercept_ - np.log(2.0), abs=1e-6)
     np.testing.assert_allclose(shifted.theta_, base.theta_, rtol=1e-5)
     X = app_engagement[["day_centered"]].iloc[:5]
-    np.testing.assert_allclose(
-        shifted.predict(X, offset=np.full(5, np.log(2.0))), base.predict(X), rtol=1e-5
-    )
+    np.testing.assert_allclose(shifted.predict(X, offset=np.full(5, np.log(2.0))), base.predict(X), rtol=1e-5)
 
 
 def test_intercept_only_fixed_part(app_engagement):
     n = len(app_engagement)
     for X in (np.empty((n, 0)), pd.DataFrame(index=app_engagement.index)):
-        model = PoissonGLMMRegressor("(1 | user_id)").fit(X, app_engagement["logins"], groups=app_engagement["user_id"])
+        model = PoissonGLMMRegressor("(1 | user_id)").fit(
+            X, app_engagement["logins"], groups=app_engagement["user_id"]
+        )
         assert list(model.fixef_.index) == ["(Intercept)"]
         assert model.coef_.shape == (0,)
     full = _fit(app_engagement, "(1 | user_id)")
@@ -189,17 +193,25 @@ def test_new_and_missing_groups_get_population_predictions(app_engagement):
 
 def test_score_is_d2_and_groups_help(app_engagement):
     model = _fit(app_engagement, "(1 | user_id)")
-    X, y, g = app_engagement[["day_centered"]], app_engagement["logins"].to_numpy(float), app_engagement["user_id"]
+    X, y, g = (
+        app_engagement[["day_centered"]],
+        app_engagement["logins"].to_numpy(float),
+        app_engagement["user_id"],
+    )
     mu = model.predict(X, groups=g)
     fam = model._family_
-    expected = 1 - fam.deviance(y, mu, np.ones_like(y)) / fam.deviance(y, np.full_like(y, y.mean()), np.ones_like(y))
+    expected = 1 - fam.deviance(y, mu, np.ones_like(y)) / fam.deviance(
+        y, np.full_like(y, y.mean()), np.ones_like(y)
+    )
     assert model.score(X, y, groups=g) == pytest.approx(expected, rel=1e-12)
     assert model.score(X, y, groups=g) > model.score(X, y) + 0.2
 
 
 def test_numpy_input_names_columns_x0(app_engagement):
     X = app_engagement[["day_centered"]].to_numpy()
-    model = PoissonGLMMRegressor("1 + x0").fit(X, app_engagement["logins"].to_numpy(), groups=app_engagement["user_id"].to_numpy())
+    model = PoissonGLMMRegressor("1 + x0").fit(
+        X, app_engagement["logins"].to_numpy(), groups=app_engagement["user_id"].to_numpy()
+    )
     assert list(model.fixef_.index) == ["(Intercept)", "x0"]
     assert list(model.ranef_) == ["group"]
     assert list(model.ranef_["group"].columns) == ["(Intercept)", "x0"]
@@ -244,7 +256,11 @@ def test_bad_input_gets_a_clear_error(override, error, match):
     "params, error, match",
     [
         ({"random_effects": 1}, ValueError, "random_effects"),
-        ({"random_effects": "(1 | g) + (1 | h)"}, ValueError, r"factors \['g', 'h'\] but groups has one column"),
+        (
+            {"random_effects": "(1 | g) + (1 | h)"},
+            ValueError,
+            r"factors \['g', 'h'\] but groups has one column",
+        ),
         ({"random_effects": "(1 | g) (1 | h)"}, ValueError, r"joined by '\+'"),
         ({"random_effects": "1 + nope"}, ValueError, "not in X"),
         ({"se_method": "sandwich"}, ValueError, "se_method"),
@@ -261,8 +277,9 @@ def test_predict_checks(app_engagement):
         PoissonGLMMRegressor().predict(np.zeros((2, 1)))
     model = _fit(app_engagement, "(1 | user_id)")
     # an array X for a model fitted on a DataFrame: scikit-learn warns, then the column count fails
-    with pytest.warns(UserWarning, match="X does not have valid feature names"), pytest.raises(
-        ValueError, match="features"
+    with (
+        pytest.warns(UserWarning, match="X does not have valid feature names"),
+        pytest.raises(ValueError, match="features"),
     ):
         model.predict(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="2 labels but X has 3 rows"):

@@ -29,7 +29,7 @@ def _fit_case(case):
     factors = list(ref["design"]["group_columns"].values()) + list((ref["factor_levels"] or {}).keys())
     data = load_reference_data(ref["data"], factors=factors)
     X, groups = reference_design(ref, data)
-    (group, terms), = ref["design"]["random"].items()
+    ((group, terms),) = ref["design"]["random"].items()
     slopes = [t for t in terms if t != "(Intercept)"]
     spec = f"({' + '.join(['1'] + slopes)} | {group})"
     kwargs = {}
@@ -55,7 +55,14 @@ def _fit_case(case):
     return model, ref, data
 
 
-CASES = ["cbpp_laplace", "contraception_rs", "owls_nb", "app_engagement_nb_tmb", "sleepstudy_reml", "sleepstudy_ml"]
+CASES = [
+    "cbpp_laplace",
+    "contraception_rs",
+    "owls_nb",
+    "app_engagement_nb_tmb",
+    "sleepstudy_reml",
+    "sleepstudy_ml",
+]
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -132,7 +139,9 @@ def test_classifier_api():
     assert clf.classes_.tolist() == ["no", "yes"]
     proba = clf.predict_proba(X, groups=groups)
     assert proba.shape == (len(X), 2) and np.allclose(proba.sum(1), 1.0)
-    np.testing.assert_allclose(clf.decision_function(X, groups=groups), np.log(proba[:, 1] / proba[:, 0]), rtol=1e-8)
+    np.testing.assert_allclose(
+        clf.decision_function(X, groups=groups), np.log(proba[:, 1] / proba[:, 0]), rtol=1e-8
+    )
     assert set(clf.predict(X, groups=groups)) <= {"no", "yes"}
     assert 0.6 < clf.score(X, labels, groups=groups) <= 1.0
     with pytest.raises(ValueError, match="Only binary classification is supported.*y has 3 classes"):
@@ -144,7 +153,9 @@ def test_binomial_trials_equal_expanded_bernoulli_rows():
     model, ref, data = _fit_case("cbpp_laplace")
     rows = []
     for _, r in data.iterrows():
-        rows += [dict(r, hit=1.0)] * int(r["incidence"]) + [dict(r, hit=0.0)] * int(r["size"] - r["incidence"])
+        rows += [dict(r, hit=1.0)] * int(r["incidence"]) + [dict(r, hit=0.0)] * int(
+            r["size"] - r["incidence"]
+        )
     long = pd.DataFrame(rows)
     X, groups = reference_design(ref, long)
     bernoulli = BinomialGLMMRegressor("(1 | herd)").fit(X, long["hit"], groups=groups)
@@ -247,7 +258,9 @@ def test_integer_weights_equal_duplicated_rows_without_dispersion(estimator, rng
     counts = rng.integers(1, 4, size=y.size)
     weighted = estimator.fit(x.reshape(-1, 1), y, groups=g, sample_weight=counts)
     fixef, theta, loglik = weighted.fixef_.copy(), weighted.theta_.copy(), weighted.loglik_
-    repeated = estimator.fit(np.repeat(x, counts).reshape(-1, 1), np.repeat(y, counts), groups=np.repeat(g, counts))
+    repeated = estimator.fit(
+        np.repeat(x, counts).reshape(-1, 1), np.repeat(y, counts), groups=np.repeat(g, counts)
+    )
     np.testing.assert_allclose(repeated.fixef_, fixef, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(repeated.theta_, theta, rtol=1e-4, atol=1e-6)
     assert repeated.loglik_ == pytest.approx(loglik, abs=1e-6)
@@ -300,7 +313,9 @@ def test_simulate_draws_from_each_family(estimator, rng):
     draws = model.simulate(x.reshape(-1, 1), groups=g, n_simulations=200, random_state=0)
     assert draws.shape == (y.size, 200) and np.all(np.isfinite(draws))
     # the simulated mean tracks the fitted mean
-    fitted = model.predict_proba(x.reshape(-1, 1), groups=g)[:, 1] if hasattr(model, "classes_") else (
-        model.predict(x.reshape(-1, 1), groups=g)
+    fitted = (
+        model.predict_proba(x.reshape(-1, 1), groups=g)[:, 1]
+        if hasattr(model, "classes_")
+        else (model.predict(x.reshape(-1, 1), groups=g))
     )
     assert np.mean(draws) == pytest.approx(np.mean(fitted), rel=0.05)

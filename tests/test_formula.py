@@ -33,7 +33,9 @@ def test_reference_formulas_reproduce_lme4(data, case):
 
 def test_from_formula_classmethod_equals_estimator_api(data):
     a = PoissonGLMMRegressor.from_formula("logins ~ day_centered + (1 | user_id)", data)
-    b = PoissonGLMMRegressor("(1 | user_id)").fit(data[["day_centered"]], data["logins"], groups=data["user_id"])
+    b = PoissonGLMMRegressor("(1 | user_id)").fit(
+        data[["day_centered"]], data["logins"], groups=data["user_id"]
+    )
     np.testing.assert_allclose(a.fixef_, b.fixef_, rtol=1e-10)
     np.testing.assert_allclose(a.theta_, b.theta_, rtol=1e-10)
 
@@ -43,7 +45,9 @@ def test_r_column_names_for_factors_interactions_and_I():
     # only the design is compared)
     contra = load_reference_data("contraception.csv", factors=["district", "livch", "urban", "woman"])
     ref = load_reference("contraception_rs")
-    m = glmer("use ~ age + I(age^2) + urban + livch + (urban | district)", contra, family="poisson", max_iter=50)
+    m = glmer(
+        "use ~ age + I(age^2) + urban + livch + (urban | district)", contra, family="poisson", max_iter=50
+    )
     assert list(m.fixef_.index) == list(ref["fixef"])
     assert list(m.ranef_["district"].columns) == ["(Intercept)", "urbanY"]
     X, y, groups, offset = formula_design(m, contra)
@@ -53,10 +57,14 @@ def test_r_column_names_for_factors_interactions_and_I():
     owls = load_reference_data("owls.csv", factors=["Nest", "FoodTreatment", "SexParent"])
     ref = load_reference("owls_nb")
     m = glmer(
-        "SiblingNegotiation ~ FoodTreatment * SexParent + offset(log(BroodSize)) + (1 | Nest)", owls, family="poisson"
+        "SiblingNegotiation ~ FoodTreatment * SexParent + offset(log(BroodSize)) + (1 | Nest)",
+        owls,
+        family="poisson",
     )
     assert list(m.fixef_.index) == list(ref["fixef"])
-    same = glmer("SiblingNegotiation ~ FoodTreatment * SexParent + (1 | Nest)", owls, offset=np.log(owls["BroodSize"]))
+    same = glmer(
+        "SiblingNegotiation ~ FoodTreatment * SexParent + (1 | Nest)", owls, offset=np.log(owls["BroodSize"])
+    )
     np.testing.assert_allclose(m.fixef_, same.fixef_, rtol=1e-8)
 
 
@@ -71,7 +79,9 @@ def test_logical_columns_are_factors_and_missing_rows_are_dropped(data):
 
 def test_parse_formula():
     p = parse_formula("y ~ a * b + offset(log(t)) + (1 + x | g)")
-    assert p.response == "y" and p.fixed == "a * b" and p.bars == (("1 + x", "g"),) and p.offsets == ("log(t)",)
+    assert (
+        p.response == "y" and p.fixed == "a * b" and p.bars == (("1 + x", "g"),) and p.offsets == ("log(t)",)
+    )
     assert parse_formula("y ~ (1 | g)").fixed == "1"
     assert FAMILY_REGISTRY["poisson"].__name__ == "PoissonGLMMRegressor"
 
@@ -80,7 +90,11 @@ def test_parse_formula():
     ("formula", "error", "match"),
     [
         ("logins day_centered", ValueError, "exactly one '~'"),
-        ("log(logins) ~ day_centered", ValueError, "valid lme4, but .* a transformed response 'log\\(logins\\)'"),
+        (
+            "log(logins) ~ day_centered",
+            ValueError,
+            "valid lme4, but .* a transformed response 'log\\(logins\\)'",
+        ),
         ("cbind(a, b) ~ day_centered", ValueError, "valid lme4, but .* two-column binomial response"),
         ("nope ~ day_centered + (1 | user_id)", ValueError, "not a column of data"),
         ("logins ~ day_centered + (1 | nobody)", ValueError, "grouping factor 'nobody'"),

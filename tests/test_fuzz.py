@@ -81,7 +81,9 @@ LABELS = {
     "colon": lambda g: np.array([f"site:{i % 2}:{i}" for i in g]),  # ':' inside labels
     "tuple": lambda g: pd.Series([(i % 3, f"u{i}") for i in g]),
     "mixed": lambda g: np.array([i if i % 2 else f"s{i}" for i in g], dtype=object),
-    "category": lambda g: pd.Series(pd.Categorical([f"c{i}" for i in g], categories=[f"c{i}" for i in range(12)])),
+    "category": lambda g: pd.Series(
+        pd.Categorical([f"c{i}" for i in g], categories=[f"c{i}" for i in range(12)])
+    ),
     "named-0": lambda g: pd.Series(g, name=0),  # the column 0 of a numpy-built frame
 }
 
@@ -134,7 +136,11 @@ class Case:
         b1 = rng.normal(0.0, 0.3, len(self.sizes))
         eta = 0.5 + b0[groups]
         if self.n_features:
-            eta = eta + X @ rng.normal(0.0, 0.3, self.n_features) + (b1[groups] * X[:, 0] if self.slope else 0.0)
+            eta = (
+                eta
+                + X @ rng.normal(0.0, 0.3, self.n_features)
+                + (b1[groups] * X[:, 0] if self.slope else 0.0)
+            )
         offset = rng.normal(0.0, 0.2, n) if self.offset else None
         if offset is not None:
             eta = eta + offset

@@ -23,7 +23,9 @@ OPTIONAL_PARTS = ("sklearn_glmm._partitioned_fit", "sklearn_glmm._core._partitio
 def _loaded_after(code: str, modules=OPTIONAL) -> list[str]:
     """The ``modules`` in sys.modules after running ``code`` in a fresh interpreter."""
     probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in {tuple(modules)!r} if m in sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 

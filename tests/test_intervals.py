@@ -23,7 +23,9 @@ def train(data):
 
 @pytest.fixture(scope="module")
 def m_ri(data):
-    return PoissonGLMMRegressor("(1 | user_id)").fit(data[["day_centered"]], data["logins"], groups=data["user_id"])
+    return PoissonGLMMRegressor("(1 | user_id)").fit(
+        data[["day_centered"]], data["logins"], groups=data["user_id"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,13 @@ def test_profile_subset_and_level(m_ri, train):
     narrow = m_ri.confint(method="profile", parm="day_centered", level=0.5, **train)
     wide = m_ri.confint(method="profile", parm=["day_centered"], level=0.99, **train)
     assert list(narrow.columns) == ["25 %", "75 %"] and list(wide.columns) == ["0.5 %", "99.5 %"]
-    assert wide.iloc[0, 0] < narrow.iloc[0, 0] < m_ri.fixef_["day_centered"] < narrow.iloc[0, 1] < wide.iloc[0, 1]
+    assert (
+        wide.iloc[0, 0]
+        < narrow.iloc[0, 0]
+        < m_ri.fixef_["day_centered"]
+        < narrow.iloc[0, 1]
+        < wide.iloc[0, 1]
+    )
 
 
 @pytest.mark.slow  # ~2 s: three profiles of a q = 2 model
@@ -126,4 +134,6 @@ def test_intervals_that_refit_need_the_training_data(m_ri, data, train):
         m_ri.confint(method="profile", X=train["X"], y=train["y"] + 1, groups=train["groups"])
     half = data.iloc[::2]
     with pytest.raises(ValueError, match="pass the data the model was fitted on"):
-        m_ri.confint(method="bootstrap", n_boot=2, X=half[["day_centered"]], y=half["logins"], groups=half["user_id"])
+        m_ri.confint(
+            method="bootstrap", n_boot=2, X=half[["day_centered"]], y=half["logins"], groups=half["user_id"]
+        )

@@ -40,7 +40,9 @@ def m_rs(engagement):
 def owls():
     data = load_reference_data("owls.csv", factors=["Nest", "FoodTreatment", "SexParent"])
     model = glmer(
-        "SiblingNegotiation ~ FoodTreatment * SexParent + offset(log(BroodSize)) + (1 | Nest)", data, family="nbinom2"
+        "SiblingNegotiation ~ FoodTreatment * SexParent + offset(log(BroodSize)) + (1 | Nest)",
+        data,
+        family="nbinom2",
     )
     return data, model
 
@@ -51,7 +53,9 @@ def test_formula_model_predicts_on_raw_new_data_as_lme4(engagement, m_rs):
     np.testing.assert_allclose(m_rs.predict(newdata), ref["fitted"], rtol=2e-5)
     np.testing.assert_allclose(m_rs.predict(newdata, kind="link"), ref["linear_predictor"], rtol=2e-5)
     # re.form = NA: the same rows without the grouping column
-    np.testing.assert_allclose(m_rs.predict(newdata.drop(columns="user_id")), ref["predict_population"], rtol=2e-5)
+    np.testing.assert_allclose(
+        m_rs.predict(newdata.drop(columns="user_id")), ref["predict_population"], rtol=2e-5
+    )
     np.testing.assert_allclose(m_rs.fitted()[:20], ref["fitted"], rtol=2e-5)
     np.testing.assert_allclose(m_rs.residuals(kind="pearson")[:20], ref["pearson_resid"], atol=1e-4)
     assert m_rs.score() == pytest.approx(m_rs.score(engagement), rel=1e-12)
@@ -64,7 +68,9 @@ def test_formula_offset_and_factors_on_new_data_as_glmmtmb(owls):
     ref = load_reference("owls_nb")
     rows = data.head(20).drop(columns="SiblingNegotiation")
     # our NB optimum and glmmTMB's differ by ~1e-5 in the fitted means
-    np.testing.assert_allclose(model.predict(rows), ref["fitted"], rtol=5e-5)  # offset(log(BroodSize)) included
+    np.testing.assert_allclose(
+        model.predict(rows), ref["fitted"], rtol=5e-5
+    )  # offset(log(BroodSize)) included
     np.testing.assert_allclose(model.predict(rows, kind="link"), ref["linear_predictor"], rtol=2e-5)
     np.testing.assert_allclose(model.predict(rows.drop(columns="Nest")), ref["predict_population"], rtol=5e-5)
     np.testing.assert_allclose(model.residuals(kind="pearson")[:20], ref["pearson_resid"], atol=3e-5)
@@ -132,7 +138,9 @@ def test_estimator_api_link_scale_and_fitted(engagement):
     X, y, g = engagement[["day_centered"]], engagement["logins"], engagement["user_id"]
     ref = load_reference("app_engagement_ri")
     m = PoissonGLMMRegressor("(1 | user_id)").fit(X, y, groups=g)
-    np.testing.assert_allclose(m.predict(X[:20], groups=g[:20], kind="link"), ref["linear_predictor"], rtol=2e-5)
+    np.testing.assert_allclose(
+        m.predict(X[:20], groups=g[:20], kind="link"), ref["linear_predictor"], rtol=2e-5
+    )
     np.testing.assert_allclose(np.exp(m.predict(X, groups=g, kind="link")), m.fitted(X, groups=g), rtol=1e-12)
     with pytest.raises(ValueError, match="kind must be one of"):
         m.predict(X, groups=g, kind="response")
@@ -174,7 +182,9 @@ def test_group_coef_random_term_without_fixed_effect_comes_first(engagement):
     )
     crossed = PoissonGLMMRegressor("(1 | a) + (1 | b)")
     rng = np.random.default_rng(0)
-    groups = pd.DataFrame({"a": rng.integers(0, 12, 300).astype(str), "b": rng.integers(0, 5, 300).astype(str)})
+    groups = pd.DataFrame(
+        {"a": rng.integers(0, 12, 300).astype(str), "b": rng.integers(0, 5, 300).astype(str)}
+    )
     with pytest.warns(SingularFitWarning):  # pure noise: both variances at 0
         crossed.fit(rng.normal(size=(300, 1)), rng.poisson(2.0, 300), groups=groups)
     assert set(crossed.group_coef_) == {"a", "b"} and crossed.n_groups_ == {"a": 12, "b": 5}

@@ -53,8 +53,13 @@ def _cases():
     out.append(("one factor, intercept", (X, y, [_full(a, ones, 40)]), np.array([0.8])))
     out.append(("one factor, correlated slope", (X, y, [_full(a, slope, 40)]), np.array([0.8, -0.3, 0.5])))
     Z3 = np.column_stack([np.ones(n), x, X[:, 2]])
-    out.append(("one factor, three correlated", (X, y, [_full(a, Z3, 40)]),
-                np.array([0.8, -0.3, 0.2, 0.5, 0.1, 0.4])))
+    out.append(
+        (
+            "one factor, three correlated",
+            (X, y, [_full(a, Z3, 40)]),
+            np.array([0.8, -0.3, 0.2, 0.5, 0.1, 0.4]),
+        )
+    )
     out.append(("one factor, ||", (X, y, [_diagonal(a, slope, 40)]), np.array([0.8, 0.4])))
 
     # crossed: many levels against few (sparse coupling), slopes on both
@@ -62,25 +67,44 @@ def _cases():
     a, b = rng.integers(0, 300, n), rng.integers(0, 60, n)
     y = _response(rng, n, x, [a, b])
     slope = np.column_stack([np.ones(n), x])
-    out.append(("crossed, sparse coupling", (X, y, [_full(a, np.ones((n, 1)), 300), _full(b, slope, 60)]),
-                np.array([0.7, 0.6, 0.2, 0.4])))
-    out.append(("crossed, slopes on the large factor",
-                (X, y, [_full(a, slope, 300), _diagonal(b, slope, 60)]), np.array([0.7, 0.1, 0.3, 0.6, 0.4])))
+    out.append(
+        (
+            "crossed, sparse coupling",
+            (X, y, [_full(a, np.ones((n, 1)), 300), _full(b, slope, 60)]),
+            np.array([0.7, 0.6, 0.2, 0.4]),
+        )
+    )
+    out.append(
+        (
+            "crossed, slopes on the large factor",
+            (X, y, [_full(a, slope, 300), _diagonal(b, slope, 60)]),
+            np.array([0.7, 0.1, 0.3, 0.6, 0.4]),
+        )
+    )
     # crossed, few levels each (every pair seen: dense coupling), a third term
     rng, n, x, X = _data(2)
     a, b, c = rng.integers(0, 20, n), rng.integers(0, 9, n), rng.integers(0, 5, n)
     y = _response(rng, n, x, [a, b, c])
     slope = np.column_stack([np.ones(n), x])
-    out.append(("crossed, dense coupling, three terms",
-                (X, y, [_full(a, slope, 20), _full(b, slope, 9), _full(c, np.ones((n, 1)), 5)]),
-                np.array([0.7, 0.2, 0.3, 0.6, -0.2, 0.5, 0.9])))
+    out.append(
+        (
+            "crossed, dense coupling, three terms",
+            (X, y, [_full(a, slope, 20), _full(b, slope, 9), _full(c, np.ones((n, 1)), 5)]),
+            np.array([0.7, 0.2, 0.3, 0.6, -0.2, 0.5, 0.9]),
+        )
+    )
     # nested: users within clinics
     rng, n, x, X = _data(3)
     clinic = rng.integers(0, 8, n)
     user = clinic * 10 + rng.integers(0, 10, n)
     y = _response(rng, n, x, [user, clinic])
-    out.append(("nested", (X, y, [_full(user, np.column_stack([np.ones(n), x]), 80),
-                                  _full(clinic, np.ones((n, 1)), 8)]), np.array([0.6, 0.1, 0.3, 0.8])))
+    out.append(
+        (
+            "nested",
+            (X, y, [_full(user, np.column_stack([np.ones(n), x]), 80), _full(clinic, np.ones((n, 1)), 8)]),
+            np.array([0.6, 0.1, 0.3, 0.8]),
+        )
+    )
     return out
 
 
@@ -207,12 +231,22 @@ def test_partitioned_gradient_equals_the_whole(reml):
         local = []
         for term in terms:
             levels, codes = np.unique(term.codes[rows], return_inverse=True)
-            local.append((levels, CoreTerm(codes, term.Z[rows], levels.size, term.theta_rows, term.theta_cols)))
-        problem = LMMProblem(X[rows], y[rows], np.ones(rows.sum()), np.zeros(rows.sum()), [t for _, t in local],
-                             make_controls(), reml=reml)
+            local.append(
+                (levels, CoreTerm(codes, term.Z[rows], levels.size, term.theta_rows, term.theta_cols))
+            )
+        problem = LMMProblem(
+            X[rows],
+            y[rows],
+            np.ones(rows.sum()),
+            np.zeros(rows.sum()),
+            [t for _, t in local],
+            make_controls(),
+            reml=reml,
+        )
         parts.append(Part(problem, [lv for lv, _ in local]))
-    partitioned = PartitionedLMMProblem(LocalParts(parts), whole.theta_map, whole.level_counts, X.shape[1],
-                                        make_controls(), reml)
+    partitioned = PartitionedLMMProblem(
+        LocalParts(parts), whole.theta_map, whole.level_counts, X.shape[1], make_controls(), reml
+    )
     ev_whole, ev_parts = whole.evaluate(theta), partitioned.evaluate(theta)
     assert ev_parts.deviance == pytest.approx(ev_whole.deviance, rel=1e-12)
     np.testing.assert_allclose(ev_parts.grad_theta, ev_whole.grad_theta, rtol=1e-9, atol=1e-9)

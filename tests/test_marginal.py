@@ -82,7 +82,9 @@ def test_gradients_match_finite_differences(panel):
     for model in models:
         for integrate in (False, True):
             for average in (False, True):
-                out = marginal_predictions(model, X if average else GRID, average=average, integrate=integrate)
+                out = marginal_predictions(
+                    model, X if average else GRID, average=average, integrate=integrate
+                )
                 V = model.vcov_.to_numpy()
                 grads = []
                 for j in range(V.shape[0]):
@@ -94,7 +96,9 @@ def test_gradients_match_finite_differences(panel):
                         m.fixef_ = model.fixef_.copy()
                         m.fixef_.iloc[j] += sign * step
                         kw = {"average": average, "integrate": integrate}
-                        shifted.append(marginal_predictions(m, X if average else GRID, **kw)["estimate"].to_numpy())
+                        shifted.append(
+                            marginal_predictions(m, X if average else GRID, **kw)["estimate"].to_numpy()
+                        )
                     grads.append((shifted[0] - shifted[1]) / (2 * step))
                 G = np.column_stack(grads)
                 expected = np.sqrt(np.einsum("ij,jk,ik->i", G, V, G))
@@ -107,7 +111,9 @@ def test_population_predictions_are_predict_without_groups(panel):
     out = marginal_predictions(model, X)
     np.testing.assert_allclose(out["estimate"], model.predict(X), rtol=1e-12)
     marginal = clone(model).set_params(new_groups="marginal").fit(X, y, groups=g)
-    np.testing.assert_allclose(marginal_predictions(model, X, integrate=True)["estimate"], marginal.predict(X), rtol=1e-9)
+    np.testing.assert_allclose(
+        marginal_predictions(model, X, integrate=True)["estimate"], marginal.predict(X), rtol=1e-9
+    )
     # the interval of a single row is the back-transformed Wald interval of eta
     row = marginal_predictions(model, GRID.iloc[[2]], level=0.9)
     x = np.array([1.0, 4.5])
@@ -116,7 +122,9 @@ def test_population_predictions_are_predict_without_groups(panel):
     assert row["conf_high"].iloc[0] == pytest.approx(np.exp(eta + 1.6448536269514722 * se), rel=1e-10)
     assert row["std_error"].iloc[0] == pytest.approx(np.exp(eta) * se, rel=1e-10)
     symmetric = marginal_predictions(model, GRID, ci_scale="response")
-    np.testing.assert_allclose(symmetric["conf_high"] - symmetric["estimate"], 1.959963984540054 * symmetric["std_error"])
+    np.testing.assert_allclose(
+        symmetric["conf_high"] - symmetric["estimate"], 1.959963984540054 * symmetric["std_error"]
+    )
 
 
 def test_averages_by_group_and_weights(panel):
@@ -150,9 +158,13 @@ def test_formula_models_take_a_raw_grid():
     out = marginal_predictions(model, grid)
     assert list(out.columns) == ["day_centered", "weekend", "estimate", "std_error", "conf_low", "conf_high"]
     beta = model.fixef_
-    assert out["estimate"].iloc[1] == pytest.approx(np.exp(beta["(Intercept)"] + beta["weekendTRUE"]), rel=1e-12)
+    assert out["estimate"].iloc[1] == pytest.approx(
+        np.exp(beta["(Intercept)"] + beta["weekendTRUE"]), rel=1e-12
+    )
     overall = marginal_predictions(model, average=True)  # the model's own rows
-    assert overall["estimate"].iloc[0] == pytest.approx(model.predict(data.assign(weekend=data["weekend"] > 0).drop(columns="user_id")).mean(), rel=1e-12)
+    assert overall["estimate"].iloc[0] == pytest.approx(
+        model.predict(data.assign(weekend=data["weekend"] > 0).drop(columns="user_id")).mean(), rel=1e-12
+    )
     with pytest.raises(ValueError, match="missing values"):
         marginal_predictions(model, grid.assign(day_centered=[0.0, np.nan]))
 
@@ -167,7 +179,10 @@ def test_grid_predictions_match_emmeans():
     from .conftest import load_reference, load_reference_data
 
     ref = load_reference("emmeans_references")
-    model = glmer("logins ~ day_centered + (1 | user_id)", load_reference_data("app_engagement.csv", factors=["user_id"]))
+    model = glmer(
+        "logins ~ day_centered + (1 | user_id)",
+        load_reference_data("app_engagement.csv", factors=["user_id"]),
+    )
     out = marginal_predictions(model, pd.DataFrame({"day_centered": ref["day_centered"]}))
     np.testing.assert_allclose(out["estimate"], ref["rate"], rtol=2e-5)
     np.testing.assert_allclose(out["std_error"], ref["SE"], rtol=1e-3)

@@ -59,7 +59,10 @@ def test_randomized_search_and_cross_validation_with_routing(panel, routing):
     with warnings.catch_warnings():
         _no_groups_is_an_error()
         search = RandomizedSearchCV(
-            PoissonGLMMRegressor(), {"random_effects": ["1", "1 + day_centered"]}, n_iter=2, cv=GroupKFold(3),
+            PoissonGLMMRegressor(),
+            {"random_effects": ["1", "1 + day_centered"]},
+            n_iter=2,
+            cv=GroupKFold(3),
             random_state=0,
         ).fit(X, y, groups=g)
         scores = cross_validate(PoissonGLMMRegressor(), X, y, params={"groups": g}, cv=GroupKFold(3))
@@ -72,11 +75,14 @@ def test_randomized_search_and_cross_validation_with_routing(panel, routing):
 def test_sample_weight_and_offset_route_when_requested(panel, routing):
     X, y, g, _ = panel
     w = np.ones(len(y))
-    est = PoissonGLMMRegressor().set_fit_request(sample_weight=True, offset=True).set_score_request(
-        sample_weight=True, offset=True
+    est = (
+        PoissonGLMMRegressor()
+        .set_fit_request(sample_weight=True, offset=True)
+        .set_score_request(sample_weight=True, offset=True)
     )
-    scores = cross_val_score(est, X, y, params={"groups": g, "sample_weight": w, "offset": np.zeros(len(y))},
-                             cv=GroupKFold(3))
+    scores = cross_val_score(
+        est, X, y, params={"groups": g, "sample_weight": w, "offset": np.zeros(len(y))}, cv=GroupKFold(3)
+    )
     plain = cross_val_score(PoissonGLMMRegressor(), X, y, params={"groups": g}, cv=GroupKFold(3))
     np.testing.assert_allclose(scores, plain, rtol=1e-6)
 
@@ -84,7 +90,8 @@ def test_sample_weight_and_offset_route_when_requested(panel, routing):
 def test_pipeline_routes_groups_and_scaled_columns_keep_their_names(panel, routing):
     X, y, g, _ = panel
     scale = ColumnTransformer(
-        [("scale", StandardScaler(), ["day_centered", "mood"])], remainder="passthrough",
+        [("scale", StandardScaler(), ["day_centered", "mood"])],
+        remainder="passthrough",
         verbose_feature_names_out=False,
     ).set_output(transform="pandas")
     pipe = Pipeline([("prep", scale), ("glmm", PoissonGLMMRegressor("1 + day_centered"))])
@@ -178,13 +185,21 @@ def test_grid_search_on_a_local_dask_cluster(panel):
     Xg = data[FEATURES + ["user_id"]]
     # the scheduler's HTTP server starts even without a dashboard; on a fixed port (8787)
     # it clashes with any other cluster on the machine and warns, so it takes a free one
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0")
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+    )
     with cluster, distributed.Client(cluster), joblib.parallel_backend("dask"):
         search = GridSearchCV(
-            PoissonGLMMRegressor(group_column="user_id"), {"random_effects": ["1", "1 + day_centered"]},
-            cv=GroupKFold(3), n_jobs=-1,
+            PoissonGLMMRegressor(group_column="user_id"),
+            {"random_effects": ["1", "1 + day_centered"]},
+            cv=GroupKFold(3),
+            n_jobs=-1,
         ).fit(Xg, y, groups=g)
     local = GridSearchCV(
-        PoissonGLMMRegressor(group_column="user_id"), {"random_effects": ["1", "1 + day_centered"]}, cv=GroupKFold(3)
+        PoissonGLMMRegressor(group_column="user_id"),
+        {"random_effects": ["1", "1 + day_centered"]},
+        cv=GroupKFold(3),
     ).fit(Xg, y, groups=g)
-    np.testing.assert_allclose(search.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"], rtol=1e-10)
+    np.testing.assert_allclose(
+        search.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"], rtol=1e-10
+    )

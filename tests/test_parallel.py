@@ -88,8 +88,16 @@ def test_threads_cut_the_rows_into_shards_of_whole_levels_and_about_equal_rows(r
 
     with ShardRunner(3) as runner:
         problem = core_problem(PoissonFamily(), X, y, codes, X[:, :1], 200)
-        threaded = type(problem)(PoissonFamily(), X, y, np.ones(n), np.zeros(n),
-                                 [_term(codes, X[:, :1], 200)], make_controls(), runner=runner)
+        threaded = type(problem)(
+            PoissonFamily(),
+            X,
+            y,
+            np.ones(n),
+            np.zeros(n),
+            [_term(codes, X[:, :1], 200)],
+            make_controls(),
+            runner=runner,
+        )
         rows = [s.y.size for s in threaded.shards]
         assert len(rows) == 3 and sum(rows) == n
         assert max(rows) - min(rows) <= 2 * sizes.max()

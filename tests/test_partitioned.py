@@ -111,7 +111,9 @@ def test_a_partitioned_fit_is_the_fit_on_all_rows(panel, name, make, kind):
     y = _response(panel, kind)
     whole = make().fit(panel[FEATURES], y, groups=panel["user_id"])
     frames = _frames(panel, FEATURES + ["user_id"], y, by="user_id")
-    partitioned = fit_partitioned(make(), LocalSource(frames), PartitionLayout(FEATURES, ["user_id"], y_name="logins"))
+    partitioned = fit_partitioned(
+        make(), LocalSource(frames), PartitionLayout(FEATURES, ["user_id"], y_name="logins")
+    )
     _assert_same_fit(partitioned, whole)
     if kind == "binary":
         np.testing.assert_array_equal(partitioned.classes_, whole.classes_)
@@ -120,10 +122,14 @@ def test_a_partitioned_fit_is_the_fit_on_all_rows(panel, name, make, kind):
 @BOUNDARY_FITS
 def test_partitions_that_split_groups_are_repartitioned(panel):
     y = panel["logins"]
-    whole = PoissonGLMMRegressor("(1 + day_centered | user_id)").fit(panel[FEATURES], y, groups=panel["user_id"])
+    whole = PoissonGLMMRegressor("(1 + day_centered | user_id)").fit(
+        panel[FEATURES], y, groups=panel["user_id"]
+    )
     frames = _frames(panel, FEATURES + ["user_id"], y)  # every user in every partition
     layout = PartitionLayout(FEATURES, ["user_id"])
-    partitioned = fit_partitioned(PoissonGLMMRegressor("(1 + day_centered | user_id)"), LocalSource(frames), layout)
+    partitioned = fit_partitioned(
+        PoissonGLMMRegressor("(1 + day_centered | user_id)"), LocalSource(frames), layout
+    )
     _assert_same_fit(partitioned, whole)
 
 
@@ -134,17 +140,22 @@ def test_nested_factors_are_partitioned_by_the_outer_one(panel):
     make = lambda: PoissonGLMMRegressor("(1 | clinic/user_id)")
     whole = make().fit(panel[FEATURES], y, groups=groups)
     frames = _frames(panel, FEATURES + ["clinic", "user_id"], y)
-    partitioned = fit_partitioned(make(), LocalSource(frames), PartitionLayout(FEATURES, ["clinic", "user_id"]))
+    partitioned = fit_partitioned(
+        make(), LocalSource(frames), PartitionLayout(FEATURES, ["clinic", "user_id"])
+    )
     _assert_same_fit(partitioned, whole)
-    assert set(partitioned.ranef_) == {"clinic", "user_id:clinic"} or set(partitioned.ranef_) == set(whole.ranef_)
+    assert set(partitioned.ranef_) == {"clinic", "user_id:clinic"} or set(partitioned.ranef_) == set(
+        whole.ranef_
+    )
 
 
 def test_weights_and_offset_reach_every_partition(panel, rng):
     y = panel["logins"]
     w = rng.integers(0, 3, size=len(panel)).astype(float)  # zeros included
     offset = np.log(rng.uniform(0.5, 2.0, size=len(panel)))
-    whole = PoissonGLMMRegressor("(1 | user_id)").fit(panel[FEATURES], y, groups=panel["user_id"],
-                                                      sample_weight=w, offset=offset)
+    whole = PoissonGLMMRegressor("(1 | user_id)").fit(
+        panel[FEATURES], y, groups=panel["user_id"], sample_weight=w, offset=offset
+    )
     frames = _frames(panel, FEATURES + ["user_id"], y, by="user_id", weights=w, offset=offset)
     layout = PartitionLayout(FEATURES, ["user_id"], weights=True, offset=True)
     partitioned = fit_partitioned(PoissonGLMMRegressor("(1 | user_id)"), LocalSource(frames), layout)
@@ -159,14 +170,21 @@ def test_unsupported_models_and_bad_partitions_are_refused_clearly(panel):
     with pytest.raises(ValueError, match="crossed grouping factors.*does not support"):
         fit_partitioned(crossed, LocalSource(frames), PartitionLayout(FEATURES, ["user_id", "weekday"]))
     with pytest.raises(ValueError, match="does not fit partitioned"):
-        fit_partitioned(ZeroInflatedPoissonGLMMRegressor("(1 | user_id)"), LocalSource(frames),
-                        PartitionLayout(FEATURES, ["user_id"]))
+        fit_partitioned(
+            ZeroInflatedPoissonGLMMRegressor("(1 | user_id)"),
+            LocalSource(frames),
+            PartitionLayout(FEATURES, ["user_id"]),
+        )
     bad = [f.assign(**{Y_COLUMN: -1.0}) if i == 2 else f for i, f in enumerate(frames)]
     with pytest.raises(ValueError, match="y"):
-        fit_partitioned(PoissonGLMMRegressor("(1 | user_id)"), LocalSource(bad), PartitionLayout(FEATURES, ["user_id"]))
+        fit_partitioned(
+            PoissonGLMMRegressor("(1 | user_id)"), LocalSource(bad), PartitionLayout(FEATURES, ["user_id"])
+        )
     zeros = [f.assign(**{Y_COLUMN: 0.0}) for f in frames]
     with pytest.raises(ValueError, match="y is 0 in all"):
-        fit_partitioned(PoissonGLMMRegressor("(1 | user_id)"), LocalSource(zeros), PartitionLayout(FEATURES, ["user_id"]))
+        fit_partitioned(
+            PoissonGLMMRegressor("(1 | user_id)"), LocalSource(zeros), PartitionLayout(FEATURES, ["user_id"])
+        )
 
 
 def test_the_partition_key_is_the_columns_every_factor_contains():

@@ -50,7 +50,9 @@ def test_trajectories(data, tmp_path):
 
 
 def test_observed_vs_fitted(data, model, tmp_path):
-    fig = plot.observed_vs_fitted(model, data[["day_centered"]], data["logins"], data["user_id"], n_groups=6, ncols=3)
+    fig = plot.observed_vs_fitted(
+        model, data[["day_centered"]], data["logins"], data["user_id"], n_groups=6, ncols=3
+    )
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 6 and all(len(ax.lines) == 2 for ax in visible)
     _save(fig, tmp_path / "observed_vs_fitted.png")
@@ -72,9 +74,16 @@ def test_qq_and_caterpillar(model, tmp_path):
 
 
 def test_profile_zeta(data, tmp_path):
-    m = PoissonGLMMRegressor("(1 | user_id)").fit(data[["day_centered"]], data["logins"], groups=data["user_id"])
-    table = m.confint(method="profile", parm=["day_centered"], X=data[["day_centered"]], y=data["logins"],
-                      groups=data["user_id"])
+    m = PoissonGLMMRegressor("(1 | user_id)").fit(
+        data[["day_centered"]], data["logins"], groups=data["user_id"]
+    )
+    table = m.confint(
+        method="profile",
+        parm=["day_centered"],
+        X=data[["day_centered"]],
+        y=data["logins"],
+        groups=data["user_id"],
+    )
     fig = plot.profile_zeta(table)
     _save(fig, tmp_path / "profile.png")
     with pytest.raises(ValueError, match="no profiles"):

@@ -72,7 +72,9 @@ def _fit(case):
         formula = "SiblingNegotiation ~ FoodTreatment * SexParent + offset(log(BroodSize)) + (1 | Nest)"
         return glmer(formula, owls, family="nbinom2")
     if case == "gamma_sessions_tmb":
-        return GammaGLMMRegressor.from_formula("y ~ x + (1 | user)", read("gamma_sessions_sim.csv", factors=["user"]))
+        return GammaGLMMRegressor.from_formula(
+            "y ~ x + (1 | user)", read("gamma_sessions_sim.csv", factors=["user"])
+        )
     raise KeyError(case)
 
 

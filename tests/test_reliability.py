@@ -62,60 +62,153 @@ OBJ = np.array([["a"]] * N, dtype=object)
 
 BAD_FIT_INPUTS = {
     # name: (estimator, overrides of X/y/groups/sample_weight/offset, error, message)
-    "nan in X": (PoissonGLMMRegressor, {"X": X0.assign(x=np.r_[np.nan, X0.x[1:]])}, ValueError, "X contains NaN"),
+    "nan in X": (
+        PoissonGLMMRegressor,
+        {"X": X0.assign(x=np.r_[np.nan, X0.x[1:]])},
+        ValueError,
+        "X contains NaN",
+    ),
     "inf in X": (PoissonGLMMRegressor, {"X": X0.assign(x=np.r_[np.inf, X0.x[1:]])}, ValueError, "infinity"),
     "nan in y": (PoissonGLMMRegressor, {"y": np.r_[np.nan, Y0[1:]]}, ValueError, "y contains NaN"),
     "inf in y": (PoissonGLMMRegressor, {"y": np.r_[np.inf, Y0[1:]]}, ValueError, "y contains infinity"),
     "nan in groups": (PoissonGLMMRegressor, {"groups": np.r_[np.nan, G0[1:]]}, ValueError, "missing label"),
     "None in groups": (PoissonGLMMRegressor, {"groups": [None] + list(G0[1:])}, ValueError, "missing label"),
     "inf in groups": (PoissonGLMMRegressor, {"groups": np.r_[np.inf, G0[1:]]}, ValueError, "infinite label"),
-    "nan in sample_weight": (PoissonGLMMRegressor, {"sample_weight": np.r_[np.nan, np.ones(N - 1)]}, ValueError,
-                             "sample_weight contains NaN"),
-    "inf in sample_weight": (PoissonGLMMRegressor, {"sample_weight": np.r_[np.inf, np.ones(N - 1)]}, ValueError,
-                             "sample_weight contains NaN or infinity"),
-    "nan in offset": (PoissonGLMMRegressor, {"offset": np.r_[np.nan, np.zeros(N - 1)]}, ValueError,
-                      "offset contains NaN"),
+    "nan in sample_weight": (
+        PoissonGLMMRegressor,
+        {"sample_weight": np.r_[np.nan, np.ones(N - 1)]},
+        ValueError,
+        "sample_weight contains NaN",
+    ),
+    "inf in sample_weight": (
+        PoissonGLMMRegressor,
+        {"sample_weight": np.r_[np.inf, np.ones(N - 1)]},
+        ValueError,
+        "sample_weight contains NaN or infinity",
+    ),
+    "nan in offset": (
+        PoissonGLMMRegressor,
+        {"offset": np.r_[np.nan, np.zeros(N - 1)]},
+        ValueError,
+        "offset contains NaN",
+    ),
     "negative counts": (PoissonGLMMRegressor, {"y": np.r_[-1.0, Y0[1:]]}, ValueError, "non-negative"),
-    "negative NB counts": (NegativeBinomialGLMMRegressor, {"y": np.r_[-1.0, Y0[1:]]}, ValueError, "non-negative"),
-    "gamma y <= 0": (GammaGLMMRegressor, {"y": np.r_[0.0, Y0[1:] + 1]}, ValueError, "Gamma y must be positive"),
+    "negative NB counts": (
+        NegativeBinomialGLMMRegressor,
+        {"y": np.r_[-1.0, Y0[1:]]},
+        ValueError,
+        "non-negative",
+    ),
+    "gamma y <= 0": (
+        GammaGLMMRegressor,
+        {"y": np.r_[0.0, Y0[1:] + 1]},
+        ValueError,
+        "Gamma y must be positive",
+    ),
     "binomial y > 1": (BinomialGLMMRegressor, {"y": Y0}, ValueError, r"proportion in \[0, 1\]"),
-    "binomial y < 0": (BinomialGLMMRegressor, {"y": np.r_[-0.5, np.full(N - 1, 0.5)]}, ValueError, r"\[0, 1\]"),
+    "binomial y < 0": (
+        BinomialGLMMRegressor,
+        {"y": np.r_[-0.5, np.full(N - 1, 0.5)]},
+        ValueError,
+        r"\[0, 1\]",
+    ),
     "classifier 3 classes": (BinomialGLMMClassifier, {"y": np.arange(N) % 3}, ValueError, "binary"),
     "classifier proportions": (BinomialGLMMClassifier, {"y": np.linspace(0, 1, N)}, ValueError, "continuous"),
     "classifier 1 class": (BinomialGLMMClassifier, {"y": np.ones(N)}, ValueError, "two classes"),
     "y length": (PoissonGLMMRegressor, {"y": Y0[:-1]}, ValueError, "inconsistent numbers of samples"),
-    "groups length": (PoissonGLMMRegressor, {"groups": G0[:-1]}, ValueError, f"{N - 1} labels but X has {N} rows"),
-    "sample_weight length": (PoissonGLMMRegressor, {"sample_weight": np.ones(N - 1)}, ValueError,
-                             f"sample_weight has {N - 1} entries"),
-    "offset length": (PoissonGLMMRegressor, {"offset": np.zeros(N - 1)}, ValueError, f"offset has {N - 1} entries"),
+    "groups length": (
+        PoissonGLMMRegressor,
+        {"groups": G0[:-1]},
+        ValueError,
+        f"{N - 1} labels but X has {N} rows",
+    ),
+    "sample_weight length": (
+        PoissonGLMMRegressor,
+        {"sample_weight": np.ones(N - 1)},
+        ValueError,
+        f"sample_weight has {N - 1} entries",
+    ),
+    "offset length": (
+        PoissonGLMMRegressor,
+        {"offset": np.zeros(N - 1)},
+        ValueError,
+        f"offset has {N - 1} entries",
+    ),
     "groups 2-D": (PoissonGLMMRegressor, {"groups": np.c_[G0, G0]}, ValueError, "one-dimensional"),
-    "empty data": (PoissonGLMMRegressor, {"X": X0.iloc[:0], "y": Y0[:0], "groups": G0[:0]}, ValueError,
-                   "0 sample"),
-    "string column in DataFrame X": (PoissonGLMMRegressor, {"X": X0.assign(city="Paris")}, ValueError,
-                                     r"non-numeric column\(s\) \{'city'.*OneHotEncoder"),
+    "empty data": (
+        PoissonGLMMRegressor,
+        {"X": X0.iloc[:0], "y": Y0[:0], "groups": G0[:0]},
+        ValueError,
+        "0 sample",
+    ),
+    "string column in DataFrame X": (
+        PoissonGLMMRegressor,
+        {"X": X0.assign(city="Paris")},
+        ValueError,
+        r"non-numeric column\(s\) \{'city'.*OneHotEncoder",
+    ),
     "string array X": (PoissonGLMMRegressor, {"X": OBJ}, ValueError, "X holds text.*could not convert"),
-    "duplicated column names": (PoissonGLMMRegressor, {"X": pd.concat([X0, X0], axis=1)}, ValueError,
-                                r"duplicated column name\(s\) \['x'\]"),
-    "text y for a regressor": (PoissonGLMMRegressor, {"y": np.array(["a"] * N)}, ValueError,
-                               "y holds text.*BinomialGLMMClassifier"),
+    "duplicated column names": (
+        PoissonGLMMRegressor,
+        {"X": pd.concat([X0, X0], axis=1)},
+        ValueError,
+        r"duplicated column name\(s\) \['x'\]",
+    ),
+    "text y for a regressor": (
+        PoissonGLMMRegressor,
+        {"y": np.array(["a"] * N)},
+        ValueError,
+        "y holds text.*BinomialGLMMClassifier",
+    ),
     "sparse X": (PoissonGLMMRegressor, {"X": "sparse"}, TypeError, "dense data is required"),
-    "negative sample_weight": (PoissonGLMMRegressor, {"sample_weight": -np.ones(N)}, ValueError, "non-negative"),
-    "all-zero sample_weight": (PoissonGLMMRegressor, {"sample_weight": np.zeros(N)}, ValueError,
-                               "zero for every row"),
-    "text sample_weight": (PoissonGLMMRegressor, {"sample_weight": ["a"] * N}, TypeError,
-                           "sample_weight must be numeric"),
+    "negative sample_weight": (
+        PoissonGLMMRegressor,
+        {"sample_weight": -np.ones(N)},
+        ValueError,
+        "non-negative",
+    ),
+    "all-zero sample_weight": (
+        PoissonGLMMRegressor,
+        {"sample_weight": np.zeros(N)},
+        ValueError,
+        "zero for every row",
+    ),
+    "text sample_weight": (
+        PoissonGLMMRegressor,
+        {"sample_weight": ["a"] * N},
+        TypeError,
+        "sample_weight must be numeric",
+    ),
     # degenerate data refused: the estimate does not exist or is not identified
-    "all-zero counts": (PoissonGLMMRegressor, {"y": np.zeros(N)}, ValueError, "y is 0 in all n_samples=72.*-infinity"),
+    "all-zero counts": (
+        PoissonGLMMRegressor,
+        {"y": np.zeros(N)},
+        ValueError,
+        "y is 0 in all n_samples=72.*-infinity",
+    ),
     "all-zero NB counts": (NegativeBinomialGLMMRegressor, {"y": np.zeros(N)}, ValueError, "y is 0 in all"),
     "binomial all 0": (BinomialGLMMRegressor, {"y": np.zeros(N)}, ValueError, "y is 0 in all.*infinite"),
     "binomial all 1": (BinomialGLMMRegressor, {"y": np.ones(N)}, ValueError, "y is 1 in all"),
-    "constant gaussian y": (GaussianLMMRegressor, {"y": np.full(N, 2.0)}, ValueError, "y is 2 in all.*dispersion is 0"),
+    "constant gaussian y": (
+        GaussianLMMRegressor,
+        {"y": np.full(N, 2.0)},
+        ValueError,
+        "y is 2 in all.*dispersion is 0",
+    ),
     "constant gamma y": (GammaGLMMRegressor, {"y": np.full(N, 2.0)}, ValueError, "dispersion is 0"),
     "single group": (PoissonGLMMRegressor, {"groups": np.zeros(N)}, ValueError, "single level.*at least two"),
-    "single group (LMM)": (GaussianLMMRegressor, {"y": X0.x.to_numpy(), "groups": np.zeros(N)}, ValueError,
-                           "single level"),
-    "LMM one row per group": (GaussianLMMRegressor, {"y": X0.x.to_numpy() * 2, "groups": np.arange(N)}, ValueError,
-                              "not identifiable"),
+    "single group (LMM)": (
+        GaussianLMMRegressor,
+        {"y": X0.x.to_numpy(), "groups": np.zeros(N)},
+        ValueError,
+        "single level",
+    ),
+    "LMM one row per group": (
+        GaussianLMMRegressor,
+        {"y": X0.x.to_numpy() * 2, "groups": np.arange(N)},
+        ValueError,
+        "not identifiable",
+    ),
 }
 
 
@@ -142,7 +235,11 @@ def test_bad_fit_input_gets_a_clear_error(case):
         ({"random_effects": "(1 | user)"}, ValueError, "groups by 'user' but groups is named 'g'"),
         ({"random_effects": "((1 | g)"}, ValueError, "Cannot parse random_effects"),
         ({"random_effects": "1 +"}, ValueError, "Cannot parse random_effects"),
-        ({"random_effects": "(1 | g/h)"}, ValueError, r"factors \['g', 'g:h'\] but groups has one column|\['g', 'h'\]"),
+        (
+            {"random_effects": "(1 | g/h)"},
+            ValueError,
+            r"factors \['g', 'g:h'\] but groups has one column|\['g', 'h'\]",
+        ),
         ({"random_effects": "(nope || g)"}, ValueError, "not in X"),
         ({"random_effects": "(1 | g) + (1 | g)"}, ValueError, "appears twice for the factor 'g'"),
         ({"random_effects": ""}, ValueError, "empty"),
@@ -226,7 +323,9 @@ def test_non_integer_counts_are_accepted_silently_as_rates():
 def test_new_group_labels_of_another_dtype_warn_and_get_population_predictions(fitted):
     X3 = X0.iloc[:3]
     population = fitted.predict(X3)
-    with pytest.warns(UserWarning, match=r"equal groups seen in fit only as text \(fit labels have dtype int64"):
+    with pytest.warns(
+        UserWarning, match=r"equal groups seen in fit only as text \(fit labels have dtype int64"
+    ):
         as_text = fitted.predict(X3, groups=["0", "1", "2"])
     np.testing.assert_allclose(as_text, population)
     # the right dtype uses the conditional modes; unrelated new labels of any type are silent
@@ -258,7 +357,9 @@ def test_groups_of_very_different_sizes():
     model = PoissonGLMMRegressor().fit(np.empty((g.size, 0)), y, groups=g)
     assert model.converged_
     # the big groups' modes are close to their observed log-means; singletons shrink
-    assert model.ranef_["group"].loc[5].iloc[0] + model.intercept_ == pytest.approx(np.log(y[g == 5].mean()), abs=0.01)
+    assert model.ranef_["group"].loc[5].iloc[0] + model.intercept_ == pytest.approx(
+        np.log(y[g == 5].mean()), abs=0.01
+    )
 
 
 def test_collinear_and_constant_columns_are_dropped_with_a_warning():
@@ -280,8 +381,9 @@ def test_users_who_never_log_in_are_fitted():
 
 def test_complete_separation_warns_and_stays_finite():
     y = (X0.x > 0).to_numpy().astype(int)
-    with pytest.warns(SeparationWarning, match="fitted probabilities numerically 0 or 1"), pytest.warns(
-        UserWarning, match="Hessian of the deviance is not positive definite"
+    with (
+        pytest.warns(SeparationWarning, match="fitted probabilities numerically 0 or 1"),
+        pytest.warns(UserWarning, match="Hessian of the deviance is not positive definite"),
     ):
         model = BinomialGLMMClassifier().fit(X0, y, groups=G0)
     assert np.all(np.isfinite(model.fixef_)) and model.fixef_["x"] > 10
@@ -312,8 +414,13 @@ def test_huge_predictors_give_the_rescaled_fit():
 
 def test_float32_input_gives_the_float64_fit():
     base = PoissonGLMMRegressor().fit(X0.to_numpy(np.float32).astype(float), Y0, groups=G0)
-    f32 = PoissonGLMMRegressor().fit(X0.to_numpy(np.float32), Y0.astype(np.float32), groups=G0,
-                                     sample_weight=np.ones(N, np.float32), offset=np.zeros(N, np.float32))
+    f32 = PoissonGLMMRegressor().fit(
+        X0.to_numpy(np.float32),
+        Y0.astype(np.float32),
+        groups=G0,
+        sample_weight=np.ones(N, np.float32),
+        offset=np.zeros(N, np.float32),
+    )
     np.testing.assert_allclose(f32.fixef_, base.fixef_, rtol=1e-10)
     assert f32.predict(X0.to_numpy(np.float32)).dtype == np.float64
 
@@ -378,8 +485,9 @@ def test_a_clear_variance_is_not_singular_and_no_warning():
 def test_failed_optimisation_says_so_with_advice():
     X, y, g = _poisson_data(seed=7, sd=0.8, slope_sd=0.3)
     # the unfinished fit also has the slope's SD at (close to) 0: flagged singular as well
-    with pytest.warns(ConvergenceWarning, match="rescaling.*simplifying random_effects.*raising max_iter"), pytest.warns(
-        SingularFitWarning
+    with (
+        pytest.warns(ConvergenceWarning, match="rescaling.*simplifying random_effects.*raising max_iter"),
+        pytest.warns(SingularFitWarning),
     ):
         model = PoissonGLMMRegressor("1 + x", max_iter=1).fit(X, y, groups=g)
     assert model.converged_ is False
@@ -406,7 +514,9 @@ def test_restart_leaves_a_boundary_start():
     Xd = np.column_stack([np.ones(len(y)), X["x"]])
     problem = core_problem(PoissonFamily(), Xd, y, g, Xd, N_GROUPS)
     for t in ([0.5, 0.0, 0.4], [0.4, 0.1, 0.0], [0.6, -0.1, 0.5]):
-        ev = problem.evaluate(np.array(t), model.fixef_.to_numpy(), None, problem.zero_modes(), gradient=False)
+        ev = problem.evaluate(
+            np.array(t), model.fixef_.to_numpy(), None, problem.zero_modes(), gradient=False
+        )
         assert -0.5 * ev.deviance <= model.loglik_ + 1e-8
 
 
@@ -455,8 +565,11 @@ def test_two_fits_in_threads_match_the_serial_fit(fitted):
 
 @pytest.mark.parametrize("cls", [PoissonGLMMRegressor, BinomialGLMMClassifier, GaussianLMMRegressor])
 def test_pickle_and_joblib_round_trip(cls, tmp_path):
-    y = {PoissonGLMMRegressor: Y0, BinomialGLMMClassifier: np.where(Y0 > 1, "yes", "no"),
-         GaussianLMMRegressor: np.log1p(Y0)}[cls]
+    y = {
+        PoissonGLMMRegressor: Y0,
+        BinomialGLMMClassifier: np.where(Y0 > 1, "yes", "no"),
+        GaussianLMMRegressor: np.log1p(Y0),
+    }[cls]
     model = _quiet_fit(cls("1 + x"), X0, y, groups=G0)
     joblib.dump(model, tmp_path / "model.joblib")
     for restored in (pickle.loads(pickle.dumps(model)), joblib.load(tmp_path / "model.joblib")):
@@ -471,8 +584,16 @@ def test_pirls_never_accepts_a_trial_point_outside_the_domain():
     # ended at logLik -inf. A non-finite trial point is now always halved.
     from .test_fuzz import Case
 
-    case = Case(family="gamma", link="identity", sizes=[4, 8, 10], n_features=1, slope=False,
-                weights="with_zeros", offset=False, seed=7002)
+    case = Case(
+        family="gamma",
+        link="identity",
+        sizes=[4, 8, 10],
+        n_features=1,
+        slope=False,
+        weights="with_zeros",
+        offset=False,
+        seed=7002,
+    )
     X, y, groups, w, offset = case.data()
     with pytest.warns(SingularFitWarning):  # these few tiny groups show no group variance
         model = case.estimator("1").fit(X, y, groups=groups, sample_weight=w, offset=offset)
@@ -507,7 +628,9 @@ def test_group_column_by_position_on_a_numpy_built_frame(fitted):
     np.testing.assert_allclose(model.predict(frame), fitted.predict(X0, groups=G0), rtol=1e-7)
 
 
-@pytest.mark.parametrize("X", [X0.assign(g=G0), pd.DataFrame(np.column_stack([X0.x, G0]))], ids=["names", "ints"])
+@pytest.mark.parametrize(
+    "X", [X0.assign(g=G0), pd.DataFrame(np.column_stack([X0.x, G0]))], ids=["names", "ints"]
+)
 def test_a_boolean_group_column_is_refused(X):
     # True == 1: it used to pick the column labelled 1 without a word
     with pytest.raises(TypeError, match="group_column=True holds a boolean.*name.*or its integer position"):
@@ -515,7 +638,8 @@ def test_a_boolean_group_column_is_refused(X):
 
 
 @pytest.mark.parametrize(
-    "groups", [pd.Series([[int(i)] for i in G0]), np.array([{"id": int(i)} for i in G0], dtype=object)],
+    "groups",
+    [pd.Series([[int(i)] for i in G0]), np.array([{"id": int(i)} for i in G0], dtype=object)],
     ids=["lists", "dicts"],
 )
 def test_unhashable_group_labels_are_refused(groups):
@@ -525,7 +649,7 @@ def test_unhashable_group_labels_are_refused(groups):
 
 def test_an_x_column_named_like_the_intercept_is_refused():
     with pytest.raises(ValueError, match=r"X has a column named '\(Intercept\)'.*rename it"):
-        PoissonGLMMRegressor().fit(X0.assign(**{"(Intercept)": X0.x ** 2}), Y0, groups=G0)
+        PoissonGLMMRegressor().fit(X0.assign(**{"(Intercept)": X0.x**2}), Y0, groups=G0)
 
 
 def test_nested_labels_that_collide_when_joined_stay_distinct():
@@ -539,15 +663,21 @@ def test_nested_labels_that_collide_when_joined_stay_distinct():
     model = _quiet_fit(PoissonGLMMRegressor("(1 | a/b)"), X, y, groups=pd.DataFrame({"a": a, "b": b}))
     assert model.n_groups_ == {"b:a": 6, "a": 2}
     # the same fit as with labels that need no escaping
-    plain = _quiet_fit(PoissonGLMMRegressor("(1 | a/b)"), X, y,
-                       groups=pd.DataFrame({"a": np.where(pair % 2, "A1", "A0"), "b": [f"B{i}" for i in pair]}))
+    plain = _quiet_fit(
+        PoissonGLMMRegressor("(1 | a/b)"),
+        X,
+        y,
+        groups=pd.DataFrame({"a": np.where(pair % 2, "A1", "A0"), "b": [f"B{i}" for i in pair]}),
+    )
     assert model.loglik_ == pytest.approx(plain.loglik_, abs=1e-8)
     assert {"p:q\\:r", "p\\:q:r"} <= set(model.group_levels_["b:a"])
 
 
 @pytest.mark.parametrize("cls", [PoissonGLMMRegressor, GaussianLMMRegressor, BinomialGLMMClassifier])
 def test_y_given_as_a_list_with_none_is_refused(cls):
-    y = list(np.log1p(Y0) if cls is GaussianLMMRegressor else (Y0 > 1) if cls is BinomialGLMMClassifier else Y0)
+    y = list(
+        np.log1p(Y0) if cls is GaussianLMMRegressor else (Y0 > 1) if cls is BinomialGLMMClassifier else Y0
+    )
     y[3] = None
     with pytest.raises(ValueError, match="y"):
         cls().fit(X0, y, groups=G0)
@@ -562,7 +692,9 @@ def test_lmm_exact_fit_warns_and_records_it():
     b = np.random.default_rng(1).normal(size=N_GROUPS)
     y = 1.0 + 2.0 * X0.x.to_numpy() + b[G0]
     # theta (relative to sigma) runs to the solver's bound of 1e4: sigma is 1e-4 of the groups' SD
-    with pytest.warns(ConvergenceWarning, match=r"ran to the optimiser's bound .* the random effects explain y"):
+    with pytest.warns(
+        ConvergenceWarning, match=r"ran to the optimiser's bound .* the random effects explain y"
+    ):
         model = GaussianLMMRegressor().fit(X0, y, groups=G0)
     assert model.converged_ is False and model.sigma_ < 1e-3 * np.std(b)
     assert "optimiser's bound" in model.fit_summary_.notes[-1]
@@ -577,15 +709,23 @@ def test_intervals_around_an_exact_fit_are_refused():
     with pytest.warns(ConvergenceWarning, match="Exact fit"), pytest.warns(SingularFitWarning):
         model = GaussianLMMRegressor().fit(X0, y, groups=G0)
     for method in ("profile", "bootstrap"):
-        with pytest.raises(ValueError, match=rf"confint\(method='{method}'\) needs the maximum of the likelihood"):
+        with pytest.raises(
+            ValueError, match=rf"confint\(method='{method}'\) needs the maximum of the likelihood"
+        ):
             model.confint(method, X=X0, y=y, groups=G0)
-    assert np.all(np.isfinite(model.confint().loc[["(Intercept)", "x"]].to_numpy()))  # Wald: the fixed effects
+    assert np.all(
+        np.isfinite(model.confint().loc[["(Intercept)", "x"]].to_numpy())
+    )  # Wald: the fixed effects
 
 
 def test_lmm_y_exactly_linear_in_x_warns():
     y = 1.0 + 2.0 * X0.x.to_numpy()
-    with (pytest.warns(ConvergenceWarning, match=r"Exact fit: the residual SD .* likelihood grows without bound"),
-          pytest.warns(SingularFitWarning)):
+    with (
+        pytest.warns(
+            ConvergenceWarning, match=r"Exact fit: the residual SD .* likelihood grows without bound"
+        ),
+        pytest.warns(SingularFitWarning),
+    ):
         model = GaussianLMMRegressor().fit(X0, y, groups=G0)
     assert model.converged_ is False and model.sigma_ < 1e-7
     assert model.fit_summary_.notes[-1].startswith("exact fit")
@@ -614,7 +754,9 @@ def test_lmm_group_sd_beyond_the_default_theta_bound_matches_lmer():
 
     data = load_reference_data("lmm_large_variance_ratio.csv")
     ref = load_reference("lmm_large_variance_ratio")
-    model = GaussianLMMRegressor().fit(np.empty((len(data), 0)), data["y"].to_numpy(), groups=data["g"].to_numpy())
+    model = GaussianLMMRegressor().fit(
+        np.empty((len(data), 0)), data["y"].to_numpy(), groups=data["g"].to_numpy()
+    )
     assert model.converged_
     assert model.theta_[0] == pytest.approx(ref["theta"], rel=1e-4)
     assert model.sigma_ == pytest.approx(ref["sigma"], rel=1e-5)
@@ -642,7 +784,9 @@ def test_a_random_slope_on_a_column_zero_where_the_weights_are_positive_is_refus
 
 @pytest.mark.parametrize("spec", ["(1 | g/g)", "(1 | g) + (1 | g:g)"])
 def test_two_factors_on_one_partition_are_refused(spec):
-    with pytest.raises(ValueError, match="'g:g' and 'g'.*group the rows identically|'g' and 'g:g'.*identically"):
+    with pytest.raises(
+        ValueError, match="'g:g' and 'g'.*group the rows identically|'g' and 'g:g'.*identically"
+    ):
         GaussianLMMRegressor(spec).fit(X0, np.log1p(Y0), groups=pd.Series(G0, name="g"))
 
 
@@ -651,8 +795,11 @@ def test_more_random_effects_than_observations_is_refused_for_glmms():
     rng = np.random.default_rng(5)
     X = pd.DataFrame(rng.normal(size=(N, 20)) * 0.05, columns=[f"x{j}" for j in range(20)])
     spec = "(1 + " + " + ".join(X.columns) + " | g)"
-    with pytest.raises(ValueError, match=r"12 levels x 21 random effect\(s\) = 252 random effects for "
-                                         r"n_samples=72.*more random effects than observations"):
+    with pytest.raises(
+        ValueError,
+        match=r"12 levels x 21 random effect\(s\) = 252 random effects for "
+        r"n_samples=72.*more random effects than observations",
+    ):
         PoissonGLMMRegressor(spec, max_iter=1).fit(X, Y0, groups=pd.Series(G0, name="g"))
 
 
@@ -672,8 +819,11 @@ def test_binary_outcome_nearly_separated_by_group_warns():
     # converged, but it measures the separation, not variation between groups
     y = (G0 % 2 == 0).astype(int)
     y[0] = 0
-    with pytest.warns(SeparationWarning, match=r"separation by group: 11 of 12 levels of 'group' have responses all "
-                                               r"0 or all 1, and the random-intercept SD is 29"):
+    with pytest.warns(
+        SeparationWarning,
+        match=r"separation by group: 11 of 12 levels of 'group' have responses all "
+        r"0 or all 1, and the random-intercept SD is 29",
+    ):
         model = BinomialGLMMClassifier().fit(X0, y, groups=G0)
     assert model.converged_ and model.fit_summary_.notes[-1].startswith("separation by group")
 
@@ -682,8 +832,11 @@ def test_zero_inflated_poisson_without_zeros_warns_and_records_it():
     # the zero model's SE was 7.7e10 without a word
     from sklearn_glmm import ZeroInflatedPoissonGLMMRegressor
 
-    with pytest.warns(SeparationWarning, match="y has no zeros: the zero-inflation probability's estimate is 0.*"
-                                               "fit PoissonGLMMRegressor instead"):
+    with pytest.warns(
+        SeparationWarning,
+        match="y has no zeros: the zero-inflation probability's estimate is 0.*"
+        "fit PoissonGLMMRegressor instead",
+    ):
         model = ZeroInflatedPoissonGLMMRegressor().fit(X0, Y0 + 1, groups=G0)
     assert model.fit_summary_.notes[-1].startswith("y has no zeros")
     assert model.predict_zero_proba(X0, groups=G0).max() < 1e-6  # the estimate, 0
@@ -691,10 +844,17 @@ def test_zero_inflated_poisson_without_zeros_warns_and_records_it():
 
 def test_lmm_stopped_by_max_iter_warns():
     rng = np.random.default_rng(0)
-    y = 1 + rng.normal(0, 1, N_GROUPS)[G0] + rng.normal(0, 0.8, N_GROUPS)[G0] * X0.x.to_numpy() + rng.normal(0, 0.3, N)
+    y = (
+        1
+        + rng.normal(0, 1, N_GROUPS)[G0]
+        + rng.normal(0, 0.8, N_GROUPS)[G0] * X0.x.to_numpy()
+        + rng.normal(0, 0.3, N)
+    )
     # (with its default stage 1, one stage-2 iteration is enough here: converged)
     with pytest.warns(ConvergenceWarning, match=r"did not converge \(.*max\|gradient\| \d"):
-        model = GaussianLMMRegressor("1 + x", max_iter=1, solver_options={"stage1_max_iter": 1}).fit(X0, y, groups=G0)
+        model = GaussianLMMRegressor("1 + x", max_iter=1, solver_options={"stage1_max_iter": 1}).fit(
+            X0, y, groups=G0
+        )
     assert model.converged_ is False
 
 
@@ -713,8 +873,12 @@ def test_score_on_a_constant_y_is_finite_as_scikit_learn(cls):
 def test_separation_without_groups_is_a_separation_warning():
     y = (X0.x > 0).to_numpy().astype(int)
     # as R's glm: "algorithm did not converge" and "fitted probabilities numerically 0 or 1"
-    with pytest.warns(SeparationWarning, match="fitted probabilities numerically 0 or 1"), pytest.warns(
-        ConvergenceWarning, match=r"The GLM fit \(no groups\) did not converge \(no convergence in 100 Newton"
+    with (
+        pytest.warns(SeparationWarning, match="fitted probabilities numerically 0 or 1"),
+        pytest.warns(
+            ConvergenceWarning,
+            match=r"The GLM fit \(no groups\) did not converge \(no convergence in 100 Newton",
+        ),
     ):
         model = _quiet_fit_no_groups(BinomialGLMMClassifier(), X0, y)
     assert model.coef_[0] > 5 and model.converged_ is False
@@ -748,7 +912,9 @@ def test_fallback_notes_warn_once_listing_them():
         warnings.simplefilter("always")
         warn_about_fallbacks(notes)
     assert len(caught) == 1 and issubclass(caught[0].category, FallbackWarning)
-    assert "took 2 numerical fallback(s)" in str(caught[0].message) and "least squares" in str(caught[0].message)
+    assert "took 2 numerical fallback(s)" in str(caught[0].message) and "least squares" in str(
+        caught[0].message
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_about_fallbacks(notes[:1])  # an algorithmic switch, not a fallback: silent
@@ -793,8 +959,12 @@ def test_concurrent_fits_in_threads_leave_the_blas_limit_as_found():
             try:
                 barrier.wait()
                 for _ in range(2):
-                    _quiet_fit(PoissonGLMMRegressor() if k % 2 else GaussianLMMRegressor(), X0,
-                               Y0 if k % 2 else np.log1p(Y0), groups=G0)
+                    _quiet_fit(
+                        PoissonGLMMRegressor() if k % 2 else GaussianLMMRegressor(),
+                        X0,
+                        Y0 if k % 2 else np.log1p(Y0),
+                        groups=G0,
+                    )
             except Exception as exc:  # noqa: BLE001 - any failure in a thread is reported below
                 errors.append(exc)
 

@@ -23,7 +23,9 @@ def test_pyproject_reads_the_version_from_the_package():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in project["project"]
     assert "version" in project["project"]["dynamic"]
-    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "sklearn_glmm._version.__version__"}
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "sklearn_glmm._version.__version__"
+    }
 
 
 def test_installed_metadata_agrees():
@@ -43,7 +45,11 @@ def test_cli_version(capsys):
 
 def test_python_dash_m_version():
     result = subprocess.run(
-        [sys.executable, "-m", "sklearn_glmm", "--version"], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "sklearn_glmm", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"sklearn-glmm {sklearn_glmm.__version__}"

@@ -143,8 +143,9 @@ def test_gradient_matches_finite_differences(rng, slope):
     Xd = np.column_stack([np.ones(n), X.to_numpy()])
     Z = Xd[:, :2] if slope else np.ones((n, 1))
     w = rng.integers(1, 3, size=n).astype(float)
-    problem = core_problem(PoissonFamily(), Xd, y, g, Z, 15, weights=w, offset=0.1 * X["x1"].to_numpy(),
-                           X_zi=Xd[:, [0, 2]])
+    problem = core_problem(
+        PoissonFamily(), Xd, y, g, Z, 15, weights=w, offset=0.1 * X["x1"].to_numpy(), X_zi=Xd[:, [0, 2]]
+    )
     theta = np.array([0.6, 0.1, 0.3]) if slope else np.array([0.6])
     coef = np.array([0.5, 0.3, -0.1, -0.4, 0.6])
     u0 = problem.zero_modes()
@@ -285,8 +286,9 @@ def test_weights_simulate_clone_and_pickle(rng):
     X, y, g = _simulate_zip(rng, n_groups=20, per_group=8, p_logit=(-0.5, 0.8))
     counts = rng.integers(1, 3, size=len(y))
     weighted = ZeroInflatedPoissonGLMMRegressor().fit(X, y, groups=g, sample_weight=counts)
-    repeated = ZeroInflatedPoissonGLMMRegressor().fit(X.loc[X.index.repeat(counts)], np.repeat(y, counts),
-                                                      groups=np.repeat(g, counts))
+    repeated = ZeroInflatedPoissonGLMMRegressor().fit(
+        X.loc[X.index.repeat(counts)], np.repeat(y, counts), groups=np.repeat(g, counts)
+    )
     np.testing.assert_allclose(repeated.fixef_, weighted.fixef_, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(repeated.fixef_zi_, weighted.fixef_zi_, rtol=1e-4, atol=1e-6)
     assert repeated.loglik_ == pytest.approx(weighted.loglik_, abs=1e-6)

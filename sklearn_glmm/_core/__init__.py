@@ -36,10 +36,32 @@ from ._refit import Replicate, bootstrap_replicate
 from ._zip import ZIPLikelihood
 
 __all__ = [
-    "CoreTerm", "Evaluation", "FamilyGLM", "FitResult", "GLMFit", "InferenceProblem", "LMMProblem",
-    "LMMProfileProblem", "LMMResult", "LaplaceProblem", "Problem", "ProfileProblem", "Replicate",
-    "ShardRunner", "SolverControls", "Start", "ZIPLikelihood", "bootstrap_replicate", "build_problem", "fit", "fit_glm",
-    "fit_glm_ml", "fit_lmm", "make_controls", "sdcor_from_theta", "theta_blocks",
+    "CoreTerm",
+    "Evaluation",
+    "FamilyGLM",
+    "FitResult",
+    "GLMFit",
+    "InferenceProblem",
+    "LMMProblem",
+    "LMMProfileProblem",
+    "LMMResult",
+    "LaplaceProblem",
+    "Problem",
+    "ProfileProblem",
+    "Replicate",
+    "ShardRunner",
+    "SolverControls",
+    "Start",
+    "ZIPLikelihood",
+    "bootstrap_replicate",
+    "build_problem",
+    "fit",
+    "fit_glm",
+    "fit_glm_ml",
+    "fit_lmm",
+    "make_controls",
+    "sdcor_from_theta",
+    "theta_blocks",
 ]
 
 
@@ -83,4 +105,6 @@ def build_problem(
     """
     if exact_gaussian:
         return LMMProblem(X, y, weights, offset, terms, controls, reml)
-    return LaplaceProblem(family, X, y, weights, offset, terms, controls, n_agq=n_agq, X_zi=X_zi, runner=runner)
+    return LaplaceProblem(
+        family, X, y, weights, offset, terms, controls, n_agq=n_agq, X_zi=X_zi, runner=runner
+    )

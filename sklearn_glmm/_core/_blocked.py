@@ -65,7 +65,9 @@ class RandomEffectsLayout:
         sparse structure.
     """
 
-    def __init__(self, codes: list[np.ndarray], n_levels: list[int], q: list[int], *, factorised: bool = True):
+    def __init__(
+        self, codes: list[np.ndarray], n_levels: list[int], q: list[int], *, factorised: bool = True
+    ):
         self.n_terms = len(codes)
         self.codes = [np.asarray(c, dtype=np.intp) for c in codes]
         self.n_levels = list(n_levels)
@@ -86,7 +88,9 @@ class RandomEffectsLayout:
         # and shared by the factorisation's scatters and the selected inverse's
         # gathers; A22's only for the lower triangle (t <= s)
         m = self.m
-        dense = [(self.starts[k] - self.n_block) + self.codes[k] * self.q[k] + j for k, j in self.dense_components]
+        dense = [
+            (self.starts[k] - self.n_block) + self.codes[k] * self.q[k] + j for k, j in self.dense_components
+        ]
         block = [self.codes[0] * self.q[0] + a for a in range(self.q[0])]
         self._a12_index = [[rows * m + idx for idx in dense] for rows in block]
         self._a22_index = [[idx_s * m + idx_t for idx_t in dense[: s + 1]] for s, idx_s in enumerate(dense)]
@@ -101,8 +105,10 @@ class RandomEffectsLayout:
         """How ``A`` is factorised, in one line (``FitResult.linear_algebra``)."""
         if self.sparse is not None:
             return self.sparse.describe()
-        return (f"dense Schur complement: {self.n_levels[0]} levels block diagonal, "
-                f"dense {self.m} x {self.m} block")
+        return (
+            f"dense Schur complement: {self.n_levels[0]} levels block diagonal, "
+            f"dense {self.m} x {self.m} block"
+        )
 
     @property
     def size(self) -> int:
@@ -112,7 +118,8 @@ class RandomEffectsLayout:
     def split(self, u: np.ndarray) -> list[np.ndarray]:
         """``u`` as one ``(G_k, q_k)`` array per term (views)."""
         return [
-            u[self.starts[k] : self.starts[k + 1]].reshape(self.n_levels[k], self.q[k]) for k in range(self.n_terms)
+            u[self.starts[k] : self.starts[k + 1]].reshape(self.n_levels[k], self.q[k])
+            for k in range(self.n_terms)
         ]
 
     def expand_dot(self, ZlT: list[np.ndarray], u: np.ndarray) -> np.ndarray:
@@ -221,9 +228,7 @@ class BlockedFactor:
                 C = self.B @ Sinv  # A11^{-1} A12 S^{-1}
                 q0 = lay.q[0]
                 G0 = lay.n_levels[0]
-                inv11 = inv11 + np.einsum(
-                    "gam,gbm->gab", C.reshape(G0, q0, -1), self.B.reshape(G0, q0, -1)
-                )
+                inv11 = inv11 + np.einsum("gam,gbm->gab", C.reshape(G0, q0, -1), self.B.reshape(G0, q0, -1))
                 self._selected = (inv11, -C, Sinv)
         return self._selected
 

@@ -89,7 +89,12 @@ from ._parallel import ShardRunner
 from ._problem import Start
 
 __all__ = [
-    "BoostResult", "CovarianceFit", "Derivatives", "GLMBoostingObjective", "LaplaceBoostingObjective", "TreeLearner",
+    "BoostResult",
+    "CovarianceFit",
+    "Derivatives",
+    "GLMBoostingObjective",
+    "LaplaceBoostingObjective",
+    "TreeLearner",
     "boost",
 ]
 
@@ -192,22 +197,33 @@ class LaplaceBoostingObjective:
         Runs the problem's shards (None: one thread).
     """
 
-    def __init__(self, family: Family, y, weights, offset, terms: list[CoreTerm], controls: SolverControls,
-                 runner: ShardRunner | None = None):
+    def __init__(
+        self,
+        family: Family,
+        y,
+        weights,
+        offset,
+        terms: list[CoreTerm],
+        controls: SolverControls,
+        runner: ShardRunner | None = None,
+    ):
         self.order = _sorting(terms[0].codes)
         rows = (lambda a: a) if self.order is None else (lambda a: a[self.order])
         n = np.asarray(y).shape[0]
         self.n_rows = n
         self.controls = controls
         self.offset = np.asarray(rows(np.asarray(offset, dtype=float)), dtype=float)
-        self.terms = [CoreTerm(rows(np.asarray(t.codes)), rows(np.asarray(t.Z)), t.n_levels, t.theta_rows,
-                               t.theta_cols) for t in terms]
+        self.terms = [
+            CoreTerm(rows(np.asarray(t.codes)), rows(np.asarray(t.Z)), t.n_levels, t.theta_rows, t.theta_cols)
+            for t in terms
+        ]
         self.y = rows(np.asarray(y, dtype=float))
         self.weights = rows(np.asarray(weights, dtype=float))
         self.family = family
         self.runner = runner
-        self.problem = LaplaceProblem(family, np.empty((n, 0)), self.y, self.weights, self.offset, self.terms,
-                                      controls, runner=runner)
+        self.problem = LaplaceProblem(
+            family, np.empty((n, 0)), self.y, self.weights, self.offset, self.terms, controls, runner=runner
+        )
 
     # -- row order -------------------------------------------------------------
     def _to_problem(self, values: np.ndarray) -> np.ndarray:
@@ -226,14 +242,26 @@ class LaplaceBoostingObjective:
     # -- the steps ---------------------------------------------------------------
     def initial(self) -> tuple[float, CovarianceFit]:
         """Step 0: the intercept-only GLMM; ``F_0`` is its intercept."""
-        problem = LaplaceProblem(self.family, np.ones((self.n_rows, 1)), self.y, self.weights, self.offset,
-                                 self.terms, self.controls, runner=self.runner)
+        problem = LaplaceProblem(
+            self.family,
+            np.ones((self.n_rows, 1)),
+            self.y,
+            self.weights,
+            self.offset,
+            self.terms,
+            self.controls,
+            runner=self.runner,
+        )
         result = fit(problem, compute_hessian=False)
-        return float(result.coef[0]), CovarianceFit(result.theta, result.param, result.u, result.deviance, result)
+        return float(result.coef[0]), CovarianceFit(
+            result.theta, result.param, result.u, result.deviance, result
+        )
 
     def covariance(self, F: np.ndarray, previous: CovarianceFit) -> CovarianceFit:
         """Step 1: theta (and the shape) given ``F``, warm-started at ``previous``."""
-        start = Start(np.empty(0), previous.param, np.empty((0, 0)), theta=np.asarray(previous.theta, dtype=float))
+        start = Start(
+            np.empty(0), previous.param, np.empty((0, 0)), theta=np.asarray(previous.theta, dtype=float)
+        )
         result = fit(self._at(F), start=start, compute_hessian=False)
         return CovarianceFit(result.theta, result.param, result.u, result.deviance, result)
 
@@ -296,7 +324,9 @@ class GLMBoostingObjective:
     def covariance(self, F: np.ndarray, previous: CovarianceFit) -> CovarianceFit:
         if not self.family.has_param:
             mu = self.family.link.inverse(self.offset + F)
-            return CovarianceFit(np.empty(0), None, np.empty(0), -2.0 * self.family.loglik(self.y, mu, self.weights))
+            return CovarianceFit(
+                np.empty(0), None, np.empty(0), -2.0 * self.family.loglik(self.y, mu, self.weights)
+            )
         return self._fit(np.empty((self.n_rows, 0)), self.offset + F)[1]
 
     def derivatives(self, F: np.ndarray, at: CovarianceFit) -> Derivatives:
@@ -419,7 +449,9 @@ def boost(
         timings["tree"] += time.perf_counter() - t
         t = time.perf_counter()
         if leaf_newton and values.size <= NEWTON_MAX_LEAVES:
-            values = _newton_leaf_values(derivatives, leaves, values.size, learner.l2_regularization(), values)
+            values = _newton_leaf_values(
+                derivatives, leaves, values.size, learner.l2_regularization(), values
+            )
         timings["leaves"] += time.perf_counter() - t
         del derivatives
         values = learning_rate * values
@@ -440,8 +472,10 @@ def boost(
         valid_dev.append(dev)
         recent.append((step, step_valid))
         if verbose:
-            print(f"[boost] {m:4d}  train deviance {at.deviance:.6f}  validation {dev:.6f}  "
-                  f"({time.perf_counter() - t0:.2f}s)")
+            print(
+                f"[boost] {m:4d}  train deviance {at.deviance:.6f}  validation {dev:.6f}  "
+                f"({time.perf_counter() - t0:.2f}s)"
+            )
         if dev < best - tol * abs(best):
             best, best_iter = dev, m
             recent.clear()
@@ -454,14 +488,21 @@ def boost(
             learner.truncate(best_iter)
             break
     return BoostResult(
-        init_score=f0, n_trees=n_trees, F=F, F_valid=F_valid, covariance=at,
-        train_deviance=np.asarray(train_dev), validation_deviance=np.asarray(valid_dev) if valid_dev else None,
-        theta_path=np.vstack(thetas), timings=timings,
+        init_score=f0,
+        n_trees=n_trees,
+        F=F,
+        F_valid=F_valid,
+        covariance=at,
+        train_deviance=np.asarray(train_dev),
+        validation_deviance=np.asarray(valid_dev) if valid_dev else None,
+        theta_path=np.vstack(thetas),
+        timings=timings,
     )
 
 
-def _newton_leaf_values(derivatives: Derivatives, leaves: np.ndarray, n_leaves: int, l2: float,
-                        fallback: np.ndarray) -> np.ndarray:
+def _newton_leaf_values(
+    derivatives: Derivatives, leaves: np.ndarray, n_leaves: int, l2: float, fallback: np.ndarray
+) -> np.ndarray:
     """Step 3b: the leaf values ``c = -(H_L + l2 I)^{-1} L^T g`` with the leaves' full Hessian ``H_L``.
 
     ``H_L`` (``Derivatives.leaf_information``) couples the leaves through the

@@ -137,8 +137,15 @@ class SolverControls:
         return dataclasses.asdict(self)
 
 
-_INTEGER_FIELDS = {"pirls_max_iter", "max_halvings", "glm_max_iter", "stage1_levels", "stage1_max_iter",
-                   "max_iter", "max_restarts"}
+_INTEGER_FIELDS = {
+    "pirls_max_iter",
+    "max_halvings",
+    "glm_max_iter",
+    "stage1_levels",
+    "stage1_max_iter",
+    "max_iter",
+    "max_restarts",
+}
 
 
 def make_controls(options: dict | None = None, **overrides) -> SolverControls:
@@ -163,7 +170,9 @@ def make_controls(options: dict | None = None, **overrides) -> SolverControls:
     if options is None:
         options = {}
     if not isinstance(options, dict):
-        raise TypeError(f"solver_options must be a dict of control names to values; got {type(options).__name__}.")
+        raise TypeError(
+            f"solver_options must be a dict of control names to values; got {type(options).__name__}."
+        )
     fields = {f.name for f in dataclasses.fields(SolverControls)}
     unknown = sorted(set(options) - fields)
     if unknown:
@@ -180,7 +189,9 @@ def _checked(name: str, value):
         try:
             trials = tuple(float(t) for t in value)
         except TypeError:
-            raise TypeError(f"solver_options['restart_trials'] must be a sequence of numbers; got {value!r}.") from None
+            raise TypeError(
+                f"solver_options['restart_trials'] must be a sequence of numbers; got {value!r}."
+            ) from None
         if not trials or any(not t > 0 for t in trials):
             raise ValueError(f"solver_options['restart_trials'] must hold positive numbers; got {value!r}.")
         return trials
@@ -188,7 +199,9 @@ def _checked(name: str, value):
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-            raise ValueError(f"solver_options['shard_rows'] must be None or a positive integer; got {value!r}.")
+            raise ValueError(
+                f"solver_options['shard_rows'] must be None or a positive integer; got {value!r}."
+            )
         return int(value)
     if name in _INTEGER_FIELDS:
         if isinstance(value, bool) or not isinstance(value, Integral):

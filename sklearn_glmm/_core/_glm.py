@@ -103,8 +103,10 @@ def newton_direction(information, gradient, fallback=None) -> tuple[np.ndarray, 
     """``information^{-1} gradient`` by Cholesky; the fallback information, then least
     squares, where it is not positive definite. Returns the direction and a note
     naming the fallback taken (None without one)."""
-    for info, note in ((information, None), (fallback, ("the information was not positive definite; "
-                                                       "the step used the fallback information"))):
+    for info, note in (
+        (information, None),
+        (fallback, ("the information was not positive definite; the step used the fallback information")),
+    ):
         if info is None:
             continue
         ridge = 1e-12 * max(1.0, float(np.max(np.abs(np.diag(info))))) if info.size else 0.0
@@ -148,8 +150,10 @@ def fit_glm(likelihood: GLMLikelihood, controls: SolverControls, start: np.ndarr
                 notes.append(f"the line search failed with Newton decrement {decrement:.2e}")
             else:
                 # recorded, not warned about: the predicted gain is below rounding
-                notes.append(f"the line search stalled at Newton decrement {decrement:.2e}, below "
-                             "converged_decrement: at the maximum to rounding precision")
+                notes.append(
+                    f"the line search stalled at Newton decrement {decrement:.2e}, below "
+                    "converged_decrement: at the maximum to rounding precision"
+                )
             break
         coef = coef + t * direction
         ll = ll_new

@@ -60,7 +60,14 @@ from ._problem import Evaluation, Start
 from ._system import BlockedSystem, TermRows, TermsBookkeeping, TermSystem, ThetaMap
 from ._zip import ZIPKernel, ZIPLikelihood
 
-__all__ = ["CoreTerm", "LaplaceProblem", "RowCurvature", "RowSelection", "ShardResult", "evenly_spaced_levels"]
+__all__ = [
+    "CoreTerm",
+    "LaplaceProblem",
+    "RowCurvature",
+    "RowSelection",
+    "ShardResult",
+    "evenly_spaced_levels",
+]
 
 
 @dataclass
@@ -123,25 +130,40 @@ class RowSelection:
     @staticmethod
     def concatenate(parts: list[RowSelection]) -> RowSelection:
         """The rows of several selections, one after the other."""
+
         def cat(arrays, axis=0):
             return np.concatenate(arrays, axis=axis)
 
         first = parts[0]
         return RowSelection(
-            cat([p.XT for p in parts], 1), cat([p.y for p in parts]), cat([p.weights for p in parts]),
-            cat([p.offset for p in parts]), [cat([p.ZT[k] for p in parts], 1) for k in range(len(first.ZT))],
+            cat([p.XT for p in parts], 1),
+            cat([p.y for p in parts]),
+            cat([p.weights for p in parts]),
+            cat([p.offset for p in parts]),
+            [cat([p.ZT[k] for p in parts], 1) for k in range(len(first.ZT))],
             [cat([p.codes[k] for p in parts]) for k in range(len(first.codes))],
             None if first.XZT is None else cat([p.XZT for p in parts], 1),
         )
 
-    def problem(self, family: Family, theta_map: ThetaMap, controls: SolverControls, n_agq: int = 1) -> LaplaceProblem:
+    def problem(
+        self, family: Family, theta_map: ThetaMap, controls: SolverControls, n_agq: int = 1
+    ) -> LaplaceProblem:
         """The model on these rows, each term's levels recoded to those present."""
         terms = []
         for k, codes in enumerate(self.codes):
             levels, local = np.unique(codes, return_inverse=True)
             terms.append(CoreTerm(local.ravel(), self.ZT[k].T, levels.size, *theta_map.positions[k]))
-        return LaplaceProblem(family, self.XT.T, self.y, self.weights, self.offset, terms, controls, n_agq=n_agq,
-                              X_zi=None if self.XZT is None else self.XZT.T)
+        return LaplaceProblem(
+            family,
+            self.XT.T,
+            self.y,
+            self.weights,
+            self.offset,
+            terms,
+            controls,
+            n_agq=n_agq,
+            X_zi=None if self.XZT is None else self.XZT.T,
+        )
 
 
 class _Shard:
@@ -276,8 +298,9 @@ class RowCurvature:
                 Kz = np.empty((G, J, q))
                 for k in range(q):
                     z = system.rows.ZT[k]
-                    Kz[:, :, k] = np.bincount(key, weights=wobs if system.rows.ones[k] else wobs * z,
-                                              minlength=G * J).reshape(G, J)
+                    Kz[:, :, k] = np.bincount(
+                        key, weights=wobs if system.rows.ones[k] else wobs * z, minlength=G * J
+                    ).reshape(G, J)
                 Ku = Kz @ system.lam  # rows zl^T: (G, J, q)
                 Ainv = modes.factor.inverse()
                 if q == 1:
@@ -319,7 +342,6 @@ class LaplaceProblem(TermsBookkeeping):
         rows. None: one thread.
     """
 
-
     def __init__(
         self,
         family: Family,
@@ -355,7 +377,9 @@ class LaplaceProblem(TermsBookkeeping):
         self.codes = [np.asarray(rows(np.asarray(t.codes)), dtype=np.intp) for t in terms]
         self.level_counts = [int(t.n_levels) for t in terms]
         self.XZT = None if X_zi is None else np.ascontiguousarray(rows(X_zi).T)
-        self.theta_map = ThetaMap([t.Z.shape[1] for t in terms], [(t.theta_rows, t.theta_cols) for t in terms])
+        self.theta_map = ThetaMap(
+            [t.Z.shape[1] for t in terms], [(t.theta_rows, t.theta_cols) for t in terms]
+        )
         self.n_agq = int(n_agq)
         self.quadrature = QuadratureRule(self.n_agq) if self.n_agq > 1 else None
         self.n_beta = self.XT.shape[0]
@@ -367,12 +391,18 @@ class LaplaceProblem(TermsBookkeeping):
             None if len(terms) == 1 else RandomEffectsLayout(self.codes, self.level_counts, self.theta_map.q)
         )
         #: the levels of the largest factor over all rows
-        self.groups = self.layout.groups if self.layout is not None else GroupIndex(self.codes[0], self.level_counts[0])
+        self.groups = (
+            self.layout.groups if self.layout is not None else GroupIndex(self.codes[0], self.level_counts[0])
+        )
         self.runner = ShardRunner() if runner is None else runner
         self.shards = self._make_shards(controls.shard_rows, self.runner.n_threads)
         self._collapsible = (
-            isinstance(family, PoissonFamily) and isinstance(family.link, LogLink) and self.XZT is None
-            and self.n_agq == 1 and self.layout is None and self.shards[0].rows.intercept_only
+            isinstance(family, PoissonFamily)
+            and isinstance(family.link, LogLink)
+            and self.XZT is None
+            and self.n_agq == 1
+            and self.layout is None
+            and self.shards[0].rows.intercept_only
         )
 
     # -- shards --------------------------------------------------------------
@@ -380,8 +410,21 @@ class LaplaceProblem(TermsBookkeeping):
         G0, q0 = self.level_counts[0], self.theta_map.q[0]
         n_shards = max(1 if shard_rows is None else -(-self.n_rows // shard_rows), n_threads)
         if self.layout is not None or n_shards == 1:
-            return [_Shard(self.XT, self.y, self.weights, self.offset, self.ZT, self.codes, self.level_counts,
-                           self.XZT, slice(0, self.u_size), self.layout, self.groups)]
+            return [
+                _Shard(
+                    self.XT,
+                    self.y,
+                    self.weights,
+                    self.offset,
+                    self.ZT,
+                    self.codes,
+                    self.level_counts,
+                    self.XZT,
+                    slice(0, self.u_size),
+                    self.layout,
+                    self.groups,
+                )
+            ]
         # cut after the levels where the rows reach k / n_shards of the total:
         # n_shards shards (fewer when levels are larger) of about equal rows
         ends = np.cumsum(self.groups.counts)
@@ -392,11 +435,19 @@ class LaplaceProblem(TermsBookkeeping):
         shards = []
         for g0, g1 in pairwise(bounds):
             rows = slice(int(level_ends[g0]), int(level_ends[g1]))
-            shards.append(_Shard(
-                self.XT[:, rows], self.y[rows], self.weights[rows], self.offset[rows],
-                [z[:, rows] for z in self.ZT], [self.codes[0][rows] - g0], [g1 - g0],
-                None if self.XZT is None else self.XZT[:, rows], slice(g0 * q0, g1 * q0),
-            ))
+            shards.append(
+                _Shard(
+                    self.XT[:, rows],
+                    self.y[rows],
+                    self.weights[rows],
+                    self.offset[rows],
+                    [z[:, rows] for z in self.ZT],
+                    [self.codes[0][rows] - g0],
+                    [g1 - g0],
+                    None if self.XZT is None else self.XZT[:, rows],
+                    slice(g0 * q0, g1 * q0),
+                )
+            )
         return shards
 
     # -- what the solver reads -----------------------------------------------
@@ -492,8 +543,13 @@ class LaplaceProblem(TermsBookkeeping):
         if levels is not None:
             codes = [np.asarray(lv)[c] for lv, c in zip(levels, codes)]
         return RowSelection(
-            self.XT[:, rows], self.y[rows], self.weights[rows], self.offset[rows], [z[:, rows] for z in self.ZT],
-            codes, None if self.XZT is None else self.XZT[:, rows],
+            self.XT[:, rows],
+            self.y[rows],
+            self.weights[rows],
+            self.offset[rows],
+            [z[:, rows] for z in self.ZT],
+            codes,
+            None if self.XZT is None else self.XZT[:, rows],
         )
 
     # -- the deviance ----------------------------------------------------------
@@ -511,7 +567,10 @@ class LaplaceProblem(TermsBookkeeping):
             return family.loglik_constant(self.y, self.weights)
         if self._y_values is None:
             values, inverse = np.unique(self.y, return_inverse=True)
-            self._y_values = (values, np.bincount(inverse.ravel(), weights=self.weights, minlength=values.size))
+            self._y_values = (
+                values,
+                np.bincount(inverse.ravel(), weights=self.weights, minlength=values.size),
+            )
         values, weight_sums = self._y_values
         if 4 * values.size > self.y.size:
             return family.loglik_constant(self.y, self.weights)
@@ -526,8 +585,17 @@ class LaplaceProblem(TermsBookkeeping):
             cached = shard.kernel = (family, family.row_kernel(shard.y, shard.w))
         return cached[1]
 
-    def evaluate(self, theta, coef, param, u0, *, gradient: bool = True, predicted: bool = False,
-                 theta_only: bool = False) -> Evaluation:
+    def evaluate(
+        self,
+        theta,
+        coef,
+        param,
+        u0,
+        *,
+        gradient: bool = True,
+        predicted: bool = False,
+        theta_only: bool = False,
+    ) -> Evaluation:
         """Deviance (and gradient) at (theta, coef, param), PIRLS warm-started from ``u0``.
 
         The sum over shards of :meth:`evaluate_shard`, plus the family's
@@ -537,8 +605,9 @@ class LaplaceProblem(TermsBookkeeping):
         """
         family, lambdas, beta, gamma, u0 = self._point(theta, coef, param, u0)
         parts = self.runner.map(
-            lambda s: self.evaluate_shard(s, lambdas, beta, gamma, family, u0[s.u_slice], gradient, predicted,
-                                          theta_only),
+            lambda s: self.evaluate_shard(
+                s, lambdas, beta, gamma, family, u0[s.u_slice], gradient, predicted, theta_only
+            ),
             self.shards,
         )
         deviance = float(sum(p.deviance for p in parts))
@@ -566,7 +635,15 @@ class LaplaceProblem(TermsBookkeeping):
         return Evaluation(deviance, grad_theta, grad_coef, u, converged, grad_param, state)
 
     def evaluate_shard(
-        self, shard: _Shard, lambdas, beta, gamma, family: Family, u0, gradient: bool, predicted: bool,
+        self,
+        shard: _Shard,
+        lambdas,
+        beta,
+        gamma,
+        family: Family,
+        u0,
+        gradient: bool,
+        predicted: bool,
         theta_only: bool = False,
     ) -> ShardResult:
         """One shard's part of the deviance and gradient (without the family's constant)."""
@@ -578,30 +655,44 @@ class LaplaceProblem(TermsBookkeeping):
         modes = pirls(kernel, system, eta_fixed, u0.reshape(shard.u_shape), self.controls, predicted)
         del eta_fixed
         if self.quadrature is not None:
-            deviance, grads = agq_deviance(shard, family, kernel, float(lambdas[0][0, 0]), modes,
-                                           self.quadrature, gradient)
+            deviance, grads = agq_deviance(
+                shard, family, kernel, float(lambdas[0][0, 0]), modes, self.quadrature, gradient
+            )
             if not gradient:
                 return ShardResult(deviance, None, None, None, modes.u.ravel(), modes.converged, None)
-            return ShardResult(deviance, np.array([grads[0]]), grads[1], None, modes.u.ravel(),
-                               modes.converged, None)
+            return ShardResult(
+                deviance, np.array([grads[0]]), grads[1], None, modes.u.ravel(), modes.converged, None
+            )
         deviance = modes.pdev + modes.factor.logdet()
         if not gradient:
             return ShardResult(deviance, None, None, None, modes.u.ravel(), modes.converged, _slim(modes))
         grad_theta, eta_derivative, sens = laplace_gradient(kernel, system, modes, self.theta_map)
         if theta_only:
-            return ShardResult(deviance, grad_theta, np.zeros(self.n_coef), None, modes.u.ravel(), modes.converged,
-                               _slim(modes))
+            return ShardResult(
+                deviance,
+                grad_theta,
+                np.zeros(self.n_coef),
+                None,
+                modes.u.ravel(),
+                modes.converged,
+                _slim(modes),
+            )
         grad_coef = shard.XT @ eta_derivative
         del eta_derivative
         if gamma is not None:
-            grad_coef = np.concatenate([grad_coef, shard.XZT @ sens.derivative(*kernel.zeta_row_derivatives(modes.eta))])
+            grad_coef = np.concatenate(
+                [grad_coef, shard.XZT @ sens.derivative(*kernel.zeta_row_derivatives(modes.eta))]
+            )
         grad_param = None
         if family.has_param:
             grad_param = float(np.sum(sens.derivative(*kernel.param_row_derivatives(modes.irls, modes.eta))))
-        return ShardResult(deviance, grad_theta, grad_coef, grad_param, modes.u.ravel(), modes.converged,
-                           _slim(modes))
+        return ShardResult(
+            deviance, grad_theta, grad_coef, grad_param, modes.u.ravel(), modes.converged, _slim(modes)
+        )
 
-    def _evaluate_collapsed(self, shard: _Shard, lambdas, beta, u0, gradient: bool, theta_only: bool) -> ShardResult:
+    def _evaluate_collapsed(
+        self, shard: _Shard, lambdas, beta, u0, gradient: bool, theta_only: bool
+    ) -> ShardResult:
         """A Poisson random intercept on its level sums (see the module docstring)."""
         rows = shard.collapsed(beta)
         system = TermSystem(rows.rows, lambdas[0])
@@ -612,8 +703,9 @@ class LaplaceProblem(TermsBookkeeping):
             return ShardResult(deviance, None, None, None, modes.u.ravel(), modes.converged, None)
         grad_theta, _, sens = laplace_gradient(rows.kernel, system, modes, self.theta_map)
         if theta_only:
-            return ShardResult(deviance, grad_theta, np.zeros(self.n_coef), None, modes.u.ravel(), modes.converged,
-                               None)
+            return ShardResult(
+                deviance, grad_theta, np.zeros(self.n_coef), None, modes.u.ravel(), modes.converged, None
+            )
         # d/dE_g: dll = -exp(b), dW = exp(b), ds = -exp(b); then dE_g/dbeta = sum m_i x_i
         eb = modes.irls.mu
         per_level = sens.derivative(-eb, eb, -eb)
@@ -753,10 +845,12 @@ class LaplaceProblem(TermsBookkeeping):
         lambdas = self.theta_map.lambdas(theta)
         beta, _ = self.split_coef(coef)
         u = np.asarray(u, dtype=float)
-        return np.concatenate([
-            s.offset + beta @ s.XT + s.system(lambdas).row_effect(u[s.u_slice].reshape(s.u_shape))
-            for s in self.shards
-        ])
+        return np.concatenate(
+            [
+                s.offset + beta @ s.XT + s.system(lambdas).row_effect(u[s.u_slice].reshape(s.u_shape))
+                for s in self.shards
+            ]
+        )
 
     def simulate_response(self, theta, coef, param, rng: np.random.Generator) -> np.ndarray:
         """``y`` drawn from the model with new random effects ``u ~ N(0, I)`` (drawn first)."""
@@ -766,11 +860,21 @@ class LaplaceProblem(TermsBookkeeping):
 
     def with_response(self, y: np.ndarray) -> LaplaceProblem:
         """The same design with another response (rows in this problem's order); nothing is copied."""
-        terms = [CoreTerm(c, z.T, g, *pos) for c, z, g, pos in
-                 zip(self.codes, self.ZT, self.level_counts, self.theta_map.positions)]
+        terms = [
+            CoreTerm(c, z.T, g, *pos)
+            for c, z, g, pos in zip(self.codes, self.ZT, self.level_counts, self.theta_map.positions)
+        ]
         return LaplaceProblem(
-            self.family, self.XT.T, y, self.weights, self.offset, terms, self.controls, n_agq=self.n_agq,
-            X_zi=None if self.XZT is None else self.XZT.T, runner=self.runner,
+            self.family,
+            self.XT.T,
+            y,
+            self.weights,
+            self.offset,
+            terms,
+            self.controls,
+            n_agq=self.n_agq,
+            X_zi=None if self.XZT is None else self.XZT.T,
+            runner=self.runner,
         )
 
 
@@ -784,4 +888,6 @@ def _slim(modes: Modes) -> Modes:
     hw = irls.hessian_weights
     lw = hw if irls.laplace_weights is hw else irls.laplace_weights
     slim = IRLSQuantities(None, None, None, None, hw, lw, None)
-    return Modes(modes.u, None, slim, modes.factor, modes.score_sums, modes.pdev, modes.n_iter, modes.converged)
+    return Modes(
+        modes.u, None, slim, modes.factor, modes.score_sums, modes.pdev, modes.n_iter, modes.converged
+    )

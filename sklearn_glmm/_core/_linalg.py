@@ -82,7 +82,9 @@ class GroupIndex:
             return np.repeat(values, self.counts, axis=-1)
         return values[..., self.codes]
 
-    def outer_sums(self, weights: np.ndarray, left: np.ndarray, right: np.ndarray | None = None) -> np.ndarray:
+    def outer_sums(
+        self, weights: np.ndarray, left: np.ndarray, right: np.ndarray | None = None
+    ) -> np.ndarray:
         """``sum_{i in g} w_i left_i right_i^T`` for every group: (G, a, b).
 
         ``left`` is (a, n) and ``right`` (b, n). With ``right=None`` the result is

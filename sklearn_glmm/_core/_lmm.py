@@ -101,8 +101,9 @@ class LMMSums:
     S: float
 
     def __add__(self, other: LMMSums) -> LMMSums:
-        return LMMSums(self.logdet + other.logdet, self.RXtRX + other.RXtRX, self.rhs + other.rhs,
-                       self.S + other.S)
+        return LMMSums(
+            self.logdet + other.logdet, self.RXtRX + other.RXtRX, self.rhs + other.rhs, self.S + other.S
+        )
 
     def solution(self) -> tuple[np.ndarray, float]:
         """``beta = RXtRX^{-1} rhs`` and the penalised residual sum of squares ``r2 = S - rhs^T beta``."""
@@ -115,8 +116,12 @@ def lmm_criterion(sums: LMMSums, n: int, p: int, sum_log_w: float, reml: bool) -
     _, r2 = sums.solution()
     if reml:
         dof = n - p
-        return float(sums.logdet + np.linalg.slogdet(sums.RXtRX)[1] + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof))
-                     - sum_log_w)
+        return float(
+            sums.logdet
+            + np.linalg.slogdet(sums.RXtRX)[1]
+            + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof))
+            - sum_log_w
+        )
     return float(sums.logdet + n * (1.0 + np.log(2.0 * np.pi * r2 / n)) - sum_log_w)
 
 
@@ -165,7 +170,9 @@ class LMMProblem(TermsBookkeeping):
     #: the last evaluation, (key, Evaluation), returned again for the same point
     _last = None
 
-    def __init__(self, X, y, weights, offset, terms: list[CoreTerm], controls: SolverControls, reml: bool = True):
+    def __init__(
+        self, X, y, weights, offset, terms: list[CoreTerm], controls: SolverControls, reml: bool = True
+    ):
         rows = row_order(terms[0].codes)
         self.controls = controls
         self.reml = bool(reml)
@@ -178,7 +185,9 @@ class LMMProblem(TermsBookkeeping):
         self.ZT = [np.ascontiguousarray(rows(t.Z).T) for t in terms]
         self.codes = [np.asarray(rows(np.asarray(t.codes)), dtype=np.intp) for t in terms]
         self.level_counts = [int(t.n_levels) for t in terms]
-        self.theta_map = ThetaMap([t.Z.shape[1] for t in terms], [(t.theta_rows, t.theta_cols) for t in terms])
+        self.theta_map = ThetaMap(
+            [t.Z.shape[1] for t in terms], [(t.theta_rows, t.theta_cols) for t in terms]
+        )
         self.n_rows = self.r.size
         self.sum_log_w = float(np.sum(np.log(self.w[self.w > 0])))
         self.blocks = TermBlocks(self.level_counts, self.theta_map.q)
@@ -189,7 +198,9 @@ class LMMProblem(TermsBookkeeping):
         else:
             self._rows = None
             # the rows' layout only (term sums, row effects): BlockedGram factorises
-            self._layout = RandomEffectsLayout(self.codes, self.level_counts, self.theta_map.q, factorised=False)
+            self._layout = RandomEffectsLayout(
+                self.codes, self.level_counts, self.theta_map.q, factorised=False
+            )
             self._gram = BlockedGram(self.codes, self.level_counts, self.theta_map.q, self.ZT, self.w)
         self._set_response_sums()
 
@@ -235,8 +246,17 @@ class LMMProblem(TermsBookkeeping):
     def mode_derivative(self, theta, coef, param, state, dtheta, dcoef):
         return None
 
-    def evaluate(self, theta, coef=None, param=None, u0=None, *, gradient: bool = True, predicted: bool = False,
-                 theta_only: bool = False):
+    def evaluate(
+        self,
+        theta,
+        coef=None,
+        param=None,
+        u0=None,
+        *,
+        gradient: bool = True,
+        predicted: bool = False,
+        theta_only: bool = False,
+    ):
         """The profiled criterion at theta and, with ``gradient``, its exact gradient (eq. 10b).
 
         The solver asks for the same point again (its seed Hessian's centre,
@@ -255,7 +275,9 @@ class LMMProblem(TermsBookkeeping):
         else:
             beta, r2 = red.sums.solution()
             terms = self.gradient_terms(red, beta, np.linalg.inv(red.sums.RXtRX))
-            ev = Evaluation(deviance, lmm_gradient(terms, r2, self.n, self.p, self.reml), np.zeros(0), np.zeros(0))
+            ev = Evaluation(
+                deviance, lmm_gradient(terms, r2, self.n, self.p, self.reml), np.zeros(0), np.zeros(0)
+            )
         self._last = (key, ev)
         return ev
 
@@ -269,8 +291,9 @@ class LMMProblem(TermsBookkeeping):
         c = self.blocks.left(lambdas, self._zy)
         AinvK = factor.solve(K)
         Ainvc = factor.solve(c)
-        sums = LMMSums(factor.logdet(), self.XWX - K.T @ AinvK, self.XWy - K.T @ Ainvc,
-                       self.yWy - float(c @ Ainvc))
+        sums = LMMSums(
+            factor.logdet(), self.XWX - K.T @ AinvK, self.XWy - K.T @ Ainvc, self.yWy - float(c @ Ainvc)
+        )
         return LMMReduced(theta, lambdas, factor, sums, AinvK, Ainvc)
 
     def gradient_terms(self, red: LMMReduced, beta, RXtRX_inv) -> np.ndarray:
@@ -292,7 +315,9 @@ class LMMProblem(TermsBookkeeping):
             # the same for the columns of X, weighted by (RX^T RX)^{-1}
             TX = self._zx - gram.apply(bl.apply(lambdas, red.AinvK))
             VQ = red.AinvK @ RXtRX_inv
-            d_rx = [-2.0 * np.einsum("gap,gbp->ab", bl.term(TX, k), bl.term(VQ, k)) for k in range(len(lambdas))]
+            d_rx = [
+                -2.0 * np.einsum("gap,gbp->ab", bl.term(TX, k), bl.term(VQ, k)) for k in range(len(lambdas))
+            ]
             out.append(self.theta_map.entries(d_rx))
         else:
             out.append(np.zeros(self.n_theta))
@@ -341,8 +366,10 @@ class LMMProblem(TermsBookkeeping):
         sigma2 = result.sigma**2
         lambdas = self.theta_map.lambdas(result.theta)
         factor = self._gram.factor(lambdas)
-        return [sigma2 * np.einsum("ab,gbc,dc->gad", lam, block, lam)
-                for lam, block in zip(lambdas, factor.inverse_blocks())]
+        return [
+            sigma2 * np.einsum("ab,gbc,dc->gad", lam, block, lam)
+            for lam, block in zip(lambdas, factor.inverse_blocks())
+        ]
 
     def simulate_response(self, theta, beta, sigma: float, rng: np.random.Generator) -> np.ndarray:
         """``y - offset`` drawn from the model at (theta, beta, sigma), rows in this problem's order.
@@ -382,9 +409,18 @@ def fit_lmm(problem: LMMProblem, *, verbose: int = 0) -> LMMResult:
     # -2 logLik under ML at these estimates, sigma and beta profiled (lme4's
     # deviance(m, REML = FALSE) for a REML fit)
     deviance_ml = problem.deviance(result.theta, reml=False) if problem.reml else result.deviance
-    fields = {**result.__dict__, "coef": beta, "u": u,
-              "message": result.message + f" of the {'REML' if problem.reml else 'ML'} criterion"}
-    out = LMMResult(**fields, sigma=float(np.sqrt(sigma2)), vcov_beta=sigma2 * np.linalg.inv(RXtRX),
-                    reml=problem.reml, deviance_ml=float(deviance_ml))
+    fields = {
+        **result.__dict__,
+        "coef": beta,
+        "u": u,
+        "message": result.message + f" of the {'REML' if problem.reml else 'ML'} criterion",
+    }
+    out = LMMResult(
+        **fields,
+        sigma=float(np.sqrt(sigma2)),
+        vcov_beta=sigma2 * np.linalg.inv(RXtRX),
+        reml=problem.reml,
+        deviance_ml=float(deviance_ml),
+    )
     out.conditional_covariances = problem.conditional_covariances(out)
     return out

@@ -39,8 +39,15 @@ from scipy.linalg.lapack import dpotrf, dpotri
 from ._blocked import _block_apply
 from ._linalg import BlockCholesky, GroupIndex
 
-__all__ = ["TermBlocks", "OneTermGram", "OneTermFactor", "BlockedGram", "BlockedGramFactor", "DenseCoupling",
-           "SparseCoupling"]
+__all__ = [
+    "TermBlocks",
+    "OneTermGram",
+    "OneTermFactor",
+    "BlockedGram",
+    "BlockedGramFactor",
+    "DenseCoupling",
+    "SparseCoupling",
+]
 
 #: the coupling G12 is held dense above this fraction of nonzero entries (BLAS wins)
 DENSE_COUPLING_FILL = 0.1
@@ -61,7 +68,9 @@ class TermBlocks:
     def __init__(self, n_levels: list[int], q: list[int]):
         self.n_levels = [int(g) for g in n_levels]
         self.q = [int(k) for k in q]
-        self.starts = np.concatenate([[0], np.cumsum([g * k for g, k in zip(self.n_levels, self.q)])]).astype(int)
+        self.starts = np.concatenate([[0], np.cumsum([g * k for g, k in zip(self.n_levels, self.q)])]).astype(
+            int
+        )
 
     @property
     def size(self) -> int:
@@ -268,8 +277,9 @@ class SparseCoupling:
         for n, levels in zip(sizes, np.split(by_size, first[1:])):
             if n == 0:
                 continue
-            entries = (self.indptr[levels * q0][:, None, None] + (np.arange(q0) * n)[:, None]
-                       + np.arange(n)).astype(np.intp)
+            entries = (
+                self.indptr[levels * q0][:, None, None] + (np.arange(q0) * n)[:, None] + np.arange(n)
+            ).astype(np.intp)
             cols = self.col[entries[:, 0, :]].astype(flat_type)
             self._level_groups.append((entries, cols[:, :, None] * flat_type(m) + cols[:, None, :]))
 
@@ -306,7 +316,9 @@ class SparseCoupling:
     def subtract_cross(self, out: np.ndarray, V1, V2) -> None:
         m = self.shape[1]
         t_order, t_cols, t_indptr = self._transposed
-        product = sparse.csr_array((V1[t_order], t_cols, t_indptr), shape=(m, self.shape[0])) @ self._matrix(V2)
+        product = sparse.csr_array((V1[t_order], t_cols, t_indptr), shape=(m, self.shape[0])) @ self._matrix(
+            V2
+        )
         # a canonical product (no repeated entries): a flat scatter into the C-ordered out
         flat = np.repeat(np.arange(0, m * m, m), np.diff(product.indptr)) + product.indices
         out.ravel()[flat] -= product.data
@@ -322,8 +334,9 @@ class SparseCoupling:
     def row_block_dots(self, X, Y) -> np.ndarray:
         out = np.empty((self.G0, self.q0, self.q0))
         for b in range(self.q0):
-            out[:, :, b] = np.bincount(self.row, weights=X * Y[self.partner_rows[b]],
-                                       minlength=self.G0 * self.q0).reshape(self.G0, self.q0)
+            out[:, :, b] = np.bincount(
+                self.row, weights=X * Y[self.partner_rows[b]], minlength=self.G0 * self.q0
+            ).reshape(self.G0, self.q0)
         return out
 
     def component_dot(self, X, Y, k: int, a: int, b: int) -> float:
@@ -372,8 +385,9 @@ class BlockedGram:
         rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
         row_counts = np.bincount(rows, minlength=self.n_block)
         n_pairs = int(np.sum(row_counts.astype(float) ** 2))
-        self.dense_coupling = (rows.size > DENSE_COUPLING_FILL * self.n_block * self.m
-                               or n_pairs > MAX_COUPLING_PAIRS)
+        self.dense_coupling = (
+            rows.size > DENSE_COUPLING_FILL * self.n_block * self.m or n_pairs > MAX_COUPLING_PAIRS
+        )
         if self.dense_coupling:
             self.coupling = DenseCoupling(G0, q0, self.blocks, self.offsets)
             self.G12 = np.zeros((self.n_block, self.m))
@@ -395,8 +409,9 @@ class BlockedGram:
                             # one level of a term per row: the block is diagonal in the levels
                             self.G22[ia, ib] = np.bincount(codes[k], weights=wz * ZT[k][b], minlength=Gk)
                             continue
-                        block = np.bincount(codes[k] * G2 + codes[k2], weights=wz * ZT[k2][b],
-                                            minlength=Gk * G2).reshape(Gk, G2)
+                        block = np.bincount(
+                            codes[k] * G2 + codes[k2], weights=wz * ZT[k2][b], minlength=Gk * G2
+                        ).reshape(Gk, G2)
                         self.G22[np.ix_(ia, ib)] = block
                         self.G22[np.ix_(ib, ia)] = block.T
         #: with scalar terms only beyond term 0, ``Lambda_2`` scales the columns: ``G22`` is also
@@ -410,8 +425,10 @@ class BlockedGram:
     def describe(self) -> str:
         """How ``A`` is factorised, in one line (``FitResult.linear_algebra``)."""
         coupling = "dense" if self.dense_coupling else "sparse"
-        return (f"{coupling} coupling: {self.blocks.n_levels[0]} levels block diagonal, "
-                f"dense {self.m} x {self.m} Schur complement")
+        return (
+            f"{coupling} coupling: {self.blocks.n_levels[0]} levels block diagonal, "
+            f"dense {self.m} x {self.m} Schur complement"
+        )
 
     def factor(self, lambdas) -> BlockedGramFactor:
         return BlockedGramFactor(self, lambdas)
@@ -443,13 +460,19 @@ class BlockedGram:
 
     def columns(self, k: int, a: int) -> np.ndarray:
         """Positions in the dense part of component ``a`` of every level of term ``k >= 1``."""
-        return np.arange(self.offsets[k] + a, self.offsets[k] + self.blocks.n_levels[k] * self.blocks.q[k],
-                         self.blocks.q[k])
+        return np.arange(
+            self.offsets[k] + a,
+            self.offsets[k] + self.blocks.n_levels[k] * self.blocks.q[k],
+            self.blocks.q[k],
+        )
 
     def column_slice(self, k: int, a: int) -> slice:
         """:meth:`columns` as a slice."""
-        return slice(self.offsets[k] + a, self.offsets[k] + self.blocks.n_levels[k] * self.blocks.q[k],
-                     self.blocks.q[k])
+        return slice(
+            self.offsets[k] + a,
+            self.offsets[k] + self.blocks.n_levels[k] * self.blocks.q[k],
+            self.blocks.q[k],
+        )
 
 
 def _cholesky_inverse(U: np.ndarray) -> np.ndarray:
@@ -589,7 +612,8 @@ class BlockedGramFactor:
                 for b in range(qk):
                     cb = gram.column_slice(k, b)
                     # N[(k,h,a),(k,h,b)] = -(X^T H12)[..] + (S^{-1} H22)[..], summed over h (S^{-1} symmetric)
-                    Nk[a, b] = (np.einsum("ji,ji->", Sinv[:, ca], self.H22[:, cb])
-                                - cp.component_dot(X, self.H12, k, a, b))
+                    Nk[a, b] = np.einsum("ji,ji->", Sinv[:, ca], self.H22[:, cb]) - cp.component_dot(
+                        X, self.H12, k, a, b
+                    )
             out.append(2.0 * Nk.T)
         return out

@@ -185,8 +185,15 @@ class _Objective:
         # gets an infinite deviance (rejected by every line search) instead of
         # floating-point warnings, and the warm start is not moved there.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            ev = self.problem.evaluate(theta, coef, param, self.u, gradient=gradient, predicted=self.predicted,
-                                       theta_only=self.theta_only)
+            ev = self.problem.evaluate(
+                theta,
+                coef,
+                param,
+                self.u,
+                gradient=gradient,
+                predicted=self.predicted,
+                theta_only=self.theta_only,
+            )
         self.n_evals += 1
         if not ev.finite:
             ev.deviance = np.inf
@@ -196,8 +203,10 @@ class _Objective:
             self.last_result = (np.array(x, copy=True), ev)
         self.last_state, self.last_x = ev.state, np.array(x, copy=True)
         if self.verbose >= 2:
-            print(f"  eval {self.n_evals:4d}  deviance {ev.deviance:.8f}  "
-                  f"({time.perf_counter() - self.start_time:.2f}s)")
+            print(
+                f"  eval {self.n_evals:4d}  deviance {ev.deviance:.8f}  "
+                f"({time.perf_counter() - self.start_time:.2f}s)"
+            )
         return ev
 
     def gradient(self, ev: Evaluation, x) -> np.ndarray:
@@ -229,8 +238,14 @@ class Solver:
         1 prints one line per step, 2 one line per evaluation.
     """
 
-    def __init__(self, problem: Problem, controls: SolverControls, start: Start | None = None,
-                 compute_hessian: bool = True, verbose: int = 0):
+    def __init__(
+        self,
+        problem: Problem,
+        controls: SolverControls,
+        start: Start | None = None,
+        compute_hessian: bool = True,
+        verbose: int = 0,
+    ):
         self.problem = problem
         self.controls = controls
         self.start = start
@@ -263,9 +278,12 @@ class Solver:
             scale = problem.n_rows / max(self.sub.n_rows, 1)
             self.start = Start(start.coef, start.param, start.information * scale, list(start.notes))
         self.notes += [f"GLM start: {note}" for note in self.start.notes]
-        self._record("glm", f"start: {problem.n_rows:,} rows, {problem.n_theta} theta + {problem.n_coef} coef"
-                     f"{' + 1 family' if problem.param_bounds is not None else ''} parameters; "
-                     f"GLM start on {self.sub.n_rows:,} rows")
+        self._record(
+            "glm",
+            f"start: {problem.n_rows:,} rows, {problem.n_theta} theta + {problem.n_coef} coef"
+            f"{' + 1 family' if problem.param_bounds is not None else ''} parameters; "
+            f"GLM start on {self.sub.n_rows:,} rows",
+        )
 
     # -- 2. scaling --------------------------------------------------------------
     def step_scaling(self) -> None:
@@ -283,8 +301,9 @@ class Solver:
             lower = np.append(lower, -np.inf if lo is None else lo)
             upper = np.append(upper, np.inf if hi is None else hi)
         self.lower, self.upper = lower, upper
-        self.bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
-                       for lo, hi in zip(lower, upper)]
+        self.bounds = [
+            (lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper)
+        ]
 
     def _make_objective(self, problem, R):
         return _Objective(problem, self.theta_scale, R, self.verbose, self._t0)
@@ -311,12 +330,17 @@ class Solver:
         # covariate rms): lme4's theta = I would give a covariate of scale 1e8 an SD of 1e8
         theta0 = np.where(self.diag, 1.0, 0.0)
         obj1.theta_only = True
-        xt, it1, res1 = _lbfgsb(stage1, theta0, self.bounds[:nt], c.stage1_gtol, c.stage1_max_iter, c.stage1_ftol)
+        xt, it1, res1 = _lbfgsb(
+            stage1, theta0, self.bounds[:nt], c.stage1_gtol, c.stage1_max_iter, c.stage1_ftol
+        )
         obj1.theta_only = False
         self.n_iter += it1
         levels = "" if sub is problem else f" on {sub.n_levels} of {problem.n_levels} levels"
-        self._record("stage1", f"stage 1 (theta only{levels}): {it1} iterations, {obj1.n_evals} evaluations, "
-                     f"deviance {float(res1.fun):.6f}")
+        self._record(
+            "stage1",
+            f"stage 1 (theta only{levels}): {it1} iterations, {obj1.n_evals} evaluations, "
+            f"deviance {float(res1.fun):.6f}",
+        )
         self._rescale(xt / self.theta_scale, obj1 if sub is self.sub else None, (obj, obj1))
         rest = obj.to_x(np.zeros(nt), self.start.coef, self.start.param)[nt:]
         self.x = np.concatenate([xt, rest])
@@ -328,8 +352,17 @@ class Solver:
             # intercept shifts the fixed intercept). Its BFGS Hessian, scaled to
             # all rows (the deviance is a sum over rows), seeds stage 2.
             H_sub = _seed_hessian(obj1, self.x, c.hessian_step, self._coef_curvature(sub))
-            x_sub, nit, ok = _quasi_newton(obj1, self.x, self.lower, self.upper, H_sub, c.max_iter,
-                                           c.subsample_decrement, c, update_hessian=True)
+            x_sub, nit, ok = _quasi_newton(
+                obj1,
+                self.x,
+                self.lower,
+                self.upper,
+                H_sub,
+                c.max_iter,
+                c.subsample_decrement,
+                c,
+                update_hessian=True,
+            )
             self.n_iter += nit
             if ok and np.all(np.isfinite(H_sub)):
                 self.x = x_sub
@@ -390,8 +423,11 @@ class Solver:
 
     def _quasi_newton_stage(self, x, first: bool):
         c, obj = self.controls, self.objective
-        H = self.stage2_hessian if first and self.stage2_hessian is not None else _seed_hessian(
-            obj, x, c.hessian_step, self._coef_curvature(self.problem))
+        H = (
+            self.stage2_hessian
+            if first and self.stage2_hessian is not None
+            else _seed_hessian(obj, x, c.hessian_step, self._coef_curvature(self.problem))
+        )
         x, nit, ok = _quasi_newton(obj, x, self.lower, self.upper, H, c.max_iter, c.tol, c)
         self.n_iter += nit
         if not ok:
@@ -415,8 +451,9 @@ class Solver:
         self.at_optimum = obj.last_result
         if self.compute_hessian:
             self.hessian = _hessian(obj, self.x, self.controls.hessian_step, central=True)
-            self._record("hessian", f"Hessian for standard errors: central differences, {2 * self.x.size} "
-                         "evaluations")
+            self._record(
+                "hessian", f"Hessian for standard errors: central differences, {2 * self.x.size} evaluations"
+            )
         if self.at_optimum is None or not np.array_equal(self.at_optimum[0], self.x):
             # (also when the point is not finite: then that evaluation itself is reported)
             self.at_optimum = (self.x, obj.evaluate(self.x, gradient=True))
@@ -436,7 +473,8 @@ class Solver:
         else:
             converged = max_grad < c.converged_gradient
             detail = f"max|gradient| {max_grad:.2e}" + (
-                " (the Hessian is not positive definite)" if self.hessian is not None else "")
+                " (the Hessian is not positive definite)" if self.hessian is not None else ""
+            )
         converged = bool(converged and ev.converged)
         message = detail + ("" if ev.converged else "; PIRLS did not converge at the optimum")
         theta, coef, param = obj.params(x)
@@ -448,14 +486,30 @@ class Solver:
             D[:nt, :nt] = np.diag(self.theta_scale)
             D[nt : nt + nc, nt : nt + nc] = obj.R
             hessian = D.T @ self.hessian @ D
-        gradient = np.concatenate([ev.grad_theta, ev.grad_coef] + ([[ev.grad_param]] if param is not None else []))
+        gradient = np.concatenate(
+            [ev.grad_theta, ev.grad_coef] + ([[ev.grad_param]] if param is not None else [])
+        )
         at_boundary = self.diag & (np.abs(theta * self.theta_scale) < c.singular_tol)
         self._record("total", f"done: deviance {ev.deviance:.8f}, {obj.n_evals} evaluations, {detail}")
         result = FitResult(
-            theta=theta, coef=coef, param=param, u=ev.u, deviance=float(ev.deviance), gradient=gradient,
-            hessian=hessian, n_iter=self.n_iter, n_evals=obj.n_evals, converged=converged, message=message,
-            singular=bool(np.any(at_boundary)), at_boundary=at_boundary, start=self.start, controls=c.as_dict(), notes=list(self.notes),
-            timings=dict(self.timings), linear_algebra=problem.linear_algebra,
+            theta=theta,
+            coef=coef,
+            param=param,
+            u=ev.u,
+            deviance=float(ev.deviance),
+            gradient=gradient,
+            hessian=hessian,
+            n_iter=self.n_iter,
+            n_evals=obj.n_evals,
+            converged=converged,
+            message=message,
+            singular=bool(np.any(at_boundary)),
+            at_boundary=at_boundary,
+            start=self.start,
+            controls=c.as_dict(),
+            notes=list(self.notes),
+            timings=dict(self.timings),
+            linear_algebra=problem.linear_algebra,
         )
         result.conditional_covariances = problem.conditional_covariances(result, ev.state)
         return result
@@ -470,8 +524,14 @@ class Solver:
             print(f"[sklearn_glmm] {text} ({time.perf_counter() - self._t0:.2f}s)")
 
 
-def fit(problem: Problem, controls: SolverControls | None = None, *, start: Start | None = None,
-        compute_hessian: bool = True, verbose: int = 0) -> FitResult:
+def fit(
+    problem: Problem,
+    controls: SolverControls | None = None,
+    *,
+    start: Start | None = None,
+    compute_hessian: bool = True,
+    verbose: int = 0,
+) -> FitResult:
     """Maximise the likelihood of ``problem`` (see :class:`Solver`); controls default to the problem's."""
     controls = problem.controls if controls is None else controls
     return Solver(problem, controls, start, compute_hessian, verbose).fit()
@@ -479,7 +539,11 @@ def fit(problem: Problem, controls: SolverControls | None = None, *, start: Star
 
 def _lbfgsb(fun, x0, bounds, gtol, max_iter, ftol=1e-15):
     res = minimize(
-        fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+        fun,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
         options={"maxiter": max_iter, "gtol": gtol, "ftol": ftol, "maxcor": 20},
     )
     return res.x, int(res.nit), res
@@ -555,8 +619,9 @@ def _mode_derivative_at(obj: _Objective, x):
         return None
 
     def derivative(d):
-        return problem.mode_derivative(theta, coef, param, state, d[:nt] / obj.theta_scale,
-                                       obj.Rinv @ d[nt : nt + nc])
+        return problem.mode_derivative(
+            theta, coef, param, state, d[:nt] / obj.theta_scale, obj.Rinv @ d[nt : nt + nc]
+        )
 
     return derivative
 
@@ -587,8 +652,17 @@ def _escape_boundary(obj, x, f, diag, controls: SolverControls):
     return None if best is None else best[1]
 
 
-def _quasi_newton(obj: _Objective, x, lower, upper, H, max_iter, decrement_tol, controls: SolverControls,
-                  update_hessian: bool = False):
+def _quasi_newton(
+    obj: _Objective,
+    x,
+    lower,
+    upper,
+    H,
+    max_iter,
+    decrement_tol,
+    controls: SolverControls,
+    update_hessian: bool = False,
+):
     """Projected quasi-Newton descent with BFGS updates, starting from Hessian ``H``.
 
     Coordinates at a bound whose gradient points outward are held fixed.

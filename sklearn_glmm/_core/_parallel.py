@@ -52,7 +52,9 @@ class ShardRunner:
         if self.n_threads == 1 or len(items) < 2:
             return [fn(item) for item in items]
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.n_threads, thread_name_prefix="sklearn_glmm-shard")
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.n_threads, thread_name_prefix="sklearn_glmm-shard"
+            )
         return list(self._pool.map(fn, items))
 
     def close(self) -> None:

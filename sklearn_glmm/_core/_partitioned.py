@@ -39,8 +39,14 @@ from ._problem import Evaluation, Start
 from ._system import TermsBookkeeping, ThetaMap
 
 __all__ = [
-    "LocalParts", "Part", "PartRunner", "PartSummary", "PartitionedLMMProblem", "PartitionedLaplaceProblem",
-    "PartitionedModes", "ResidualSummary",
+    "LocalParts",
+    "Part",
+    "PartRunner",
+    "PartSummary",
+    "PartitionedLMMProblem",
+    "PartitionedLaplaceProblem",
+    "PartitionedModes",
+    "ResidualSummary",
 ]
 
 
@@ -150,7 +156,9 @@ def part_summary(part: Part) -> PartSummary:
     w = problem.weights if isinstance(problem, LaplaceProblem) else problem.w
     positive = w > 0
     squares = [np.sum(ZT**2, axis=1) for ZT in problem.ZT]
-    return PartSummary(int(problem.n_rows), int(np.sum(positive)), squares, float(np.sum(np.log(w[positive]))))
+    return PartSummary(
+        int(problem.n_rows), int(np.sum(positive)), squares, float(np.sum(np.log(w[positive])))
+    )
 
 
 def part_evaluate(part: Part, theta, coef, param, gradient: bool, theta_only: bool) -> PartEvaluation:
@@ -159,7 +167,9 @@ def part_evaluate(part: Part, theta, coef, param, gradient: bool, theta_only: bo
     finite = ev.finite
     if finite:
         part.u = ev.u
-    return PartEvaluation(float(ev.deviance), ev.grad_theta, ev.grad_coef, ev.grad_param, bool(ev.converged), finite)
+    return PartEvaluation(
+        float(ev.deviance), ev.grad_theta, ev.grad_coef, ev.grad_param, bool(ev.converged), finite
+    )
 
 
 def _modes_at(part: Part, theta, coef, param) -> np.ndarray:
@@ -202,15 +212,18 @@ class ResidualSummary:
     weighted_response: float
 
 
-def part_residual_summary(part: Part, family: Family, theta, coef, param, grid: np.ndarray) -> ResidualSummary:
+def part_residual_summary(
+    part: Part, family: Family, theta, coef, param, grid: np.ndarray
+) -> ResidualSummary:
     """At the estimates: the extremes of the fitted means and the residuals' quantiles at ``grid``."""
     problem = part.problem
     mu = family.link.inverse(problem.linear_predictor(theta, coef, _modes_at(part, theta, coef, param)))
     means = mu[problem.weights > 0]
     extremes = np.array([means.min(), means.max()]) if means.size else np.zeros(0)
     residuals = family.pearson_residuals(problem.y, mu, problem.weights)
-    return ResidualSummary(problem.n_rows, extremes, np.quantile(residuals, grid),
-                           float(np.dot(problem.weights, problem.y)))
+    return ResidualSummary(
+        problem.n_rows, extremes, np.quantile(residuals, grid), float(np.dot(problem.weights, problem.y))
+    )
 
 
 def part_lmm_residual_summary(part: Part, theta, beta, sigma: float, grid: np.ndarray) -> ResidualSummary:
@@ -244,7 +257,9 @@ def part_lmm_conditional_covariances(part: Part, result) -> tuple[list[np.ndarra
 
 
 # -- the driver ------------------------------------------------------------------------------
-def _assemble(pieces: list[tuple[list[np.ndarray], list[np.ndarray]]], level_counts: list[int]) -> list[np.ndarray]:
+def _assemble(
+    pieces: list[tuple[list[np.ndarray], list[np.ndarray]]], level_counts: list[int]
+) -> list[np.ndarray]:
     """Per-level arrays of the parts, placed at their levels' positions in the whole data."""
     out = []
     for k, n_levels in enumerate(level_counts):
@@ -259,7 +274,9 @@ def _assemble(pieces: list[tuple[list[np.ndarray], list[np.ndarray]]], level_cou
 class _Partitioned(TermsBookkeeping):
     """The bookkeeping both partitioned problems share (summaries of the parts)."""
 
-    def __init__(self, runner: PartRunner, theta_map: ThetaMap, level_counts: list[int], controls: SolverControls):
+    def __init__(
+        self, runner: PartRunner, theta_map: ThetaMap, level_counts: list[int], controls: SolverControls
+    ):
         self.runner = runner
         self.theta_map = theta_map
         self.level_counts = [int(g) for g in level_counts]
@@ -300,8 +317,17 @@ class PartitionedLaplaceProblem(_Partitioned):
     theta_is_cheap = False
     linear_algebra = "partitioned: one factorisation per part"
 
-    def __init__(self, runner: PartRunner, family: Family, theta_map: ThetaMap, level_counts: list[int],
-                 n_coef: int, controls: SolverControls, *, n_agq: int = 1):
+    def __init__(
+        self,
+        runner: PartRunner,
+        family: Family,
+        theta_map: ThetaMap,
+        level_counts: list[int],
+        n_coef: int,
+        controls: SolverControls,
+        *,
+        n_agq: int = 1,
+    ):
         super().__init__(runner, theta_map, level_counts, controls)
         self.family = family
         self.n_coef = int(n_coef)
@@ -326,10 +352,21 @@ class PartitionedLaplaceProblem(_Partitioned):
         """
         kept = evenly_spaced_levels(self.level_counts[0], min(n_levels, self.level_counts[0]))
         selections = [s for s in self.runner.map(part_rows_of_levels, kept) if s is not None]
-        return RowSelection.concatenate(selections).problem(self.family, self.theta_map, self.controls, self.n_agq)
+        return RowSelection.concatenate(selections).problem(
+            self.family, self.theta_map, self.controls, self.n_agq
+        )
 
-    def evaluate(self, theta, coef, param, u0, *, gradient: bool = True, predicted: bool = False,
-                 theta_only: bool = False) -> Evaluation:
+    def evaluate(
+        self,
+        theta,
+        coef,
+        param,
+        u0,
+        *,
+        gradient: bool = True,
+        predicted: bool = False,
+        theta_only: bool = False,
+    ) -> Evaluation:
         """The sum of the parts' evaluations; ``u0`` is not used (each part warm-starts from its own modes)."""
         theta, coef = np.asarray(theta, dtype=float), np.asarray(coef, dtype=float)
         parts = self.runner.map(part_evaluate, theta, coef, param, gradient, theta_only)
@@ -341,8 +378,14 @@ class PartitionedLaplaceProblem(_Partitioned):
         if not gradient:
             return Evaluation(deviance, None, None, modes, converged)
         grad_param = None if param is None else float(sum(p.grad_param for p in parts))
-        return Evaluation(deviance, sum(p.grad_theta for p in parts), sum(p.grad_coef for p in parts), modes,
-                          converged, grad_param)
+        return Evaluation(
+            deviance,
+            sum(p.grad_theta for p in parts),
+            sum(p.grad_coef for p in parts),
+            modes,
+            converged,
+            grad_param,
+        )
 
     # -- inference ---------------------------------------------------------------------
     def random_effects(self, theta, u: PartitionedModes) -> list[np.ndarray]:
@@ -387,8 +430,15 @@ class PartitionedLMMProblem(_Partitioned):
     n_coef = 0
     linear_algebra = "partitioned: one factorisation per part"
 
-    def __init__(self, runner: PartRunner, theta_map: ThetaMap, level_counts: list[int], n_beta: int,
-                 controls: SolverControls, reml: bool = True):
+    def __init__(
+        self,
+        runner: PartRunner,
+        theta_map: ThetaMap,
+        level_counts: list[int],
+        n_beta: int,
+        controls: SolverControls,
+        reml: bool = True,
+    ):
         super().__init__(runner, theta_map, level_counts, controls)
         self.p = int(n_beta)
         self.n = self.n_obs
@@ -410,8 +460,17 @@ class PartitionedLMMProblem(_Partitioned):
             total = total + part
         return total
 
-    def evaluate(self, theta, coef=None, param=None, u0=None, *, gradient: bool = True, predicted: bool = False,
-                 theta_only: bool = False) -> Evaluation:
+    def evaluate(
+        self,
+        theta,
+        coef=None,
+        param=None,
+        u0=None,
+        *,
+        gradient: bool = True,
+        predicted: bool = False,
+        theta_only: bool = False,
+    ) -> Evaluation:
         """The criterion from the parts' sums; with ``gradient`` a second round trip for eq. 10b."""
         theta = np.asarray(theta, dtype=float)
         sums = self.reduced_sums(theta)
@@ -420,7 +479,9 @@ class PartitionedLMMProblem(_Partitioned):
             return Evaluation(deviance, None, None, np.zeros(0))
         beta, r2 = sums.solution()
         terms = sum(self.runner.map(part_lmm_gradient, theta, beta, np.linalg.inv(sums.RXtRX)))
-        return Evaluation(deviance, lmm_gradient(terms, r2, self.n, self.p, self.reml), np.zeros(0), np.zeros(0))
+        return Evaluation(
+            deviance, lmm_gradient(terms, r2, self.n, self.p, self.reml), np.zeros(0), np.zeros(0)
+        )
 
     def deviance(self, theta, reml: bool) -> float:
         return lmm_criterion(self.reduced_sums(theta), self.n, self.p, self.sum_log_w, reml)

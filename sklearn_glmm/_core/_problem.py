@@ -67,8 +67,11 @@ class Evaluation:
             return False
         if self.grad_theta is None:
             return True
-        return bool(np.isfinite(self.grad_theta).all() and np.isfinite(self.grad_coef).all()
-                    and (self.grad_param is None or np.isfinite(self.grad_param)))
+        return bool(
+            np.isfinite(self.grad_theta).all()
+            and np.isfinite(self.grad_coef).all()
+            and (self.grad_param is None or np.isfinite(self.grad_param))
+        )
 
 
 @dataclass
@@ -137,8 +140,17 @@ class Problem(Protocol):
     def subsample(self, n_levels: int) -> Problem:
         """The same model on about ``n_levels`` evenly spaced levels (itself when not smaller)."""
 
-    def evaluate(self, theta, coef, param, u0, *, gradient: bool = True, predicted: bool = False,
-                 theta_only: bool = False) -> Evaluation:
+    def evaluate(
+        self,
+        theta,
+        coef,
+        param,
+        u0,
+        *,
+        gradient: bool = True,
+        predicted: bool = False,
+        theta_only: bool = False,
+    ) -> Evaluation:
         """The deviance (and gradient) at a point, PIRLS warm-started from ``u0``.
 
         ``predicted``: ``u0`` is a second-order prediction of the modes;

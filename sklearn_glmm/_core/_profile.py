@@ -334,9 +334,18 @@ class ProfileProblem:
         bounds = []
         for j in np.flatnonzero(free):
             lo, hi = self._bounds(j)
-            bounds.append((lo * self.scale[j] if np.isfinite(lo) else None, hi * self.scale[j] if np.isfinite(hi) else None))
+            bounds.append(
+                (
+                    lo * self.scale[j] if np.isfinite(lo) else None,
+                    hi * self.scale[j] if np.isfinite(hi) else None,
+                )
+            )
         res = minimize(
-            fun, base[free] * scale, jac=True, method="L-BFGS-B", bounds=bounds,
+            fun,
+            base[free] * scale,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
             options={"maxiter": 500, "gtol": 1e-9, "ftol": 1e-15, "maxcor": 20},
         )
         p = base.copy()
@@ -381,7 +390,13 @@ class ProfileProblem:
                 ends.append(bound if np.isfinite(bound) else np.nan)
                 continue
             ends.append(
-                brentq(lambda v, sign=sign: zeta(v) - sign * z, inside, outside, xtol=xtol * max(se, 1e-12), rtol=1e-12)
+                brentq(
+                    lambda v, sign=sign: zeta(v) - sign * z,
+                    inside,
+                    outside,
+                    xtol=xtol * max(se, 1e-12),
+                    rtol=1e-12,
+                )
             )
         values = np.array(sorted(path))
         return ProfileInterval(
@@ -548,7 +563,11 @@ class LMMProfileProblem(ProfileProblem):
             bounds.append((lo, hi * self.scale[i] if np.isfinite(hi) else None))
         if np.any(free):
             res = minimize(
-                fun, base[free] * scale, jac=True, method="L-BFGS-B", bounds=bounds,
+                fun,
+                base[free] * scale,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
                 options={"maxiter": 500, "gtol": 1e-6, "ftol": 1e-13, "maxcor": 20},
             )
             base[free] = res.x / scale

@@ -52,13 +52,17 @@ def bootstrap_replicate(problem, result: FitResult, seed) -> Replicate:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if lmm:
-                boot = problem.with_response(problem.simulate_response(result.theta, result.coef, result.sigma, rng))
+                boot = problem.with_response(
+                    problem.simulate_response(result.theta, result.coef, result.sigma, rng)
+                )
                 refit = fit_lmm(boot)
                 s = sdcor_from_theta(refit.theta, blocks)
                 s[problem.theta_diagonal] *= refit.sigma
                 return Replicate(np.concatenate([s, [refit.sigma], refit.coef]), refit.converged)
             y = problem.simulate_response(result.theta, result.coef, result.param, rng)
             refit = fit(problem.with_response(y), compute_hessian=False)
-            return Replicate(np.concatenate([sdcor_from_theta(refit.theta, blocks), refit.coef]), refit.converged)
+            return Replicate(
+                np.concatenate([sdcor_from_theta(refit.theta, blocks), refit.coef]), refit.converged
+            )
     except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
         return Replicate(np.full(size, np.nan), False, f"{type(exc).__name__}: {exc}")

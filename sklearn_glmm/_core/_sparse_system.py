@@ -158,7 +158,19 @@ class _Level:
         self.n_next = self.next.nnz
         # the maps in 32 bits where they fit (they are the chain's memory)
         small = np.int32 if max(pat.nnz, self.n_next) < 2**31 else np.intp
-        for name in ("diag", "off", "off_i", "off_r", "off_t", "p1", "p2", "rr_src", "rr_dst", "dst", "pair_i"):
+        for name in (
+            "diag",
+            "off",
+            "off_i",
+            "off_r",
+            "off_t",
+            "p1",
+            "p2",
+            "rr_src",
+            "rr_dst",
+            "dst",
+            "pair_i",
+        ):
             setattr(self, name, getattr(self, name).astype(small))
 
 
@@ -175,8 +187,10 @@ class SymmetricChain:
         self.pattern = pattern
         self.levels: list[_Level] = []
         pat = pattern
-        while pat.N > DENSE_ROWS and (pat.nnz < DENSE_FRACTION * pat.N * pat.N
-                                      or (pat.nnz < SMALL_PATTERN and pat.nnz < 0.25 * pat.N * pat.N)):
+        while pat.N > DENSE_ROWS and (
+            pat.nnz < DENSE_FRACTION * pat.N * pat.N
+            or (pat.nnz < SMALL_PATTERN and pat.nnz < 0.25 * pat.N * pat.N)
+        ):
             I = _independent_low_degree(pat)
             level = _Level(pat, I)
             self.levels.append(level)
@@ -230,7 +244,9 @@ class _ChainFactor:
             nxt = level.n_next
             vals = data[level.off]
             data = np.bincount(level.rr_dst, weights=data[level.rr_src], minlength=nxt) - np.bincount(
-                level.dst, weights=vals[level.p1] * vals[level.p2] / d[level.pair_i], minlength=nxt,
+                level.dst,
+                weights=vals[level.p1] * vals[level.p2] / d[level.pair_i],
+                minlength=nxt,
             )
         self._inverse = None
         self.final_data = data  # the dense remainder's entries (on the final pattern)
@@ -277,10 +293,14 @@ class _ChainFactor:
             b = b[level.R] - np.bincount(level.off_r, weights=vals * y[level.off_i], minlength=level.R.size)
             stack.append((y, vals))
         x = b if self.chain.final.N == 0 else cho_solve((self._dense_factor(), True), b, check_finite=False)
-        for level, (d, _), (y, vals) in zip(reversed(self.chain.levels), reversed(self.pivots), reversed(stack)):
+        for level, (d, _), (y, vals) in zip(
+            reversed(self.chain.levels), reversed(self.pivots), reversed(stack)
+        ):
             out = np.empty(level.N)
             out[level.R] = x
-            out[level.I] = y - np.bincount(level.off_i, weights=vals * x[level.off_r], minlength=level.I.size) / d
+            out[level.I] = (
+                y - np.bincount(level.off_i, weights=vals * x[level.off_r], minlength=level.I.size) / d
+            )
             x = out
         return x
 
@@ -297,8 +317,9 @@ class _ChainFactor:
                     raise LinAlgError("the dense remainder of the penalised system is singular")
                 final = self.chain.final
                 # the lower triangle (row >= col) sits at row + n col of the Fortran array
-                Z = inv.reshape(-1, order="A")[np.maximum(final.rows, final.cols)
-                                               + final.N * np.minimum(final.rows, final.cols)]
+                Z = inv.reshape(-1, order="A")[
+                    np.maximum(final.rows, final.cols) + final.N * np.minimum(final.rows, final.cols)
+                ]
                 del inv
             for level, (d, data) in zip(reversed(self.chain.levels), reversed(self.pivots)):
                 out = np.empty(data.size)
@@ -308,7 +329,9 @@ class _ChainFactor:
                 zir = zir / d[level.off_i]
                 out[level.off] = zir
                 out[level.off_t] = zir
-                out[level.diag] = (1.0 - np.bincount(level.off_i, weights=vals * zir, minlength=level.I.size)) / d
+                out[level.diag] = (
+                    1.0 - np.bincount(level.off_i, weights=vals * zir, minlength=level.I.size)
+                ) / d
                 Z = out
             self._inverse = Z
         return self._inverse
@@ -360,8 +383,9 @@ class SparseCoupling:
             _, p1, p2 = _pairs_within(self.ptr12)
             pair_keys = self.col12[p1] * m + self.col12[p2]
             row_keys = np.concatenate([dense_columns[s] * m + dense_columns[t] for s in comps for t in comps])
-            keys, inverse = np.unique(np.concatenate([pair_keys, block_rows * m + block_cols, row_keys]),
-                                      return_inverse=True)
+            keys, inverse = np.unique(
+                np.concatenate([pair_keys, block_rows * m + block_cols, row_keys]), return_inverse=True
+            )
             inverse = inverse.ravel()
             self.pair1, self.pair2 = p1, p2
             self.pair_dst = inverse[: pair_keys.size]
@@ -382,8 +406,10 @@ class SparseCoupling:
                 f"({dense_rows**2 * 8 / 2**30:.1f} GB; at most {MAX_DENSE_ROWS} rows are supported). "
                 "Reduce the levels of those factors (e.g. by grouping rare levels) or drop a term."
             )
-        self.pos22 = [[rows22[(s * self.n_components + t) * n : (s * self.n_components + t + 1) * n]
-                       for t in comps] for s in comps]
+        self.pos22 = [
+            [rows22[(s * self.n_components + t) * n : (s * self.n_components + t + 1) * n] for t in comps]
+            for s in comps
+        ]
         self.block_pos = [self._entry_positions(b[:, :, None], b[:, None, :]) for b in blocks]
         self.diag_pos = self._entry_positions(np.arange(m), np.arange(m))
 
@@ -401,11 +427,15 @@ class SparseCoupling:
     def describe(self) -> str:
         """A one-line account of the structure (recorded on the fit)."""
         if self.dense:
-            return (f"sparse coupling ({self.n12} level pairs), dense {self.m} x {self.m} Schur complement "
-                    f"({self.n_pairs} products)")
+            return (
+                f"sparse coupling ({self.n12} level pairs), dense {self.m} x {self.m} Schur complement "
+                f"({self.n_pairs} products)"
+            )
         chain = self.chain
-        return (f"sparse coupling ({self.n12} level pairs), sparse Schur complement ({self.pattern.nnz} entries) "
-                f"eliminated in {len(chain.levels)} levels, dense remainder {chain.dense_size} x {chain.dense_size}")
+        return (
+            f"sparse coupling ({self.n12} level pairs), sparse Schur complement ({self.pattern.nnz} entries) "
+            f"eliminated in {len(chain.levels)} levels, dense remainder {chain.dense_size} x {chain.dense_size}"
+        )
 
     def factor(self, W: np.ndarray, ZlT: list[np.ndarray], layout) -> SparseFactor:
         """Factorise ``A = I + Lambda^T Z^T diag(W) Z Lambda``; ``ZlT[k]`` is (q_k, n)."""
@@ -520,11 +550,14 @@ class SparseFactor:
         nb, q0 = lay.n_block, lay.q[0]
         y1 = self.chol11.solve(r[:nb].reshape(lay.n_levels[0], q0))  # (G0, q0)
         at = y1[cp.level12]  # (n12, q0)
-        r2 = r[nb:] - sum(np.bincount(cp.col12, weights=self.A12[a] * at[:, a], minlength=cp.m) for a in range(q0))
+        r2 = r[nb:] - sum(
+            np.bincount(cp.col12, weights=self.A12[a] * at[:, a], minlength=cp.m) for a in range(q0)
+        )
         x2 = self.schur.solve(r2)
         xc = x2[cp.col12]
-        x1 = y1 - np.stack([np.bincount(cp.level12, weights=self.B[a] * xc, minlength=cp.G0) for a in range(q0)],
-                           axis=1)
+        x1 = y1 - np.stack(
+            [np.bincount(cp.level12, weights=self.B[a] * xc, minlength=cp.G0) for a in range(q0)], axis=1
+        )
         return np.concatenate([x1.ravel(), x2])
 
     def solve_many(self, R: np.ndarray) -> np.ndarray:
@@ -542,8 +575,12 @@ class SparseFactor:
             if cp.dense:
                 E = self._dense_product(self.schur.inverse_matrix())
             else:
-                E = np.stack([np.bincount(cp.pair2, weights=self.B[a, cp.pair1] * Z[cp.pair_dst], minlength=cp.n12)
-                              for a in range(q0)])
+                E = np.stack(
+                    [
+                        np.bincount(cp.pair2, weights=self.B[a, cp.pair1] * Z[cp.pair_dst], minlength=cp.n12)
+                        for a in range(q0)
+                    ]
+                )
             # A^{-1}_11 = A11^{-1} + B S^{-1} B^T on the diagonal blocks
             inv11 = self.chol11.inverse().copy()
             for a in range(q0):
@@ -614,12 +651,13 @@ def coupling_keys(layout) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     Returns the columns, the unique keys and each row-component's index into them.
     """
     m = layout.m
-    columns = [(layout.starts[k] - layout.n_block) + layout.codes[k] * layout.q[k] + j
-               for k, j in layout.dense_components]
+    columns = [
+        (layout.starts[k] - layout.n_block) + layout.codes[k] * layout.q[k] + j
+        for k, j in layout.dense_components
+    ]
     a = layout.codes[0]
     keys, inverse = np.unique(np.concatenate([a * m + c for c in columns]), return_inverse=True)
     return columns, keys, inverse.ravel()
-
 
 
 #: the dense coupling block is kept (:class:`~._blocked.BlockedFactor`) while it
@@ -638,7 +676,8 @@ def sparse_coupling(layout, max_dense: int) -> SparseCoupling | None:
     """
     columns, keys, inverse = coupling_keys(layout)
     entries = layout.n_block * layout.m
-    if layout.m <= max_dense and (entries <= DENSE_COUPLING_ENTRIES
-                                  or keys.size >= DENSE_COUPLING_FILL * layout.n_levels[0] * layout.m):
+    if layout.m <= max_dense and (
+        entries <= DENSE_COUPLING_ENTRIES or keys.size >= DENSE_COUPLING_FILL * layout.n_levels[0] * layout.m
+    ):
         return None
     return SparseCoupling(layout, columns, keys, inverse)

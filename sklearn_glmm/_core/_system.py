@@ -41,7 +41,15 @@ from ..design import lambda_from_theta, theta_index
 from ._blocked import RandomEffectsLayout
 from ._linalg import BlockCholesky, GroupIndex, rowdot
 
-__all__ = ["PenalisedSystem", "TermRows", "TermSystem", "BlockedSystem", "ThetaMap", "TermsBookkeeping", "min_eigenvalues"]
+__all__ = [
+    "PenalisedSystem",
+    "TermRows",
+    "TermSystem",
+    "BlockedSystem",
+    "ThetaMap",
+    "TermsBookkeeping",
+    "min_eigenvalues",
+]
 
 
 class ThetaMap:
@@ -76,7 +84,10 @@ class ThetaMap:
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         """``Lambda_k`` of every term."""
         theta = np.asarray(theta, dtype=float)
-        return [lambda_from_theta(theta[sl], q, r, c) for q, (r, c), sl in zip(self.q, self.positions, self.slices)]
+        return [
+            lambda_from_theta(theta[sl], q, r, c)
+            for q, (r, c), sl in zip(self.q, self.positions, self.slices)
+        ]
 
     def entries(self, dlams: list[np.ndarray]) -> np.ndarray:
         """The theta-position entries of per-term ``(q_k, q_k)`` matrices, as one flat vector."""
@@ -337,7 +348,9 @@ class TermSystem:
         S = (factor.weight_sums @ lam @ Ainv).sum(axis=0)
         return h, [S]
 
-    def weighted_effect_sums(self, W, zv, factor: _TermFactor, v: np.ndarray, lambdas=None) -> list[np.ndarray]:
+    def weighted_effect_sums(
+        self, W, zv, factor: _TermFactor, v: np.ndarray, lambdas=None
+    ) -> list[np.ndarray]:
         """``sum_{i in g} W_i (zl_i . v_g) z_i`` as ``M_g Lambda v_g`` from the factor's own
         sums (``W`` must be its weights; ``zv`` is not needed). ``lambdas`` replaces ``Lambda``."""
         lam = self.lam if lambdas is None else lambdas[0]

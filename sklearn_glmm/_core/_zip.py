@@ -142,7 +142,9 @@ class ZIPKernel(RowKernel):
         w = self.w
         observed = w * r.h_ee
         dobserved = w * r.dh_ee_deta
-        return IRLSQuantities(r.mu, w * r.s_eta, w * np.maximum(r.h_ee, 0.0), dobserved, observed, observed, dobserved)
+        return IRLSQuantities(
+            r.mu, w * r.s_eta, w * np.maximum(r.h_ee, 0.0), dobserved, observed, observed, dobserved
+        )
 
     def step_weights(self, irls):
         return irls.laplace_weights, irls.weights
@@ -189,11 +191,16 @@ class ZIPLikelihood:
         X, XZ, w = self.X, self.XZ, self.w
         g = np.concatenate([X.T @ (w * r.s_eta), XZ.T @ (w * r.s_zeta)])
         cross = X.T @ (XZ * (w * r.h_ez)[:, None])
-        observed = np.block([[X.T @ (X * (w * r.h_ee)[:, None]), cross],
-                             [cross.T, XZ.T @ (XZ * (w * r.h_zz)[:, None])]])
+        observed = np.block(
+            [[X.T @ (X * (w * r.h_ee)[:, None]), cross], [cross.T, XZ.T @ (XZ * (w * r.h_zz)[:, None])]]
+        )
         # the complete-data information has no count / zero-inflation cross term
-        em = np.block([[X.T @ (X * (w * r.em_eta)[:, None]), np.zeros_like(cross)],
-                       [np.zeros_like(cross.T), XZ.T @ (XZ * (w * r.p * (1.0 - r.p))[:, None])]])
+        em = np.block(
+            [
+                [X.T @ (X * (w * r.em_eta)[:, None]), np.zeros_like(cross)],
+                [np.zeros_like(cross.T), XZ.T @ (XZ * (w * r.p * (1.0 - r.p))[:, None])],
+            ]
+        )
         return g, observed, em
 
     def full_loglik(self, coef) -> float:

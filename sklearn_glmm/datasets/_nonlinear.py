@@ -38,9 +38,11 @@ def engagement_nonlinear_effect(data: pd.DataFrame, n_days: int | None = None) -
         # saturating: the first pushes of a day help, later ones hardly
         + 0.7 * (1.0 - np.exp(-notifications / 1.5))
         # thresholds: a good mood lifts engagement, a bad one lowers it
-        + 0.4 * (mood > 0.5) - 0.25 * (mood < -1.0)
+        + 0.4 * (mood > 0.5)
+        - 0.25 * (mood < -1.0)
         # weekday x trend: the weekend dip deepens with tenure, Mondays recover
-        - 0.6 * weekend * tenure + 0.15 * (weekday == 0)
+        - 0.6 * weekend * tenure
+        + 0.15 * (weekday == 0)
         + 0.25 * np.sin(np.pi * tenure)
         # a user-level covariate with a peak: users around 30 are most engaged
         + 0.35 * np.exp(-(((age - 30.0) / 10.0) ** 2))
@@ -128,14 +130,16 @@ def make_engagement_nonlinear(
     b = rng.normal(0.0, user_sd, size=n_users)
     width = len(str(n_users))
     labels = np.array([f"u{i + 1:0{width}d}" for i in range(n_users)])
-    data = pd.DataFrame({
-        "user_id": labels[user],
-        "day": day,
-        "weekday": weekday,
-        "notifications": notifications,
-        "mood": mood,
-        "age": age[user],
-    })
+    data = pd.DataFrame(
+        {
+            "user_id": labels[user],
+            "day": day,
+            "weekday": weekday,
+            "notifications": notifications,
+            "mood": mood,
+            "age": age[user],
+        }
+    )
     fixed_part = engagement_nonlinear_effect(data, n_days)
     data["logins"] = rng.poisson(np.exp(fixed_part + b[user]))
     if not return_truth:

@@ -32,8 +32,14 @@ from ._spec import INTERCEPT, RandomEffectSpec, parse_random_effects
 from ._terms import RandomEffectTerm
 
 __all__ = [
-    "DesignBuilder", "Design", "column_r_factor", "groups_to_series", "groups_to_frame", "independent_columns",
-    "independent_from_r", "encode_labels",
+    "DesignBuilder",
+    "Design",
+    "column_r_factor",
+    "groups_to_series",
+    "groups_to_frame",
+    "independent_columns",
+    "independent_from_r",
+    "encode_labels",
 ]
 
 DEFAULT_GROUP_NAME = "group"
@@ -66,19 +72,15 @@ def groups_to_series(groups: object, n_samples: int) -> pd.Series:
         if array.ndim == 2 and array.shape[1] == 1:
             array = array[:, 0]
         if array.ndim != 1:
-            raise ValueError(
-                f"groups must be one-dimensional (one label per row); got shape {array.shape}."
-            )
+            raise ValueError(f"groups must be one-dimensional (one label per row); got shape {array.shape}.")
         series = pd.Series(array, name=None)
     if len(series) != n_samples:
         raise ValueError(
-            f"groups has {len(series)} labels but X has {n_samples} rows; "
-            "pass one group label per row."
+            f"groups has {len(series)} labels but X has {n_samples} rows; pass one group label per row."
         )
     if series.isna().any():
         raise ValueError(
-            f"groups has {int(series.isna().sum())} missing label(s); "
-            "drop those rows or give them a label."
+            f"groups has {int(series.isna().sum())} missing label(s); drop those rows or give them a label."
         )
     check_group_labels(series)
     return series.reset_index(drop=True)
@@ -114,7 +116,9 @@ def groups_to_frame(groups: object, n_samples: int, factor_columns: list[str]) -
                 f"needs {missing}; pass groups with a column per grouping factor."
             )
         frame = groups[factor_columns]
-    elif not isinstance(groups, (pd.DataFrame, pd.Series)) and np.ndim(groups) == 2 and np.shape(groups)[1] > 1:
+    elif (
+        not isinstance(groups, (pd.DataFrame, pd.Series)) and np.ndim(groups) == 2 and np.shape(groups)[1] > 1
+    ):
         array = np.asarray(groups)
         if array.shape[1] != len(factor_columns):
             raise ValueError(
@@ -138,8 +142,11 @@ def groups_to_frame(groups: object, n_samples: int, factor_columns: list[str]) -
                 f"{str(series.name)!r}; rename one of them so they agree."
             )
         # column names are text: a factor named 0 (a numpy-built frame's column) is "0"
-        return series.to_frame(str(name if name is not None else (series.name if series.name is not None
-                                                                   else DEFAULT_GROUP_NAME)))
+        return series.to_frame(
+            str(
+                name if name is not None else (series.name if series.name is not None else DEFAULT_GROUP_NAME)
+            )
+        )
     frame = frame.reset_index(drop=True)
     frame.columns = [str(c) for c in frame.columns]
     for column in frame.columns:
@@ -346,8 +353,11 @@ class DesignBuilder:
     def name_factors(self, group_columns: list[str]) -> list[str]:
         """The grouping factors in order of first appearance (the short form takes the one column's name)."""
         if self.bars[0].factor is None:  # short form: the factor is groups' one column, whatever its name
-            self.bars = (RandomEffectSpec(self.bars[0].columns, self.bars[0].intercept, str(group_columns[0]),
-                                          whole_name=True),)
+            self.bars = (
+                RandomEffectSpec(
+                    self.bars[0].columns, self.bars[0].intercept, str(group_columns[0]), whole_name=True
+                ),
+            )
         factors: list[str] = []
         for bar in self.bars:
             if bar.factor not in factors:
@@ -422,7 +432,11 @@ class DesignBuilder:
             return Design(self._fixed(X), [])
         frame = None
         columns = self.factor_columns
-        if groups is not None and len(columns) == 1 and not (isinstance(groups, pd.DataFrame) and groups.shape[1] > 1):
+        if (
+            groups is not None
+            and len(columns) == 1
+            and not (isinstance(groups, pd.DataFrame) and groups.shape[1] > 1)
+        ):
             # one grouping column: its name at predict time does not matter
             frame = groups_to_series(groups, X.shape[0]).rename(columns[0]).to_frame()
         elif groups is not None:

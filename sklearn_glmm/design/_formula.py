@@ -203,7 +203,9 @@ def parse_formula(formula: str) -> ParsedFormula:
                     double = "||" in inner
                     terms, factor = (p.strip() for p in inner.split("||" if double else "|", 1))
                     if not terms or not factor:
-                        raise _bad(formula, f"the bar ({inner}) needs terms on the left and a factor on the right")
+                        raise _bad(
+                            formula, f"the bar ({inner}) needs terms on the left and a factor on the right"
+                        )
                     bars.append((terms, factor))
                     uncorrelated.append(double)
                     pieces.append((start, i + 1))
@@ -220,7 +222,11 @@ def parse_formula(formula: str) -> ParsedFormula:
     fixed = re.sub(r"\+\s*(\+\s*)+", "+ ", fixed)
     fixed = re.sub(r"^\s*\+\s*|\s*\+\s*$", "", fixed.strip()).strip()
     return ParsedFormula(
-        response=lhs, fixed=fixed or "1", bars=tuple(bars), offsets=tuple(offsets), uncorrelated=tuple(uncorrelated)
+        response=lhs,
+        fixed=fixed or "1",
+        bars=tuple(bars),
+        offsets=tuple(offsets),
+        uncorrelated=tuple(uncorrelated),
     )
 
 
@@ -231,7 +237,9 @@ def _factor_columns(factor: str) -> list[str]:
 
 def _r_power(text: str) -> str:
     """R's ``^`` inside ``I()`` is a power; Python's is ``**``."""
-    return re.sub(r"I\(([^()]*(?:\([^()]*\)[^()]*)*)\)", lambda m: "I(" + m.group(1).replace("^", "**") + ")", text)
+    return re.sub(
+        r"I\(([^()]*(?:\([^()]*\)[^()]*)*)\)", lambda m: "I(" + m.group(1).replace("^", "**") + ")", text
+    )
 
 
 def _r_name(name: str) -> str:
@@ -249,7 +257,9 @@ def _r_name(name: str) -> str:
         return m.group(1) + value
 
     name = re.sub(r"([^\[\]:]+?)\[(?:T\.)?([^\]]+)\]", level, name)
-    return re.sub(r"I\((.*)\)", lambda m: "I(" + m.group(1).replace(" ** ", "^").replace("**", "^") + ")", name)
+    return re.sub(
+        r"I\((.*)\)", lambda m: "I(" + m.group(1).replace(" ** ", "^").replace("**", "^") + ")", name
+    )
 
 
 def _prepare(data: pd.DataFrame) -> pd.DataFrame:
@@ -350,7 +360,9 @@ class FormulaSpec:
             needed |= {str(v) for v in getattr(spec, "required_variables", ())}
         return needed <= set(map(str, data.columns))
 
-    def transform(self, data: pd.DataFrame, weights=None, offset=None, *, response: bool = False) -> FormulaFrame:
+    def transform(
+        self, data: pd.DataFrame, weights=None, offset=None, *, response: bool = False
+    ) -> FormulaFrame:
         """The estimator's inputs for the rows of ``data``.
 
         Parameters
@@ -388,7 +400,9 @@ class FormulaSpec:
         for spec in self.random_specs:
             extra = _matrix_for(self, spec, frame, "a random-effects term")
             taken = _names(matrices)
-            matrices.append((extra, [c for c in extra.columns if str(c) != "Intercept" and _r_name(str(c)) not in taken]))
+            matrices.append(
+                (extra, [c for c in extra.columns if str(c) != "Intercept" and _r_name(str(c)) not in taken])
+            )
         keep = np.ones(n, dtype=bool)
         for matrix, _ in matrices:
             kept = np.zeros(n, dtype=bool)
@@ -414,9 +428,11 @@ class FormulaSpec:
         if formula_offset is not None:
             keep &= np.isfinite(formula_offset)
         rows = np.flatnonzero(keep)
-        X = pd.concat(
-            [_kept(matrix, columns, keep) for matrix, columns in matrices], axis=1
-        ) if matrices else pd.DataFrame(index=range(rows.size))
+        X = (
+            pd.concat([_kept(matrix, columns, keep) for matrix, columns in matrices], axis=1)
+            if matrices
+            else pd.DataFrame(index=range(rows.size))
+        )
         X.columns = [_r_name(str(c)) for c in X.columns]
         X = X[list(self.columns)]
         y = frame[self.response].to_numpy()[rows] if has_y else None
@@ -433,8 +449,13 @@ class FormulaSpec:
         has_weights = self.weights_column is None or self.weights_column in frame.columns
         w = _column_or_array(self.weights_column or weights, frame, "weights") if has_weights else None
         return FormulaFrame(
-            X=X, y=y, groups=groups, offset=total_offset, sample_weight=None if w is None else w[rows],
-            rows=rows, n_rows=n,
+            X=X,
+            y=y,
+            groups=groups,
+            offset=total_offset,
+            sample_weight=None if w is None else w[rows],
+            rows=rows,
+            n_rows=n,
         )
 
 
@@ -489,7 +510,9 @@ def _fixed_matrix(parsed: ParsedFormula, data: pd.DataFrame, formula: str):
     try:
         mm = _model_matrix(fixed, data)
     except Exception as exc:  # noqa: BLE001 - formulaic raises many types; name the problem
-        raise _mismatch(formula, f"the fixed part {parsed.fixed!r} failed ({type(exc).__name__}: {exc})") from None
+        raise _mismatch(
+            formula, f"the fixed part {parsed.fixed!r} failed ({type(exc).__name__}: {exc})"
+        ) from None
     names = [str(c) for c in mm.columns]
     if "Intercept" not in names:
         raise _unsupported(formula, "a fixed part without an intercept ('0 +' or '- 1')")
@@ -503,7 +526,9 @@ def _random_part(parsed: ParsedFormula, data: pd.DataFrame, fixed_names: list[st
         try:
             mm = _model_matrix(_r_power(terms), data)
         except Exception as exc:  # noqa: BLE001 - as in _fixed_matrix
-            raise _mismatch(formula, f"the random terms {terms!r} failed ({type(exc).__name__}: {exc})") from None
+            raise _mismatch(
+                formula, f"the random terms {terms!r} failed ({type(exc).__name__}: {exc})"
+            ) from None
         names = [_r_name(str(c)) for c in mm.columns]
         intercept = INTERCEPT in names
         slopes = [n for n in names if n != INTERCEPT]
@@ -549,7 +574,10 @@ def prepare_formula_fit(formula: str, data: pd.DataFrame, weights=None, offset=N
         raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}.")
     parsed = parse_formula(formula)
     if parsed.response not in data.columns:
-        raise _mismatch(formula, f"the response {parsed.response!r} is not a column of data (columns: {list(data.columns)})")
+        raise _mismatch(
+            formula,
+            f"the response {parsed.response!r} is not a column of data (columns: {list(data.columns)})",
+        )
     for column in parsed.factor_columns:
         if column not in data.columns:
             raise _mismatch(formula, f"the grouping factor {column!r} is not a column of data")
@@ -557,9 +585,14 @@ def prepare_formula_fit(formula: str, data: pd.DataFrame, weights=None, offset=N
     mm = _fixed_matrix(parsed, frame, formula)
     fixed_names = [_r_name(str(c)) for c in mm.columns if str(c) != "Intercept"]
     random_effects, extra = _random_part(parsed, frame, fixed_names, formula) if parsed.bars else (None, [])
-    random_only = list(dict.fromkeys(
-        _r_name(str(c)) for m in extra for c in m.columns if _r_name(str(c)) not in fixed_names + [INTERCEPT]
-    ))
+    random_only = list(
+        dict.fromkeys(
+            _r_name(str(c))
+            for m in extra
+            for c in m.columns
+            if _r_name(str(c)) not in fixed_names + [INTERCEPT]
+        )
+    )
     terms, term_factors = _term_structure(mm.model_spec)
     spec = FormulaSpec(
         formula=formula,
@@ -597,7 +630,9 @@ def _column_or_array(value, frame: pd.DataFrame, name: str) -> np.ndarray | None
         value = frame[value]
     array = np.asarray(value, dtype=float)
     if array.shape != (len(frame),):
-        raise ValueError(f"{name} must have one value per row of data ({len(frame)}); got shape {array.shape}.")
+        raise ValueError(
+            f"{name} must have one value per row of data ({len(frame)}); got shape {array.shape}."
+        )
     return array
 
 
@@ -668,12 +703,16 @@ def update_formula(old: str, new: str) -> str:
     lhs, rhs = (part.strip() for part in new.split("~"))
     response = before.response if lhs in ("", ".") else lhs
     fixed, bars, offsets = _split_rhs(new, rhs)
-    old_bars = [f"({terms} {'||' if double else '|'} {factor})" for (terms, factor), double in zip(before.bars, before.uncorrelated)]
+    old_bars = [
+        f"({terms} {'||' if double else '|'} {factor})"
+        for (terms, factor), double in zip(before.bars, before.uncorrelated)
+    ]
     has_dot = re.search(r"(?<![A-Za-z0-9_.])\.(?![A-Za-z0-9_.])", fixed) is not None
     keep = list(old_bars) if has_dot else []
     if has_dot:
         offsets = list(before.offsets) + list(offsets)
         fixed = re.sub(r"(?<![A-Za-z0-9_.])\.(?![A-Za-z0-9_.])", f"({_r_power(before.fixed)})", fixed)
+
     def key(bar: str) -> str:
         return re.sub(r"\s+", "", bar)
 
@@ -681,7 +720,9 @@ def update_formula(old: str, new: str) -> str:
         found = [b for b in keep if key(b) == key(bar)]
         if sign == "-":
             if not found:
-                raise ValueError(f"update: {bar} is not a random-effects term of {old!r} (its terms: {keep}).")
+                raise ValueError(
+                    f"update: {bar} is not a random-effects term of {old!r} (its terms: {keep})."
+                )
             keep.remove(found[0])
         elif not found:
             keep.append(bar)
@@ -694,5 +735,3 @@ def update_formula(old: str, new: str) -> str:
     if parts[0] != "1" and not terms and keep:
         parts = ["1"] + parts
     return f"{response} ~ " + " + ".join(parts)
-
-

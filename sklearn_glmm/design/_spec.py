@@ -198,8 +198,7 @@ def parse_random_effects(spec: object) -> tuple[RandomEffectSpec, ...]:
     """
     if not isinstance(spec, str):
         raise TypeError(
-            f"random_effects must be a string such as '1' or '(1 + x | group)'; "
-            f"got {type(spec).__name__}."
+            f"random_effects must be a string such as '1' or '(1 + x | group)'; got {type(spec).__name__}."
         )
     text = spec.strip()
     if not text:

@@ -57,7 +57,6 @@ __all__ = [
 _TINY = 1e-300
 
 
-
 def weighted_log_factorial_sum(y: np.ndarray, w: np.ndarray) -> float:
     """``sum_i w_i log(y_i!)``, through the counts of each value when ``y`` holds small integers.
 
@@ -73,6 +72,7 @@ def weighted_log_factorial_sum(y: np.ndarray, w: np.ndarray) -> float:
                 weight_sums = np.bincount(values, weights=w)
                 return float(np.dot(weight_sums, gammaln(np.arange(weight_sums.size) + 1.0)))
     return float(np.dot(w, gammaln(y + 1.0)))
+
 
 class IRLSQuantities:
     """Per-observation quantities at one linear predictor ``eta``.
@@ -100,11 +100,26 @@ class IRLSQuantities:
 
     # a plain class with slots: PIRLS makes one per iteration, and a frozen
     # dataclass costs several times as much to build for small problems
-    __slots__ = ("mu", "score", "weights", "weights_deriv", "hessian_weights", "laplace_weights",
-                 "laplace_weights_deriv")
+    __slots__ = (
+        "mu",
+        "score",
+        "weights",
+        "weights_deriv",
+        "hessian_weights",
+        "laplace_weights",
+        "laplace_weights_deriv",
+    )
 
-    def __init__(self, mu, score, weights, weights_deriv, hessian_weights, laplace_weights=None,
-                 laplace_weights_deriv=None):
+    def __init__(
+        self,
+        mu,
+        score,
+        weights,
+        weights_deriv,
+        hessian_weights,
+        laplace_weights=None,
+        laplace_weights_deriv=None,
+    ):
         self.mu, self.score, self.weights, self.weights_deriv = mu, score, weights, weights_deriv
         self.hessian_weights = hessian_weights
         if laplace_weights is None:
@@ -305,9 +320,7 @@ class Family:
         link = self.default_link if link is None else link
         name = link.name if isinstance(link, Link) else link
         if name not in self.links:
-            raise ValueError(
-                f"The {self.name} family supports the links {list(self.links)}; got {name!r}."
-            )
+            raise ValueError(f"The {self.name} family supports the links {list(self.links)}; got {name!r}.")
         self.link = get_link(link)
 
     # -- distribution ---------------------------------------------------------
@@ -368,7 +381,9 @@ class Family:
         """A safe first guess of ``mu`` from ``y`` (as R's ``mustart``)."""
         return np.asarray(y, dtype=float)
 
-    def sample(self, mu: np.ndarray, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover
+    def sample(
+        self, mu: np.ndarray, w: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:  # pragma: no cover
         """Draw one response per row with mean ``mu`` (prior weights ``w``)."""
         raise NotImplementedError
 
@@ -831,6 +846,4 @@ def get_family(family: str | Family, link: str | Link | None = None) -> Family:
         return family
     if isinstance(family, str) and family in _FAMILIES:
         return _FAMILIES[family](link=link)
-    raise ValueError(
-        f"Unknown family {family!r}; expected one of {sorted(_FAMILIES)} or a Family instance."
-    )
+    raise ValueError(f"Unknown family {family!r}; expected one of {sorted(_FAMILIES)} or a Family instance.")

@@ -198,6 +198,4 @@ def get_link(link: str | Link) -> Link:
         return link
     if isinstance(link, str) and link in _LINKS:
         return _LINKS[link]()
-    raise ValueError(
-        f"Unknown link {link!r}; expected one of {sorted(_LINKS)} or a Link instance."
-    )
+    raise ValueError(f"Unknown link {link!r}; expected one of {sorted(_LINKS)} or a Link instance.")

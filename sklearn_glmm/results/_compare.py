@@ -121,9 +121,15 @@ def compare_models(*models, names=None) -> pd.DataFrame:
         names = [f"m{i + 1}" for i in range(len(models))]
     names = [str(n) for n in names]
     if len(names) != len(models) or len(set(names)) != len(names):
-        raise ValueError(f"names must give one distinct label per model; got {names} for {len(models)} models.")
+        raise ValueError(
+            f"names must give one distinct label per model; got {names} for {len(models)} models."
+        )
     info = [_describe(m) for m in models]
-    for key, what in (("n_obs", "numbers of observations"), ("family", "families"), ("response", "responses")):
+    for key, what in (
+        ("n_obs", "numbers of observations"),
+        ("family", "families"),
+        ("response", "responses"),
+    ):
         values = {d[key] for d in info}
         if len(values) > 1:
             raise ValueError(

@@ -21,7 +21,9 @@ from scipy import stats
 __all__ = ["simulate", "overdispersion", "OverdispersionResult"]
 
 
-def simulate(model, X, groups=None, n_simulations: int = 1, random_state=None, conditional: bool = True, offset=None):
+def simulate(
+    model, X, groups=None, n_simulations: int = 1, random_state=None, conditional: bool = True, offset=None
+):
     """Responses simulated from a fitted GLMM: ``model.simulate(...)``, R's ``simulate(m)``.
 
     Parameters

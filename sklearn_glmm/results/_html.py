@@ -104,7 +104,9 @@ def summary_html(summary) -> str:
                 ]
             )
         groups = ", ".join(f"{escape(str(k))}: {v}" for k, v in summary.n_groups.items())
-        parts.append(_table("Random effects", ["Groups", "Name", "with", "Variance / Cov", "Std.Dev. / Corr"], rows, 3))
+        parts.append(
+            _table("Random effects", ["Groups", "Name", "with", "Variance / Cov", "Std.Dev. / Corr"], rows, 3)
+        )
         parts.append(f"<p>Number of obs: {summary.n_obs}; groups: {groups}</p>")
     else:
         parts.append("<p>Random effects: none (plain GLM)</p>")

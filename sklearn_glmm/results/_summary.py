@@ -184,7 +184,12 @@ class GLMMSummary:
         for _, r in variances.iterrows():
             group = r["group"] if r["group"] != previous else ""
             previous = r["group"]
-            row = [str(group), str(r["var1"]) if pd.notna(r["var1"]) else "", f"{r['vcov']:.4g}", f"{r['sdcor']:.4g}"]
+            row = [
+                str(group),
+                str(r["var1"]) if pd.notna(r["var1"]) else "",
+                f"{r['vcov']:.4g}",
+                f"{r['sdcor']:.4g}",
+            ]
             if has_corr:
                 corr = covariances[(covariances["group"] == r["group"]) & (covariances["var2"] == r["var1"])]
                 row.append(" ".join(f"{c:.2f}" for c in corr["sdcor"]))
@@ -205,7 +210,12 @@ class GLMMSummary:
         ratio = "z value" if has_p else "t value"
         rows = [["", "Estimate", "Std. Error", ratio] + (["Pr(>|z|)", ""] if has_p else [])]
         for name, r in c.iterrows():
-            row = [str(name), f"{r['Estimate']:.{decimals}f}", f"{r['Std. Error']:.{decimals}f}", f"{r[ratio]:.3f}"]
+            row = [
+                str(name),
+                f"{r['Estimate']:.{decimals}f}",
+                f"{r['Std. Error']:.{decimals}f}",
+                f"{r[ratio]:.3f}",
+            ]
             if has_p:
                 row += [_format_p(r["Pr(>|z|)"]), _stars(r["Pr(>|z|)"])]
             rows.append(row)

@@ -36,9 +36,20 @@ import numpy as np
 __all__ = ["ExactTrees", "HistTrees", "hist_trees_available", "make_tree_learner"]
 
 #: the histogram grower's arguments this module passes (checked once: the internals are private)
-_GROWER_ARGUMENTS = ("X_binned", "gradients", "hessians", "max_leaf_nodes", "max_depth", "min_samples_leaf",
-                     "n_bins", "n_bins_non_missing", "has_missing_values", "l2_regularization", "shrinkage",
-                     "n_threads")
+_GROWER_ARGUMENTS = (
+    "X_binned",
+    "gradients",
+    "hessians",
+    "max_leaf_nodes",
+    "max_depth",
+    "min_samples_leaf",
+    "n_bins",
+    "n_bins_non_missing",
+    "has_missing_values",
+    "l2_regularization",
+    "shrinkage",
+    "n_threads",
+)
 
 #: (_BinMapper, TreeGrower, G_H_DTYPE), or None when they cannot be used; imported on first use
 #: (``import sklearn_glmm`` does not load scikit-learn's ensemble package)
@@ -55,9 +66,15 @@ def _internals():
             from sklearn.ensemble._hist_gradient_boosting.grower import TreeGrower
 
             names = inspect.signature(TreeGrower.__init__).parameters
-            usable = all(name in names for name in _GROWER_ARGUMENTS) and hasattr(TreeGrower, "make_predictor")
+            usable = all(name in names for name in _GROWER_ARGUMENTS) and hasattr(
+                TreeGrower, "make_predictor"
+            )
             _INTERNALS.append((_BinMapper, TreeGrower, G_H_DTYPE) if usable else None)
-        except (ImportError, TypeError, ValueError):  # pragma: no cover - a scikit-learn whose internals moved
+        except (
+            ImportError,
+            TypeError,
+            ValueError,
+        ):  # pragma: no cover - a scikit-learn whose internals moved
             _INTERNALS.append(None)
     return _INTERNALS[0]
 
@@ -84,15 +101,30 @@ class HistTrees:
         OpenMP threads of the binning, the histograms and the predictions.
     """
 
-    def __init__(self, X, X_valid, *, max_leaf_nodes, max_depth, min_samples_leaf, l2_regularization,
-                 max_bins, random_state, n_threads=1):
+    def __init__(
+        self,
+        X,
+        X_valid,
+        *,
+        max_leaf_nodes,
+        max_depth,
+        min_samples_leaf,
+        l2_regularization,
+        max_bins,
+        random_state,
+        n_threads=1,
+    ):
         bin_mapper, self._TreeGrower, self._dtype = _internals()
         self.n_threads = int(n_threads)
         self.mapper = bin_mapper(n_bins=max_bins + 1, random_state=random_state, n_threads=self.n_threads)
         self.X_binned = self.mapper.fit_transform(X)
         self.X_valid_binned = None if X_valid is None else self.mapper.transform(X_valid)
-        self.options = {"max_leaf_nodes": max_leaf_nodes, "max_depth": max_depth,
-                        "min_samples_leaf": min_samples_leaf, "l2_regularization": l2_regularization}
+        self.options = {
+            "max_leaf_nodes": max_leaf_nodes,
+            "max_depth": max_depth,
+            "min_samples_leaf": min_samples_leaf,
+            "l2_regularization": l2_regularization,
+        }
         self.predictors: list = []
         self._grower = None
 
@@ -131,7 +163,9 @@ class HistTrees:
         self.predictors.append(predictor)
         if self.X_valid_binned is None:
             return None
-        return predictor.predict_binned(self.X_valid_binned, self.mapper.missing_values_bin_idx_, self.n_threads)
+        return predictor.predict_binned(
+            self.X_valid_binned, self.mapper.missing_values_bin_idx_, self.n_threads
+        )
 
     def truncate(self, n_trees: int) -> None:
         del self.predictors[n_trees:]
@@ -184,12 +218,27 @@ class ExactTrees:
     criterion has no ridge).
     """
 
-    def __init__(self, X, X_valid, *, max_leaf_nodes, max_depth, min_samples_leaf, l2_regularization,
-                 max_bins, random_state, n_threads=1):
+    def __init__(
+        self,
+        X,
+        X_valid,
+        *,
+        max_leaf_nodes,
+        max_depth,
+        min_samples_leaf,
+        l2_regularization,
+        max_bins,
+        random_state,
+        n_threads=1,
+    ):
         self.X = X
         self.X_valid = X_valid
-        self.options = {"max_leaf_nodes": max_leaf_nodes, "max_depth": max_depth,
-                        "min_samples_leaf": min_samples_leaf, "random_state": random_state}
+        self.options = {
+            "max_leaf_nodes": max_leaf_nodes,
+            "max_depth": max_depth,
+            "min_samples_leaf": min_samples_leaf,
+            "random_state": random_state,
+        }
         self.l2 = float(l2_regularization)
         self.trees: list = []
         self._tree = None
@@ -204,7 +253,9 @@ class ExactTrees:
         h = np.asarray(hessian, dtype=float)
         positive = h > 0
         target = np.divide(-np.asarray(gradient, dtype=float), h, out=np.zeros_like(h), where=positive)
-        tree = DecisionTreeRegressor(**self.options).fit(self.X, target, sample_weight=np.where(positive, h, 0.0))
+        tree = DecisionTreeRegressor(**self.options).fit(
+            self.X, target, sample_weight=np.where(positive, h, 0.0)
+        )
         nodes = tree.apply(self.X)
         self._leaf_nodes, leaves = np.unique(nodes, return_inverse=True)
         leaves = leaves.ravel()

@@ -41,6 +41,7 @@ __all__ = [
     "effective_threads",
 ]
 
+
 class SingularFitWarning(UserWarning):
     """A random-effect variance is at its boundary (0), as lme4's ``isSingular``."""
 
@@ -110,9 +111,9 @@ def check_numeric_inputs(X, y=None, *, y_numeric: bool = True) -> None:
             )
     else:
         array = np.asarray(X) if not hasattr(X, "toarray") else None
-        if array is not None and (array.dtype.kind in "US" or (
-            array.dtype.kind == "O" and any(_is_text(v) for v in array.ravel())
-        )):
+        if array is not None and (
+            array.dtype.kind in "US" or (array.dtype.kind == "O" and any(_is_text(v) for v in array.ravel()))
+        ):
             example = next(v for v in array.ravel() if _is_text(v) or array.dtype.kind in "US")
             raise ValueError(
                 f"X holds text such as {str(example)!r} (could not convert string to float). "
@@ -123,7 +124,9 @@ def check_numeric_inputs(X, y=None, *, y_numeric: bool = True) -> None:
         _check_missing_y(y)
     if y_numeric and y is not None:
         values = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
-        if values.dtype.kind in "US" or (values.dtype.kind == "O" and any(_is_text(v) for v in values.ravel())):
+        if values.dtype.kind in "US" or (
+            values.dtype.kind == "O" and any(_is_text(v) for v in values.ravel())
+        ):
             example = next(v for v in values.ravel() if _is_text(v) or values.dtype.kind in "US")
             raise ValueError(
                 f"y holds text such as {str(example)!r} (could not convert string to float); this "
@@ -238,9 +241,18 @@ def check_fit_data(name: str, family, reml: bool, design, y: np.ndarray, w: np.n
     y_kept = y[positive]
     y_range = (float(np.min(y_kept)), float(np.max(y_kept))) if y_kept.size else (0.0, 0.0)
     # levels present among the weighted rows (a count per level: O(n), no sort)
-    sampled = [int(np.count_nonzero(np.bincount(t.codes[positive], minlength=t.n_levels))) for t in design.terms]
-    check_fit_summary(name, family, reml, int(np.sum(positive)), y_range, design.X.shape[1],
-                      [(t.factor, t.q, g) for t, g in zip(design.terms, sampled)])
+    sampled = [
+        int(np.count_nonzero(np.bincount(t.codes[positive], minlength=t.n_levels))) for t in design.terms
+    ]
+    check_fit_summary(
+        name,
+        family,
+        reml,
+        int(np.sum(positive)),
+        y_range,
+        design.X.shape[1],
+        [(t.factor, t.q, g) for t, g in zip(design.terms, sampled)],
+    )
     for term in design.terms:
         check_term_columns(name, term.factor, term.term_names, _weighted_cross_products(term.Z, w))
     _check_distinct_partitions(name, design.terms, sampled, positive)
@@ -322,8 +334,15 @@ def _check_distinct_partitions(name: str, terms, sampled: list[int], positive: n
             )
 
 
-def check_fit_summary(name: str, family, reml: bool, n_obs: int, y_range: tuple[float, float], p: int,
-                      terms: list[tuple[str, int, int]]) -> None:
+def check_fit_summary(
+    name: str,
+    family,
+    reml: bool,
+    n_obs: int,
+    y_range: tuple[float, float],
+    p: int,
+    terms: list[tuple[str, int, int]],
+) -> None:
     """:func:`check_fit_data` on a summary of the data (what data held in parts report).
 
     ``y_range`` is the smallest and largest response among the rows with
@@ -397,8 +416,10 @@ def warn_if_singular(at_boundary: np.ndarray | None, report_bars) -> None:
             if flag and r == c:
                 at_zero.setdefault(group, []).append(str(names[r]))
     which = " and ".join(f"{names} by {group!r}" for group, names in at_zero.items())
-    what = f"the random-effect SD of {which} is (close to) 0" if at_zero else (
-        "a random-effect covariance matrix is singular (a correlation of +-1)"
+    what = (
+        f"the random-effect SD of {which} is (close to) 0"
+        if at_zero
+        else ("a random-effect covariance matrix is singular (a correlation of +-1)")
     )
     warnings.warn(
         f"boundary (singular) fit: {what}, as lme4's isSingular. The data show no "
@@ -497,15 +518,18 @@ def effective_threads(n_jobs: int | None) -> int:
     if n_jobs is None:
         return 1
     if n_jobs == 0:
-        raise ValueError("n_jobs must be None, a positive number of threads or a negative count from the CPUs "
-                         "(-1: all); got 0.")
+        raise ValueError(
+            "n_jobs must be None, a positive number of threads or a negative count from the CPUs "
+            "(-1: all); got 0."
+        )
     if n_jobs > 0:
         return int(n_jobs)
     return max(cpu_count() + 1 + int(n_jobs), 1)
 
 
-def theta_at_upper_bound(theta: np.ndarray, theta_scale: np.ndarray, diagonal: np.ndarray,
-                         controls: dict) -> np.ndarray:
+def theta_at_upper_bound(
+    theta: np.ndarray, theta_scale: np.ndarray, diagonal: np.ndarray, controls: dict
+) -> np.ndarray:
     """Which theta elements stopped at the optimiser's bound ``|theta_scale * theta| = max_scaled_theta``.
 
     That bound is the solver's, not the model's: a variance there would have
@@ -526,15 +550,21 @@ def warn_unbounded_variance(at_bound: np.ndarray, report_bars, family_name: str,
     names = []
     for group, terms, where in report_bars:
         lower = [(r, c) for c in range(len(terms)) for r in range(c, len(terms))]
-        names += [f"{terms[r]} by {group!r}" for flag, (r, c) in zip(at_bound[where], lower) if flag and r == c]
+        names += [
+            f"{terms[r]} by {group!r}" for flag, (r, c) in zip(at_bound[where], lower) if flag and r == c
+        ]
     which = ", ".join(names) if names else "a random-effect correlation"
     if family_name in ("binomial", "poisson", "negative_binomial"):
-        why = ("some groups' responses are all 0 (or all 1): the data are separated by group, and "
-               "those groups' random effects run off to infinity")
+        why = (
+            "some groups' responses are all 0 (or all 1): the data are separated by group, and "
+            "those groups' random effects run off to infinity"
+        )
         category = SeparationWarning
     else:
-        why = ("the random effects explain y (almost) exactly, e.g. y constant within groups: the "
-               "residual variance is (almost) 0")
+        why = (
+            "the random effects explain y (almost) exactly, e.g. y constant within groups: the "
+            "residual variance is (almost) 0"
+        )
         category = convergence_warning
     warnings.warn(
         f"The random-effect SD of {which} ran to the optimiser's bound (solver_options "
@@ -550,7 +580,11 @@ def warn_unbounded_variance(at_bound: np.ndarray, report_bars, family_name: str,
 #: start that merely did not converge (the optimiser goes on from it) and Fisher scoring
 #: where the observed information is not positive definite (the zero-inflated model's
 #: planned step, ``_core._zip``)
-_FALLBACK_NOTES = ("the step used least squares", "the line search failed", "the GLM start's information is singular")
+_FALLBACK_NOTES = (
+    "the step used least squares",
+    "the line search failed",
+    "the GLM start's information is singular",
+)
 
 
 def warn_about_fallbacks(notes: list[str]) -> None:
@@ -602,9 +636,11 @@ def separated_groups_note(family_name: str, terms, y: np.ndarray, w: np.ndarray,
             separated |= (rows > 0) & (full == 0)
         if not np.any(separated):
             continue
-        note = (f"separation by group: {int(np.sum(separated))} of {term.n_levels} levels of {term.factor!r} "
-                f"have responses all 0{' or all 1' if family_name == 'binomial' else ''}, and the random-"
-                f"intercept SD is {np.sqrt(cov[0, 0]):.3g} on the link scale")
+        note = (
+            f"separation by group: {int(np.sum(separated))} of {term.n_levels} levels of {term.factor!r} "
+            f"have responses all 0{' or all 1' if family_name == 'binomial' else ''}, and the random-"
+            f"intercept SD is {np.sqrt(cov[0, 0]):.3g} on the link scale"
+        )
         warnings.warn(
             f"The fit shows {note}: those groups' random effects run towards infinity and the SD "
             "estimate reflects the separation, not variation between groups. Drop those groups or "
