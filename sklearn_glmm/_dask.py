@@ -15,8 +15,8 @@ over the network) and the result persisted for the fit.
 return Dask collections (``map_partitions``); ``score`` returns a number
 computed on the cluster.
 
-Nothing here imports Dask until a Dask input arrives: ``dask[distributed]`` is
-an optional extra (``pip install 'sklearn_glmm[dask]'``). The partitioned fit
+Nothing here imports Dask until a Dask input arrives: ``dask[dataframe,distributed]``
+is an optional extra (``pip install '.[dask]'`` from a checkout). The partitioned fit
 (:mod:`sklearn_glmm._partitioned_fit` and the engine's partitioned problems) is
 imported then too, so ``import sklearn_glmm`` does not pay for it.
 """
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["is_dask_collection", "dask_aware", "fit_dask"]
 
-_EXTRA = "pip install 'sklearn_glmm[dask]'"
+_EXTRA = "pip install 'dask[dataframe,distributed]', or pip install '.[dask]' in a checkout of sklearn_glmm"
 
 
 def is_dask_collection(obj: Any) -> bool:

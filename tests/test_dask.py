@@ -163,7 +163,9 @@ def test_what_a_dask_fit_refuses(client, panel_files, monkeypatch):
 def test_without_distributed_a_dask_input_names_the_extra(monkeypatch, panel_files):
     data = dd.read_parquet(panel_files)
     monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(ImportError, match=r"pip install 'sklearn_glmm\[dask\]'"):
+    with pytest.raises(
+        ImportError, match=r"pip install 'dask\[dataframe,distributed\]', or pip install '\.\[dask\]'"
+    ):
         PoissonGLMMRegressor(group_column="user_id").fit(data[FEATURES + ["user_id"]], data["logins"])
 
 
