@@ -40,6 +40,8 @@ from .results._varcorr import VARCORR_COLUMNS, varcorr_table_bars
 from .utils._param_validation import Interval, StrOptions, validate_data
 from .utils._threads import single_blas_thread
 from .utils._validation import (
+    EXACT_FIT_NOTE,
+    UNBOUNDED_NOTE,
     check_finite_information,
     check_fit_data,
     check_numeric_inputs,
@@ -52,16 +54,7 @@ from .utils._validation import (
     warn_unbounded_variance,
 )
 
-#: the note of a linear mixed model whose residual SD is 0 to rounding (``GaussianLMMRegressor``)
-EXACT_FIT_NOTE = "exact fit"
-
-_UNBOUNDED_NOTE = (
-    "a random-effect SD ran to the optimiser's bound (max_scaled_theta): the likelihood "
-    "still rises there (groups without variation in y: separation by group, or y constant "
-    "within groups); the fit did not converge"
-)
-
-__all__ = ["_BaseGLMM", "_LaplaceGLMM", "NoGroupsWarning", "EXACT_FIT_NOTE"]
+__all__ = ["_BaseGLMM", "_LaplaceGLMM", "NoGroupsWarning"]
 
 
 def _check_vector(name: str, value, n_samples: int) -> np.ndarray:
@@ -387,9 +380,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
             self._finish_fit(
                 bool(design.terms), self._fitted_means(fitted, w), np.quantile(residuals, RESIDUAL_QUANTILES)
             )
-            if (
-                design.terms and _UNBOUNDED_NOTE not in self.fit_summary_.notes
-            ):  # at the bound: warned already
+            if design.terms and UNBOUNDED_NOTE not in self.fit_summary_.notes:  # at the bound: warned already
                 note = separated_groups_note(self._family_.name, design.terms, y, w, self._re_cov)
                 if note is not None:
                     self.fit_summary_.notes.append(note)
@@ -439,7 +430,7 @@ class _BaseGLMM(_Lme4API, _InferenceMixin, BaseEstimator):
         if np.any(unbounded):
             # the optimiser stopped at its own bound on theta, not at a maximum
             result.converged = False
-            result.notes.append(_UNBOUNDED_NOTE)
+            result.notes.append(UNBOUNDED_NOTE)
         self._set_result_attributes(problem, result, terms)
         self.fit_summary_ = result
         exact = any(note.startswith(EXACT_FIT_NOTE) for note in result.notes)  # warned about by the LMM

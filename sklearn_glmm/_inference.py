@@ -32,6 +32,7 @@ from .results._intervals import (
     select_rows,
     wald_intervals,
 )
+from .utils._validation import EXACT_FIT_NOTE, UNBOUNDED_NOTE
 
 __all__ = ["_InferenceMixin", "RESIDUAL_KINDS"]
 
@@ -434,9 +435,8 @@ class _InferenceMixin:
         return out
 
 
-#: notes of fits whose likelihood has no maximum (``_base``: an SD at the optimiser's bound;
-#: ``GaussianLMMRegressor``: an exact fit)
-_NO_MAXIMUM_NOTES = ("exact fit", "a random-effect SD ran to the optimiser's bound")
+#: notes of fits whose likelihood has no maximum
+_NO_MAXIMUM_NOTES = (EXACT_FIT_NOTE, UNBOUNDED_NOTE)
 
 
 def _check_has_maximum(result, what: str) -> None:

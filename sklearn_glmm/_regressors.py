@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 
-from ._base import EXACT_FIT_NOTE, _BaseGLMM, _LaplaceGLMM
+from ._base import _BaseGLMM, _LaplaceGLMM
 from ._core import CoreTerm, LMMProblem, fit_lmm
 from .families import (
     BinomialFamily,
@@ -26,7 +26,7 @@ from .families import (
 )
 from .results import varcorr_table
 from .utils._param_validation import StrOptions
-from .utils._validation import theta_at_upper_bound
+from .utils._validation import EXACT_FIT_NOTE, theta_at_upper_bound
 
 __all__ = [
     "PoissonGLMMRegressor",

@@ -24,6 +24,8 @@ from joblib import cpu_count
 __all__ = [
     "SingularFitWarning",
     "SeparationWarning",
+    "EXACT_FIT_NOTE",
+    "UNBOUNDED_NOTE",
     "FallbackWarning",
     "theta_at_upper_bound",
     "warn_unbounded_variance",
@@ -44,6 +46,18 @@ __all__ = [
 
 class SingularFitWarning(UserWarning):
     """A random-effect variance is at its boundary (0), as lme4's ``isSingular``."""
+
+
+#: the note of a linear mixed model whose residual SD is 0 to rounding (``GaussianLMMRegressor``;
+#: the recorded note starts with it)
+EXACT_FIT_NOTE = "exact fit"
+
+#: the note of a fit whose random-effect SD ran to the optimiser's bound
+UNBOUNDED_NOTE = (
+    "a random-effect SD ran to the optimiser's bound (max_scaled_theta): the likelihood "
+    "still rises there (groups without variation in y: separation by group, or y constant "
+    "within groups); the fit did not converge"
+)
 
 
 class SeparationWarning(UserWarning):
