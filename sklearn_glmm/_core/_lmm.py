@@ -42,6 +42,7 @@ profiled estimates.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,16 @@ from ._optimize import FitResult, fit
 from ._problem import Evaluation, Start
 from ._system import BlockedSystem, TermRows, TermsBookkeeping, TermSystem, ThetaMap
 
-__all__ = ["LMMProblem", "LMMReduced", "LMMResult", "LMMSums", "fit_lmm", "lmm_criterion", "lmm_gradient"]
+__all__ = [
+    "LMMProblem",
+    "LMMReduced",
+    "LMMResult",
+    "LMMSums",
+    "fit_lmm",
+    "lmm_criterion",
+    "lmm_evaluation",
+    "lmm_gradient",
+]
 
 
 @dataclass
@@ -148,6 +158,28 @@ def lmm_gradient(terms: np.ndarray, r2: float, n: int, p: int, reml: bool) -> np
     if reml:
         out = out + terms[2]
     return out
+
+
+def lmm_evaluation(
+    sums: LMMSums,
+    n: int,
+    p: int,
+    sum_log_w: float,
+    reml: bool,
+    gradient_terms: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    gradient: bool,
+) -> Evaluation:
+    """The criterion of eq. 10 from ``sums`` and, with ``gradient``, its gradient (eq. 10b).
+
+    ``gradient_terms(beta, RXtRX_inv)`` returns the three derivatives that
+    :func:`lmm_gradient` combines (in memory, or summed over parts).
+    """
+    deviance = lmm_criterion(sums, n, p, sum_log_w, reml)
+    if not gradient or not np.isfinite(deviance):
+        return Evaluation(deviance, None, None, np.zeros(0))
+    beta, r2 = sums.solution()
+    terms = gradient_terms(beta, np.linalg.inv(sums.RXtRX))
+    return Evaluation(deviance, lmm_gradient(terms, r2, n, p, reml), np.zeros(0), np.zeros(0))
 
 
 class LMMProblem(TermsBookkeeping):
@@ -269,15 +301,15 @@ class LMMProblem(TermsBookkeeping):
         if self._last is not None and self._last[0] == key:
             return self._last[1]
         red = self.reduce(theta)
-        deviance = lmm_criterion(red.sums, self.n, self.p, self.sum_log_w, self.reml)
-        if not gradient or not np.isfinite(deviance):
-            ev = Evaluation(deviance, None, None, np.zeros(0))
-        else:
-            beta, r2 = red.sums.solution()
-            terms = self.gradient_terms(red, beta, np.linalg.inv(red.sums.RXtRX))
-            ev = Evaluation(
-                deviance, lmm_gradient(terms, r2, self.n, self.p, self.reml), np.zeros(0), np.zeros(0)
-            )
+        ev = lmm_evaluation(
+            red.sums,
+            self.n,
+            self.p,
+            self.sum_log_w,
+            self.reml,
+            lambda beta, RXtRX_inv: self.gradient_terms(red, beta, RXtRX_inv),
+            gradient,
+        )
         self._last = (key, ev)
         return ev
 

@@ -34,7 +34,7 @@ import numpy as np
 from ..families import Family
 from ._controls import SolverControls
 from ._laplace import LaplaceProblem, RowSelection, evenly_spaced_levels
-from ._lmm import LMMResult, LMMSums, lmm_criterion, lmm_gradient
+from ._lmm import LMMResult, LMMSums, lmm_criterion, lmm_evaluation
 from ._problem import Evaluation, Start
 from ._system import TermsBookkeeping, ThetaMap
 
@@ -274,6 +274,9 @@ def _assemble(
 class _Partitioned(TermsBookkeeping):
     """The bookkeeping both partitioned problems share (summaries of the parts)."""
 
+    #: each part factorises its own levels' system (``FitResult.linear_algebra``)
+    linear_algebra = "partitioned: one factorisation per part"
+
     def __init__(
         self, runner: PartRunner, theta_map: ThetaMap, level_counts: list[int], controls: SolverControls
     ):
@@ -315,7 +318,6 @@ class PartitionedLaplaceProblem(_Partitioned):
 
     #: every evaluation is a round trip to the parts: stage 1 runs on the gathered subsample
     theta_is_cheap = False
-    linear_algebra = "partitioned: one factorisation per part"
 
     def __init__(
         self,
@@ -428,7 +430,6 @@ class PartitionedLMMProblem(_Partitioned):
     theta_is_cheap = True
     param_bounds = None
     n_coef = 0
-    linear_algebra = "partitioned: one factorisation per part"
 
     def __init__(
         self,
@@ -473,14 +474,14 @@ class PartitionedLMMProblem(_Partitioned):
     ) -> Evaluation:
         """The criterion from the parts' sums; with ``gradient`` a second round trip for eq. 10b."""
         theta = np.asarray(theta, dtype=float)
-        sums = self.reduced_sums(theta)
-        deviance = lmm_criterion(sums, self.n, self.p, self.sum_log_w, self.reml)
-        if not gradient or not np.isfinite(deviance):
-            return Evaluation(deviance, None, None, np.zeros(0))
-        beta, r2 = sums.solution()
-        terms = sum(self.runner.map(part_lmm_gradient, theta, beta, np.linalg.inv(sums.RXtRX)))
-        return Evaluation(
-            deviance, lmm_gradient(terms, r2, self.n, self.p, self.reml), np.zeros(0), np.zeros(0)
+        return lmm_evaluation(
+            self.reduced_sums(theta),
+            self.n,
+            self.p,
+            self.sum_log_w,
+            self.reml,
+            lambda beta, RXtRX_inv: sum(self.runner.map(part_lmm_gradient, theta, beta, RXtRX_inv)),
+            gradient,
         )
 
     def deviance(self, theta, reml: bool) -> float:
