@@ -117,7 +117,8 @@ class LocalSource:
         )
 
     def release(self) -> None:
-        pass
+        # the frames are the caller's and nothing was persisted: nothing to free
+        return None
 
 
 # -- what runs where the partitions are ---------------------------------------------------
